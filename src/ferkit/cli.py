@@ -1,0 +1,181 @@
+"""The `ferkit` command line: one sub-command per job.
+
+Heavy libraries are imported inside each command, so `ferkit predict` never pays for
+TensorFlow and `ferkit --help` answers at once. User mistakes print one `error:` line and
+exit with status 2; a failure on some inputs of a batch exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ferkit.errors import FerkitError
+
+
+def _add_explore(sub) -> None:
+    p = sub.add_parser("explore", help="samples per class, class imbalance, image quality")
+    p.add_argument("data", type=Path, help="a class folder or fer2013.csv")
+    p.add_argument("--val", type=Path, help="a second split to compare (e.g. publictest/)")
+    p.add_argument("--usage", help="fer2013.csv rows to use for DATA")
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNGs and explore.json")
+    p.add_argument("--augment", action="store_true", help="also draw the training augmentation")
+
+
+def cmd_explore(args) -> int:
+    from ferkit import data
+    from ferkit.explore import explore, format_quality, format_table
+
+    splits = {args.data.name or "data": data.load(args.data, usage=args.usage)}
+    if args.val:
+        splits[args.val.name if args.val.name not in splits else "val"] = data.load(args.val)
+    report = explore(splits, args.out, augment=args.augment)
+    for name, part in report.items():
+        print(format_table(name, part["classes"]), end="\n\n")
+    for name, part in report.items():
+        print(format_quality(name, part["quality"]))
+    print(f"\nwrote {', '.join(sorted(p.name for p in args.out.iterdir()))} to {args.out}")
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model (resumable, best-val checkpoint, live curves)")
+    p.add_argument("data", nargs="*", help="training sources: class folders or fer2013.csv")
+    p.add_argument("--val", help="validation source (never trained on)")
+    p.add_argument(
+        "--val-split",
+        type=float,
+        help="carve this stratified share of --val out for validation; the rest is trained on",
+    )
+    p.add_argument("--split-seed", type=int)
+    p.add_argument(
+        "--val-rest-repeat", type=int, help="repeat the rest of --val this many times in training"
+    )
+    p.add_argument(
+        "--recipe", choices=["seed", "default"], help="preset settings (flags still override)"
+    )
+    p.add_argument("--arch", help="architecture: seed or vgg")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--class-weight", choices=["none", "sqrt", "balanced"])
+    p.add_argument("--blur-prob", type=float, help="share of training images given a random blur")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--quiet", action="store_true", help="one line per epoch instead of a progress bar"
+    )
+
+
+def cmd_train(args) -> int:
+    from ferkit.train import RECIPES, TrainConfig, train
+
+    settings = dict(RECIPES.get(args.recipe, {}))
+    for key in (
+        "val", "val_split", "split_seed", "val_rest_repeat", "arch", "epochs", "batch_size",
+        "learning_rate", "label_smoothing", "class_weight", "seed", "max_minutes",
+    ):  # fmt: skip
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.blur_prob is not None:
+        settings["augment"] = {
+            **settings.get("augment", TrainConfig([]).augment),
+            "blur_prob": args.blur_prob,
+        }
+    if not args.resume and not args.data:
+        raise FerkitError("give at least one training source (a class folder or fer2013.csv)")
+    cfg = TrainConfig(sources=[str(p) for p in args.data], **settings)
+    try:
+        meta = train(cfg, args.out, resume=args.resume, verbose=2 if args.quiet else 1)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: continue with 'ferkit train --resume --out {args.out}'",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"best validation accuracy {meta['metrics']['best_val_accuracy']:.2%}; model files in {args.out}"
+    )
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix")
+    p.add_argument("data", type=Path, help="a class folder or fer2013.csv")
+    p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
+    p.add_argument("--engine", default="auto", choices=["auto", "keras", "onnx"])
+    p.add_argument("--usage", help="fer2013.csv rows to use: Training, PublicTest or PrivateTest")
+    p.add_argument("--only", type=Path, help="a file list (one name per line) to restrict to")
+    p.add_argument("--blur", type=float, help="blur inputs with this sigma first (as train/ is)")
+    p.add_argument("--input-blur", type=float, help="override the model's own input blur sigma")
+    p.add_argument(
+        "--tta", choices=["on", "off"], help="override the model's flip test-time augmentation"
+    )
+    p.add_argument("--out", type=Path, help="folder for confusion.png and metrics.json")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from ferkit import data
+    from ferkit.evaluate import format_report, metrics
+    from ferkit.preprocess import blur
+    from ferkit.recognizer import FacialExpressionModel
+
+    faces = data.load(args.data, usage=args.usage)
+    if args.only:
+        faces = faces.only(data.read_list(args.only))
+    tta = None if args.tta is None else args.tta == "on"
+    model = FacialExpressionModel.load(args.model, args.engine, blur_sigma=args.input_blur, tta=tta)
+    images = faces.images
+    if args.blur:
+        images = np.stack([blur(img, args.blur) for img in images])
+    predicted = model.predict_scores(images).argmax(axis=1)
+    result = metrics(faces.labels, predicted)
+    result["data"] = str(args.data) + (f" (only {args.only})" if args.only else "")
+    result["blur"] = args.blur or 0.0
+    result["engine"] = model.engine
+    if args.out:
+        from ferkit.plots import confusion
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        confusion(np.array(result["confusion"]), args.out / "confusion.png")
+        data.write_atomic(args.out / "metrics.json", json.dumps(result, indent=2).encode())
+    print(json.dumps(result) if args.json else format_report(result))
+    return 0
+
+
+COMMANDS = {
+    "explore": (_add_explore, cmd_explore),
+    "train": (_add_train, cmd_train),
+    "evaluate": (_add_evaluate, cmd_evaluate),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ferkit", description="Facial expression recognition (FER2013)."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except FerkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

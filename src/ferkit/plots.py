@@ -1,0 +1,101 @@
+"""Every PNG ferkit draws (matplotlib, no screen needed), each written atomically."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ferkit.data import write_atomic  # noqa: E402
+from ferkit.labels import EMOTIONS  # noqa: E402
+
+
+def save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    write_atomic(Path(path), buf.getvalue())
+
+
+def training_curves(history: dict[str, list[float]], path: Path) -> None:
+    """Loss and accuracy per epoch, train against validation."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + key, [])
+            if values:
+                ax.plot(epochs[: len(values)], values, style, label=(prefix or "train_") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    save(fig, path)
+
+
+def confusion(matrix: np.ndarray, path: Path, title: str = "") -> None:
+    """Row-normalised confusion matrix with the counts written in each cell."""
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = matrix / np.maximum(rows, 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(EMOTIONS)):
+        for j in range(len(EMOTIONS)):
+            color = "white" if share[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center", color=color, fontsize=8)
+    ax.set_title(title or "confusion (rows: true class)")
+    save(fig, path)
+
+
+def image_grid(rows: list[tuple[str, np.ndarray]], path: Path, title: str = "") -> None:
+    """One row of gray images per label."""
+    n_cols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(
+        len(rows), n_cols, figsize=(n_cols * 1.1, len(rows) * 1.2), squeeze=False
+    )
+    for r, (label, images) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(images):
+                ax.imshow(images[c], cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].set_title(label, loc="left", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    save(fig, path)
+
+
+def class_bars(counts: dict[str, np.ndarray], path: Path) -> None:
+    """Samples per class, one bar group per class and one colour per split."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(counts)
+    x = np.arange(len(EMOTIONS))
+    for i, (split, values) in enumerate(counts.items()):
+        ax.bar(x + i * width, values, width, label=split)
+    ax.set_xticks(x + width * (len(counts) - 1) / 2, EMOTIONS)
+    ax.set_ylabel("images")
+    ax.set_title("class distribution")
+    ax.legend()
+    save(fig, path)
+
+
+def emotions_over_time(times: np.ndarray, scores: np.ndarray, path: Path, title: str = "") -> None:
+    """Per-emotion score (mean over faces) against time in seconds."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for i, name in enumerate(EMOTIONS):
+        ax.plot(times, scores[:, i], label=name)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("score")
+    ax.set_ylim(0, 1)
+    ax.legend(ncol=4, fontsize=8)
+    ax.set_title(title or "emotions over time")
+    save(fig, path)

@@ -1,0 +1,79 @@
+"""Model files as in the seed: architecture JSON (`model.to_json()`) beside the weights.
+
+A model folder holds `model.json`, `model.weights.h5`, `metadata.json` (labels, input,
+preprocessing, training data and metrics) and, once exported, `model.onnx`. Every file is
+written under a temporary name and renamed, so a crash never leaves half a model.
+Keras is imported inside the functions: serving from ONNX never pays for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ferkit.data import write_atomic
+from ferkit.errors import FerkitError
+
+JSON_NAME = "model.json"
+WEIGHTS_NAME = "model.weights.h5"
+METADATA_NAME = "metadata.json"
+ONNX_NAME = "model.onnx"
+
+
+def save_model_files(folder: Path, model: Any, metadata: dict) -> None:
+    """Save architecture, weights (without optimizer state: a third of the size) and metadata."""
+    import keras
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = json.loads(model.to_json())
+    config.pop("compile_config", None)  # a predictor needs no optimizer
+    model_json = json.dumps(config)
+    bare = keras.models.model_from_json(model_json)
+    bare.set_weights(model.get_weights())
+    tmp_weights = folder / f"tmp{os.getpid()}.weights.h5"
+    bare.save_weights(tmp_weights)
+    os.replace(tmp_weights, folder / WEIGHTS_NAME)
+    write_atomic(folder / JSON_NAME, model_json.encode())
+    write_metadata(folder, metadata)
+
+
+def write_metadata(folder: Path, metadata: dict) -> None:
+    write_atomic(folder / METADATA_NAME, (json.dumps(metadata, indent=2) + "\n").encode())
+
+
+def read_metadata(folder: Path) -> dict:
+    path = Path(folder) / METADATA_NAME
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise FerkitError(f"{path}: not valid JSON ({err})") from err
+
+
+def load_keras_model(model_json: str | Path, weights: str | Path) -> Any:
+    """Rebuild the architecture from JSON (Keras safe mode: no code in the file runs) and load weights."""
+    import keras
+
+    model_json, weights = Path(model_json), Path(weights)
+    for path in (model_json, weights):
+        if not path.is_file():
+            raise FerkitError(f"{path}: model file not found")
+    try:
+        model = keras.models.model_from_json(model_json.read_text())
+    except Exception as err:
+        raise FerkitError(f"{model_json}: not a Keras model JSON ({err})") from err
+    if tuple(model.input_shape[1:]) != (48, 48, 1) or model.output_shape[-1] != 7:
+        raise FerkitError(
+            f"{model_json}: expected input (48, 48, 1) and 7 outputs, got "
+            f"{model.input_shape[1:]} and {model.output_shape[-1]}"
+        )
+    try:
+        model.load_weights(weights)
+    except Exception as err:
+        raise FerkitError(
+            f"{weights}: these weights do not fit the architecture in {model_json.name} ({err})"
+        ) from err
+    return model
