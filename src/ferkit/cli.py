@@ -107,8 +107,7 @@ def cmd_train(args) -> int:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix")
     p.add_argument("data", type=Path, help="a class folder or fer2013.csv")
-    p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
-    p.add_argument("--engine", default="auto", choices=["auto", "keras", "onnx"])
+    _add_model_options(p)
     p.add_argument("--usage", help="fer2013.csv rows to use: Training, PublicTest or PrivateTest")
     p.add_argument("--only", type=Path, help="a file list (one name per line) to restrict to")
     p.add_argument("--blur", type=float, help="blur inputs with this sigma first (as train/ is)")
@@ -151,10 +150,131 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_model_options(p) -> None:
+    p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
+    p.add_argument("--engine", default="auto", choices=["auto", "keras", "onnx"])
+
+
+def _pipeline(args):
+    from ferkit.pipeline import Pipeline
+    from ferkit.recognizer import FacialExpressionModel
+
+    return Pipeline(FacialExpressionModel.load(args.model, args.engine))
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="faces and emotions in photos")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
+    p.add_argument("--out", type=Path, help="folder for annotated images and one JSON per image")
+    p.add_argument("--json", action="store_true", help="print one JSON line per image")
+    _add_model_options(p)
+
+
+def _image_paths(inputs: list[Path]) -> list[Path]:
+    paths = []
+    for item in inputs:
+        paths += sorted(f for f in item.rglob("*") if f.is_file()) if item.is_dir() else [item]
+    return paths
+
+
+def cmd_predict(args) -> int:
+    import cv2
+
+    from ferkit.data import write_atomic
+    from ferkit.images import read_image
+    from ferkit.overlay import draw
+
+    pipeline = _pipeline(args)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in _image_paths(args.inputs):
+        try:
+            image = read_image(path)
+            faces = pipeline(image)
+        except FerkitError as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        record = {"file": str(path), "width": image.shape[1], "height": image.shape[0], "faces": faces}
+        if args.out:
+            ok, png = cv2.imencode(".png", draw(image, faces))
+            write_atomic(args.out / f"{path.stem}.png", png.tobytes())
+            write_atomic(args.out / f"{path.stem}.json", json.dumps(record, indent=2).encode())
+        if args.json:
+            print(json.dumps(record))
+        else:
+            found = ", ".join(f"{f['emotion']} ({f['scores'][f['emotion']]:.0%})" for f in faces)
+            print(f"{path}: {len(faces)} face(s){': ' + found if faces else ''}")
+    return 1 if failed else 0
+
+
+def _add_video(sub) -> None:
+    p = sub.add_parser("video", help="annotate a saved video (H.264 MP4, CSV, summary, chart)")
+    p.add_argument("input", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="annotated video (.mp4)")
+    p.add_argument("--csv", type=Path, help="per-frame results")
+    p.add_argument("--json", type=Path, help="summary: share of each emotion per face")
+    p.add_argument("--chart", type=Path, help="emotion-over-time PNG")
+    p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
+    p.add_argument("--no-smooth", action="store_true", help="no tracking or score smoothing")
+    _add_model_options(p)
+
+
+def cmd_video(args) -> int:
+    from ferkit.video import VideoOutputs, process_video
+
+    if args.out.suffix.lower() != ".mp4":
+        raise FerkitError(f"{args.out}: the output must be an .mp4 file")
+    outputs = VideoOutputs(args.out, args.csv, args.json, args.chart)
+    try:
+        summary = process_video(args.input, outputs, _pipeline(args), args.every, not args.no_smooth)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written", file=sys.stderr)
+        return 130
+    print(f"{summary['frames']} frames, {len(summary['faces'])} face track(s) -> {args.out}")
+    for face_id, face in summary["faces"].items():
+        print(f"  face {face_id}: {face['frames']} frames, mostly {face['dominant']}")
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model folder to ONNX (model.onnx)")
+    p.add_argument("model", type=Path, help="model folder with model.json and model.weights.h5")
+
+
+def cmd_export(args) -> int:
+    from ferkit.export import export_onnx
+
+    print(f"wrote {export_onnx(args.model)}")
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="the web app (live webcam, server stream, uploads, REST API)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--source", help="server stream source: a camera index (0) or a video file")
+    p.add_argument("--threads", type=int, default=8)
+    _add_model_options(p)
+
+
+def cmd_serve(args) -> int:
+    from ferkit.web import create_app, serve
+
+    app = create_app({"MODEL_DIR": args.model, "ENGINE": args.engine, "SOURCE": args.source})
+    serve(app, args.host, args.port, args.threads)
+    return 0
+
+
 COMMANDS = {
     "explore": (_add_explore, cmd_explore),
     "train": (_add_train, cmd_train),
     "evaluate": (_add_evaluate, cmd_evaluate),
+    "export": (_add_export, cmd_export),
+    "predict": (_add_predict, cmd_predict),
+    "video": (_add_video, cmd_video),
+    "serve": (_add_serve, cmd_serve),
 }
 
 

@@ -191,6 +191,8 @@ def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     if resume:
         if not config_path.exists():
             raise FerkitError(f"{out}: nothing to resume (no config.json)")
+        if not (out / "backup").exists() and (out / "model.json").exists():
+            raise FerkitError(f"{out}: this run is already complete")
         return TrainConfig(**json.loads(config_path.read_text()))
     if (out / "backup").exists() or (out / "history.csv").exists():
         raise FerkitError(f"{out}: a run is already there; add --resume to continue it")
@@ -199,7 +201,9 @@ def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig, out: Path, resume: bool = False, verbose: int = 1) -> dict:
+def train(
+    cfg: TrainConfig, out: Path, resume: bool = False, verbose: int = 1, callbacks: list | None = None
+) -> dict:
     """Fit, keep the best validation epoch, save model files; returns the metadata."""
     from ferkit.model import build_model
     from ferkit.serialize import save_model_files
@@ -219,7 +223,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, verbose: int = 1) -
         validation_data=(val_set.images[..., None].astype("float32"), _one_hot(val_set.labels)),
         epochs=cfg.epochs,
         class_weight=class_weights(train_set.labels, cfg.class_weight),
-        callbacks=_callbacks(out, cfg),
+        callbacks=_callbacks(out, cfg) + (callbacks or []),
         verbose=verbose,
     )
     seconds = time.monotonic() - started

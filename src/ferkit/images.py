@@ -1,0 +1,58 @@
+"""Read user images and sniff file types by content, never by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferkit.errors import FerkitError
+
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
+def sniff(data: bytes) -> str | None:
+    """'image', 'video' or None from the first bytes."""
+    if data[4:8] == b"ftyp" or data[:4] in (b"\x1aE\xdf\xa3", b"OggS"):  # MP4/MOV, WebM, Ogg
+        return "video"
+    if data[:4] == b"RIFF":
+        return "image" if data[8:12] == b"WEBP" else "video"
+    if any(data.startswith(m) for m in IMAGE_MAGIC):
+        return "image"
+    return None
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """BGR uint8 from gray, BGRA, 16-bit or float images."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    if not data:
+        raise FerkitError(f"{name}: empty file")
+    if sniff(data) != "image":
+        raise FerkitError(f"{name}: not an image (JPEG, PNG, BMP, WebP or TIFF expected)")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        image = None
+    if image is None or image.size == 0:
+        raise FerkitError(f"{name}: corrupt or too large an image (could not decode it)")
+    return to_bgr8(image)
+
+
+def read_image(path: Path) -> np.ndarray:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise FerkitError(f"{path}: cannot read ({err.strerror})") from err
+    return decode_image(data, str(path))

@@ -1,0 +1,64 @@
+"""Frame -> faces -> crops -> one batched model call -> results.
+
+The one function the CLI, the video tool and the web app all call. A result per face:
+``{"box": [x, y, w, h], "emotion": "happy", "scores": {7 labels: probability}}``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.faces import Detector, HaarDetector, crop, detect_faces
+from ferkit.labels import EMOTIONS
+from ferkit.recognizer import FacialExpressionModel
+
+MAX_PIXELS = 40_000_000  # refuse larger frames: a decompression bomb, not a photo
+
+
+class Pipeline:
+    """A model and a detector shared safely by threads (the web app serves many at once)."""
+
+    def __init__(
+        self,
+        model: FacialExpressionModel | None = None,
+        detector: Detector | None = None,
+        margin: float = 0.0,
+    ):
+        self.model = model or FacialExpressionModel.load()
+        self.detector = detector or HaarDetector()
+        self.margin = margin
+        self._lock = threading.Lock()
+
+    def __call__(self, frame: np.ndarray) -> list[dict]:
+        return recognize(frame, self.model, self.detector, self.margin, self._lock)
+
+
+def recognize(
+    frame: np.ndarray,
+    model: FacialExpressionModel,
+    detector: Detector,
+    margin: float = 0.0,
+    lock: threading.Lock | None = None,
+) -> list[dict]:
+    """Every face in the frame with its emotion and the 7 scores behind it."""
+    if frame.size == 0:
+        raise FerkitError("empty image")
+    if frame.shape[0] * frame.shape[1] > MAX_PIXELS:
+        raise FerkitError(f"image too large: {frame.shape[1]}x{frame.shape[0]} pixels (limit {MAX_PIXELS})")
+    if lock is None:
+        lock = threading.Lock()
+    with lock:
+        boxes = detect_faces(frame, detector)
+        scores = model.predict_scores([crop(frame, b, margin) for b in boxes])
+    return [result(box, s) for box, s in zip(boxes, scores, strict=True)]
+
+
+def result(box, scores: np.ndarray) -> dict:
+    return {
+        "box": [int(v) for v in box],
+        "emotion": EMOTIONS[int(np.argmax(scores))],
+        "scores": {name: round(float(p), 4) for name, p in zip(EMOTIONS, scores, strict=True)},
+    }

@@ -1,0 +1,175 @@
+"""Annotate a saved video: H.264 MP4 out (plays in browsers), per-frame CSV, summary, chart.
+
+Decoding and encoding use PyAV (FFmpeg). Every output is written under a temporary name
+in the destination folder and renamed only when complete, so a crash or Ctrl-C never
+leaves half a file under the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from ferkit.errors import FerkitError
+from ferkit.labels import EMOTIONS
+from ferkit.overlay import draw
+from ferkit.tracking import Tracker
+
+CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "emotion", *EMOTIONS]
+
+
+@dataclass
+class VideoOutputs:
+    video: Path
+    csv: Path | None = None
+    json: Path | None = None
+    chart: Path | None = None
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
+def open_video(path: Path):
+    if not Path(path).is_file():
+        raise FerkitError(f"{path}: no such video file")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, ValueError) as err:
+        raise FerkitError(f"{path}: not a readable video ({err})") from err
+    if not container.streams.video:
+        container.close()
+        raise FerkitError(f"{path}: has no video stream")
+    return container
+
+
+def process_video(
+    src: Path,
+    outputs: VideoOutputs,
+    recognize: Callable[[np.ndarray], list[dict]],
+    every: int = 1,
+    smooth: bool = True,
+    progress: Callable[[float], None] | None = None,
+    show_bar: bool = True,
+) -> dict:
+    """Annotate every frame (classify every `every`-th); returns the summary."""
+    if every < 1:
+        raise FerkitError(f"--every must be 1 or more, got {every}")
+    src = Path(src)
+    finals = [p for p in (outputs.video, outputs.csv, outputs.json, outputs.chart) if p is not None]
+    tmps = {p: _tmp(p) for p in finals}
+    try:
+        summary = _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar)
+        for final, tmp in tmps.items():
+            os.replace(tmp, final)
+        return summary
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> dict:
+    container = open_video(src)
+    tracker = Tracker() if smooth else None
+    rows, times, mean_scores, per_face = [], [], [], {}
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or Fraction(30)
+        total = stream.frames or 0
+        out = av.open(str(tmps[outputs.video]), "w", format="mp4")
+        try:
+            enc = out.add_stream("libx264", rate=rate)
+            enc.width = stream.codec_context.width // 2 * 2
+            enc.height = stream.codec_context.height // 2 * 2
+            enc.pix_fmt = "yuv420p"
+            enc.options = {"crf": "23", "preset": "veryfast"}
+            results: list[dict] = []
+            n = 0
+            bar = tqdm(total=total or None, unit="frame", disable=not show_bar, desc=src.name)
+            try:
+                for n, frame in enumerate(_frames(container, stream, src)):
+                    image = frame.to_ndarray(format="bgr24")
+                    if n % every == 0:
+                        results = recognize(image)
+                        if tracker is not None:
+                            results = tracker.update(results)
+                        else:
+                            results = [{**r, "face_id": i + 1} for i, r in enumerate(results)]
+                    t = float(frame.time) if frame.time is not None else n / float(rate)
+                    _record(n, t, results, rows, per_face)
+                    times.append(t)
+                    mean_scores.append(_mean_scores(results))
+                    annotated = draw(image, results)[: enc.height, : enc.width]
+                    for packet in enc.encode(av.VideoFrame.from_ndarray(annotated, format="bgr24")):
+                        out.mux(packet)
+                    bar.update(1)
+                    if progress is not None and total:
+                        progress(min(1.0, (n + 1) / total))
+            finally:
+                bar.close()
+            if not times:
+                raise FerkitError(f"{src}: the video has no decodable frames")
+            for packet in enc.encode():
+                out.mux(packet)
+        finally:
+            out.close()
+    finally:
+        container.close()
+    summary = _summary(src, len(times), float(rate), per_face)
+    if outputs.csv:
+        _write_csv(tmps[outputs.csv], rows)
+    if outputs.json:
+        tmps[outputs.json].write_text(json.dumps(summary, indent=2) + "\n")
+    if outputs.chart:
+        from ferkit.plots import emotions_over_time
+
+        emotions_over_time(np.array(times), np.array(mean_scores), tmps[outputs.chart], src.name)
+    return summary
+
+
+def _frames(container, stream, src: Path):
+    try:
+        yield from container.decode(stream)
+    except av.error.FFmpegError as err:
+        raise FerkitError(f"{src}: the video is damaged and could not be decoded ({err})") from err
+
+
+def _record(n: int, t: float, results: list[dict], rows: list, per_face: dict) -> None:
+    for r in results:
+        rows.append([n, round(t, 3), r["face_id"], *r["box"], r["emotion"], *r["scores"].values()])
+        counts = per_face.setdefault(r["face_id"], dict.fromkeys(EMOTIONS, 0))
+        counts[r["emotion"]] += 1
+
+
+def _mean_scores(results: list[dict]) -> np.ndarray:
+    if not results:
+        return np.full(len(EMOTIONS), np.nan)
+    return np.mean([list(r["scores"].values()) for r in results], axis=0)
+
+
+def _summary(src: Path, frames: int, fps: float, per_face: dict) -> dict:
+    faces = {}
+    for face_id, counts in per_face.items():
+        seen = sum(counts.values())
+        faces[str(face_id)] = {
+            "frames": seen,
+            "share": {k: round(v / seen, 4) for k, v in counts.items()},
+            "dominant": max(counts, key=counts.get),
+        }
+    return {"video": src.name, "frames": frames, "fps": fps, "faces": faces}
+
+
+def _write_csv(path: Path, rows: list) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_FIELDS)
+        writer.writerows(rows)

@@ -1,0 +1,60 @@
+"""The Flask app: application factory, blueprints, one shared recognition pipeline.
+
+Configuration keys (pass a dict to `create_app`): MODEL_DIR and ENGINE (the model),
+SOURCE (the server stream: camera index or video file), MAX_CONTENT_LENGTH (upload cap),
+JOB_DIR (private folder for uploads and outputs), JOB_TTL_S (how long finished jobs are
+kept), MAX_JOBS (queued video jobs before 429), LIVE_MAX_SIDE (live frames are downscaled).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+DEFAULTS = {
+    "MODEL_DIR": None,
+    "ENGINE": "auto",
+    "SOURCE": None,
+    "MAX_CONTENT_LENGTH": 100 * 1024 * 1024,
+    "JOB_DIR": None,
+    "JOB_TTL_S": 3600,
+    "MAX_JOBS": 4,
+}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    from ferkit.pipeline import Pipeline
+    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.web import api, live, pages, stream
+    from ferkit.web.jobs import JobQueue
+
+    app = Flask(__name__)
+    app.json.sort_keys = False  # keep scores in label order
+    app.config.update(DEFAULTS)
+    app.config.update({k: v for k, v in (config or {}).items() if v is not None})
+    if app.config["JOB_DIR"] is None:
+        app.config["JOB_DIR"] = tempfile.mkdtemp(prefix="ferkit-jobs-")
+    model = FacialExpressionModel.load(app.config["MODEL_DIR"], app.config["ENGINE"])
+    app.extensions["ferkit.pipeline"] = Pipeline(model)
+    app.extensions["ferkit.jobs"] = JobQueue(
+        app.config["JOB_DIR"], app.extensions["ferkit.pipeline"], app.config["MAX_JOBS"], app.config["JOB_TTL_S"]
+    )
+    app.extensions["ferkit.stream"] = stream.SharedCapture(app.config["SOURCE"], app.extensions["ferkit.pipeline"])
+    for module in (pages, api, live, stream):
+        app.register_blueprint(module.bp)
+
+    @app.errorhandler(HTTPException)
+    def json_errors(err: HTTPException):
+        return jsonify(error=err.description), err.code
+
+    return app
+
+
+def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, threads: int = 8) -> None:
+    """A production WSGI server (waitress) with threads; Ctrl-C stops it."""
+    from waitress import serve as waitress_serve
+
+    print(f"ferkit serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    waitress_serve(app, host=host, port=port, threads=threads)

@@ -1,0 +1,74 @@
+"""REST API: predict on an image, video jobs, health. Errors are JSON with a 4xx code."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify, request, send_file
+
+from ferkit.errors import FerkitError
+from ferkit.images import decode_image, sniff
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _upload(field: str) -> bytes:
+    """The multipart field, or else the raw request body."""
+    if request.mimetype == "multipart/form-data":
+        if field not in request.files:
+            abort(400, f"expected the multipart field '{field}'")
+        return request.files[field].read()
+    return request.get_data()
+
+
+def _jobs():
+    return current_app.extensions["ferkit.jobs"]
+
+
+@bp.get("/health")
+def health():
+    pipeline = current_app.extensions["ferkit.pipeline"]
+    return jsonify(status="ok", engine=pipeline.model.engine)
+
+
+@bp.post("/predict")
+def predict():
+    data = _upload("image")
+    if not data:
+        abort(400, "no image: send the multipart field 'image' or a JPEG/PNG body")
+    if sniff(data) != "image":
+        abort(415, "not an image: send a JPEG, PNG, BMP, WebP or TIFF file")
+    try:
+        image = decode_image(data, "image")
+        faces = current_app.extensions["ferkit.pipeline"](image)
+    except FerkitError as err:
+        abort(400, str(err))
+    return jsonify(faces=faces, width=image.shape[1], height=image.shape[0])
+
+
+@bp.post("/videos")
+def create_video_job():
+    data = _upload("video")
+    if not data:
+        abort(400, "no video: send the multipart field 'video'")
+    if sniff(data) != "video":
+        abort(415, "not a video: send an MP4, MOV, WebM, AVI or Ogg file")
+    job = _jobs().submit(data)
+    if job is None:
+        abort(429, "too many video jobs in progress; try again later")
+    return jsonify(job.to_dict()), 202
+
+
+@bp.get("/videos/<job_id>")
+def video_job(job_id: str):
+    job = _jobs().get(job_id)
+    if job is None:
+        abort(404, "no such job (it may have expired)")
+    return jsonify(job.to_dict())
+
+
+@bp.get("/videos/<job_id>/<name>")
+def video_file(job_id: str, name: str):
+    job = _jobs().get(job_id)
+    path = job.output(name) if job else None
+    if path is None:
+        abort(404, "no such file")
+    return send_file(path, conditional=True)

@@ -1,0 +1,96 @@
+"""Server stream (the seed's way): MJPEG of the server's camera or of a video file.
+
+One capture thread serves every viewer; it starts with the first and stops when the last
+one leaves. A video file loops.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+from flask import Blueprint, Response, abort, current_app
+
+from ferkit.overlay import draw
+
+bp = Blueprint("stream", __name__)
+
+
+class SharedCapture:
+    def __init__(self, source, recognize):
+        self.source = 0 if source is None else int(source) if str(source).isdigit() else str(source)
+        self.recognize = recognize
+        self.cond = threading.Condition()
+        self.viewers = 0
+        self.frame: bytes | None = None
+        self.seq = 0
+        self.failed: str | None = None
+        self.thread: threading.Thread | None = None
+
+    def _open(self):
+        capture = cv2.VideoCapture(self.source)
+        if not capture.isOpened():
+            self.failed = f"cannot open the stream source {self.source!r}"
+        return capture
+
+    def _run(self) -> None:
+        capture = self._open()
+        try:
+            while not self.failed:
+                with self.cond:
+                    if self.viewers == 0:
+                        break
+                ok, image = capture.read()
+                if not ok:
+                    if isinstance(self.source, str):  # a file: loop it
+                        capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                        ok, image = capture.read()
+                    if not ok:
+                        self.failed = f"the stream source {self.source!r} gave no frame"
+                        break
+                ok, jpeg = cv2.imencode(".jpg", draw(image, self.recognize(image)))
+                with self.cond:
+                    self.frame, self.seq = jpeg.tobytes(), self.seq + 1
+                    self.cond.notify_all()
+        finally:
+            capture.release()
+            with self.cond:
+                self.thread = None
+                self.cond.notify_all()
+
+    def frames(self):
+        """JPEG frames for one viewer, for as long as it watches."""
+        with self.cond:
+            self.viewers += 1
+            if self.thread is None:
+                self.failed = None
+                self.thread = threading.Thread(target=self._run, daemon=True, name="ferkit-stream")
+                self.thread.start()
+        seen = -1
+        try:
+            while True:
+                with self.cond:
+                    self.cond.wait_for(lambda: self.seq != seen or self.thread is None, timeout=5)
+                    if self.seq == seen:
+                        return
+                    frame, seen = self.frame, self.seq
+                yield frame
+        finally:
+            with self.cond:
+                self.viewers -= 1
+
+
+@bp.get("/video_feed")
+def video_feed():
+    capture: SharedCapture = current_app.extensions["ferkit.stream"]
+    frames = capture.frames()
+    first = next(frames, None)
+    if first is None:
+        abort(503, capture.failed or "the stream source gave no frame")
+
+    def body():
+        yield b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + first + b"\r\n"
+        for frame in frames:
+            yield b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + frame + b"\r\n"
+
+    return Response(body(), mimetype="multipart/x-mixed-replace; boundary=frame")
