@@ -71,9 +71,9 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="session")
 def multi_face_frame(astronaut) -> np.ndarray:
     """A 640x480 frame with three copies of the astronaut's head at different scales."""
-    head = astronaut[0:300, 100:400]
+    head = astronaut[20:240, 130:330]
     frame = np.full((480, 640, 3), 120, np.uint8)
-    for x, y, s in [(20, 40, 190), (260, 60, 150), (460, 220, 120)]:
+    for x, y, s in [(20, 40, 180), (260, 60, 140), (460, 200, 110)]:
         frame[y : y + s, x : x + s] = cv2.resize(head, (s, s))
     return frame
 

@@ -260,10 +260,11 @@ def _add_serve(sub) -> None:
 
 
 def cmd_serve(args) -> int:
-    from ferkit.web import create_app, serve
+    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.web import serve
 
-    app = create_app({"MODEL_DIR": args.model, "ENGINE": args.engine, "SOURCE": args.source})
-    serve(app, args.host, args.port, args.threads)
+    FacialExpressionModel.load(args.model, args.engine)  # a bad --model fails here, clearly
+    serve({"MODEL_DIR": args.model, "ENGINE": args.engine, "SOURCE": args.source}, args.host, args.port, args.threads)
     return 0
 
 

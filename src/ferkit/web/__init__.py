@@ -52,9 +52,23 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-def serve(app: Flask, host: str = "127.0.0.1", port: int = 5000, threads: int = 8) -> None:
-    """A production WSGI server (waitress) with threads; Ctrl-C stops it."""
-    from waitress import serve as waitress_serve
+def serve(config: dict, host: str = "127.0.0.1", port: int = 5000, threads: int = 8) -> None:
+    """Gunicorn with one process (one model in memory) and threads; Ctrl-C stops it.
+
+    Gunicorn's threaded worker hands WebSockets their socket, which waitress cannot. The
+    app is created in the worker process, after the fork, so its job thread lives there.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            options = {"bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread"}
+            options |= {"threads": threads, "timeout": 300, "graceful_timeout": 5}
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return create_app(config)
 
     print(f"ferkit serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
-    waitress_serve(app, host=host, port=port, threads=threads)
+    Server().run()

@@ -6,6 +6,7 @@ name is never used as a path.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import secrets
 import shutil
@@ -49,6 +50,10 @@ class Job:
         }
 
 
+class _Stopped(Exception):
+    pass
+
+
 class JobQueue:
     def __init__(self, root: str | Path, recognize, max_jobs: int = 4, ttl_s: float = 3600):
         self.root = Path(root)
@@ -57,7 +62,19 @@ class JobQueue:
         self.jobs: dict[str, Job] = {}
         self.pending: queue.Queue[Job] = queue.Queue(maxsize=max_jobs)
         self.lock = threading.Lock()
-        threading.Thread(target=self._work, daemon=True, name="ferkit-video-jobs").start()
+        self.stopping = threading.Event()
+        self.worker = threading.Thread(target=self._work, daemon=True, name="ferkit-video-jobs")
+        self.worker.start()
+        atexit.register(self.shutdown)
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Stop the worker between two frames (the encoder must not die mid-write at exit)."""
+        self.stopping.set()
+        try:
+            self.pending.put_nowait(None)
+        except queue.Full:
+            pass
+        self.worker.join(timeout)
 
     def submit(self, data: bytes) -> Job | None:
         """Queue a video; None when the queue is full."""
@@ -89,8 +106,10 @@ class JobQueue:
             shutil.rmtree(job.folder, ignore_errors=True)
 
     def _work(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             job = self.pending.get()
+            if job is None or self.stopping.is_set():
+                break
             job.status = "running"
             outputs = VideoOutputs(*(job.folder / name for name in OUTPUTS))
             try:
@@ -98,11 +117,13 @@ class JobQueue:
                     job.folder / "upload.bin",
                     outputs,
                     self.recognize,
-                    progress=lambda p, job=job: setattr(job, "progress", p),
+                    progress=lambda p, job=job: self._progress(job, p),
                     show_bar=False,
                 )
                 job.summary["video"] = "upload"
                 job.status, job.progress = "done", 1.0
+            except _Stopped:
+                job.status, job.error = "failed", "the server stopped"
             except FerkitError as err:
                 job.status, job.error = "failed", str(err).replace(str(job.folder / "upload.bin"), "upload")
             except Exception as err:  # a worker must survive any one bad video
@@ -111,3 +132,8 @@ class JobQueue:
                 (job.folder / "upload.bin").unlink(missing_ok=True)
                 job.finished_at = time.time()
                 job.finished.set()
+
+    def _progress(self, job: Job, value: float) -> None:
+        if self.stopping.is_set():
+            raise _Stopped
+        job.progress = value

@@ -66,12 +66,12 @@ class SharedCapture:
                 self.failed = None
                 self.thread = threading.Thread(target=self._run, daemon=True, name="ferkit-stream")
                 self.thread.start()
-        seen = -1
+            seen = self.seq
         try:
             while True:
                 with self.cond:
-                    self.cond.wait_for(lambda: self.seq != seen or self.thread is None, timeout=5)
-                    if self.seq == seen:
+                    self.cond.wait_for(lambda: self.seq > seen or self.thread is None, timeout=5)
+                    if self.seq <= seen:
                         return
                     frame, seen = self.frame, self.seq
                 yield frame

@@ -1,0 +1,110 @@
+import io
+
+import cv2
+import pytest
+
+from ferkit.web import create_app
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, astronaut_video):
+    return create_app({"JOB_DIR": str(tmp_path_factory.mktemp("jobs")), "MAX_CONTENT_LENGTH": 5 * 1024 * 1024, "SOURCE": str(astronaut_video)})
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+def jpeg(image) -> bytes:
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+@pytest.mark.parametrize("path", ["/", "/stream", "/image", "/video"])
+def test_pages_render_with_local_assets_only(client, path):
+    page = client.get(path)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "ferkit" in html and "http://" not in html and "https://" not in html
+
+
+def test_static_assets(client):
+    assert client.get("/static/live.js").status_code == 200
+    assert "getUserMedia" in client.get("/static/live.js").get_data(as_text=True)
+
+
+def test_health(client):
+    assert client.get("/api/health").get_json()["status"] == "ok"
+
+
+def test_predict_multipart_and_raw(client, astronaut):
+    reply = client.post("/api/predict", data={"image": (io.BytesIO(jpeg(astronaut)), "a.jpg")})
+    body = reply.get_json()
+    assert reply.status_code == 200 and body["width"] == 512 and body["height"] == 512
+    assert body["faces"][0]["emotion"] == "happy" and len(body["faces"][0]["scores"]) == 7
+    raw = client.post("/api/predict", data=jpeg(astronaut), content_type="image/jpeg")
+    assert raw.get_json()["faces"][0]["box"] == body["faces"][0]["box"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, code",
+    [
+        ({"data": b""}, 400),
+        ({"data": b"hello", "content_type": "text/plain"}, 415),
+        ({"data": {"image": (io.BytesIO(b"\xff\xd8\xff\xe0 junk"), "x.jpg")}}, 400),
+        ({"data": {"photo": (io.BytesIO(b"x"), "x.jpg")}}, 400),
+        ({"data": b"\xff\xd8\xff" + b"0" * (6 * 1024 * 1024), "content_type": "image/jpeg"}, 413),
+    ],
+)
+def test_predict_bad_input_gives_json_4xx(client, kwargs, code):
+    reply = client.post("/api/predict", **kwargs)
+    assert reply.status_code == code
+    assert reply.is_json and reply.get_json()["error"]
+    assert client.get("/api/health").status_code == 200  # still serving
+
+
+def test_video_job_lifecycle(client, app, astronaut_video):
+    reply = client.post("/api/videos", data={"video": (io.BytesIO(astronaut_video.read_bytes()), "../../etc/x.mp4")})
+    assert reply.status_code == 202
+    job_id = reply.get_json()["id"]
+    assert app.extensions["ferkit.jobs"].get(job_id).finished.wait(60)
+    job = client.get(f"/api/videos/{job_id}").get_json()
+    assert job["status"] == "done", job
+    assert job["summary"]["frames"] == 45
+    video = client.get(job["files"]["video"])
+    assert video.status_code == 200 and video.data[4:8] == b"ftyp"
+    assert client.get(job["files"]["csv"]).data.startswith(b"frame,time_s,face_id")
+    assert client.get(f"/api/videos/{job_id}/upload.bin").status_code == 404
+    assert client.get("/api/videos/nope").status_code == 404
+
+
+def test_video_job_rejects_non_videos_and_reports_corrupt(client, app):
+    assert client.post("/api/videos", data={"video": (io.BytesIO(b"text"), "a.mp4")}).status_code == 415
+    reply = client.post("/api/videos", data={"video": (io.BytesIO(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64), "a.mp4")})
+    job_id = reply.get_json()["id"]
+    assert app.extensions["ferkit.jobs"].get(job_id).finished.wait(30)
+    job = client.get(f"/api/videos/{job_id}").get_json()
+    assert job["status"] == "failed" and "upload" in job["error"] and "/" not in job["error"]
+
+
+def test_full_job_queue_answers_429(tmp_path, astronaut_video):
+    app = create_app({"JOB_DIR": str(tmp_path), "MAX_JOBS": 1})
+    client = app.test_client()
+    data = astronaut_video.read_bytes()
+    codes = [client.post("/api/videos", data={"video": (io.BytesIO(data), "v.mp4")}).status_code for _ in range(4)]
+    assert 429 in codes and codes[0] == 202
+
+
+def test_server_stream_is_mjpeg(app):
+    client = app.test_client()
+    reply = client.get("/video_feed", buffered=False)
+    assert reply.status_code == 200 and reply.mimetype == "multipart/x-mixed-replace"
+    chunk = next(reply.response)
+    assert b"Content-Type: image/jpeg" in chunk and b"\xff\xd8" in chunk
+    reply.close()
+
+
+def test_server_stream_without_source_is_503(tmp_path):
+    app = create_app({"JOB_DIR": str(tmp_path), "SOURCE": str(tmp_path / "none.mp4")})
+    reply = app.test_client().get("/video_feed")
+    assert reply.status_code == 503 and "cannot open" in reply.get_json()["error"]
