@@ -1,30 +1,35 @@
-"""Every PNG ferkit draws (matplotlib, no screen needed), each written atomically."""
+"""Every PNG ferkit draws, each written atomically.
+
+Figures are plain `matplotlib.figure.Figure` objects, never pyplot: no screen is needed and
+the caller's backend (a notebook's inline plots, say) is left alone.
+"""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ferkit.data import write_atomic  # noqa: E402
-from ferkit.labels import EMOTIONS  # noqa: E402
+from ferkit.data import write_atomic
+from ferkit.labels import EMOTIONS
 
 
-def save(fig, path: Path) -> None:
+def figure(nrows: int = 1, ncols: int = 1, figsize=(8, 4), squeeze: bool = True):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def save(fig: Figure, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     write_atomic(Path(path), buf.getvalue())
 
 
 def training_curves(history: dict[str, list[float]], path: Path) -> None:
     """Loss and accuracy per epoch, train against validation."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = figure(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, key in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
@@ -42,7 +47,7 @@ def confusion(matrix: np.ndarray, path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix with the counts written in each cell."""
     rows = matrix.sum(axis=1, keepdims=True)
     share = matrix / np.maximum(rows, 1)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = figure(figsize=(7, 6))
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
@@ -59,9 +64,7 @@ def confusion(matrix: np.ndarray, path: Path, title: str = "") -> None:
 def image_grid(rows: list[tuple[str, np.ndarray]], path: Path, title: str = "") -> None:
     """One row of gray images per label."""
     n_cols = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(
-        len(rows), n_cols, figsize=(n_cols * 1.1, len(rows) * 1.2), squeeze=False
-    )
+    fig, axes = figure(len(rows), n_cols, figsize=(n_cols * 1.1, len(rows) * 1.2), squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r, c]
@@ -76,7 +79,7 @@ def image_grid(rows: list[tuple[str, np.ndarray]], path: Path, title: str = "") 
 
 def class_bars(counts: dict[str, np.ndarray], path: Path) -> None:
     """Samples per class, one bar group per class and one colour per split."""
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = figure(figsize=(9, 4))
     width = 0.8 / len(counts)
     x = np.arange(len(EMOTIONS))
     for i, (split, values) in enumerate(counts.items()):
@@ -90,7 +93,7 @@ def class_bars(counts: dict[str, np.ndarray], path: Path) -> None:
 
 def emotions_over_time(times: np.ndarray, scores: np.ndarray, path: Path, title: str = "") -> None:
     """Per-emotion score (mean over faces) against time in seconds."""
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = figure(figsize=(10, 4))
     for i, name in enumerate(EMOTIONS):
         ax.plot(times, scores[:, i], label=name)
     ax.set_xlabel("time (s)")
