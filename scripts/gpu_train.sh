@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Train the default and seed recipes (plus a no-blur ablation) side by side on a lent GPU
-# machine (Keras on JAX), as the shipped model was trained. Expects the FER2013 folders
-# packed in .devdata/fer.tgz (never committed) and the keras, namex and optree wheels in .whl/.
-# Each run comes back as a tarball split into 15 MB parts (the device returns 8 files at most).
+# Train several runs side by side on a lent GPU machine (Keras on JAX), as the shipped
+# model was trained. Each argument is NAME=FLAGS for `ferkit train`, e.g.
+#   bash scripts/gpu_train.sh "default=--recipe default" "seed=--recipe seed"
+# Expects the FER2013 folders packed in .devdata/fer.tgz (never committed) and the keras,
+# namex and optree wheels in .whl/. Each run comes back as one tarball under $OUT.
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:src KERAS_BACKEND=jax FERKIT_CACHE=/tmp/cache PYTHONUNBUFFERED=1
@@ -10,16 +11,16 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 mkdir -p /tmp/d /tmp/runs && tar xzf .devdata/fer.tgz -C /tmp/d
 nvidia-smi -L
 data=/tmp/d/fer2013
-run() {  # name, then ferkit train flags
+run() {  # NAME, then ferkit train flags
   local name=$1; shift
   python3 -m ferkit train $data/train --val $data/publictest --quiet --out /tmp/runs/$name "$@" \
     > /tmp/runs/$name.log 2>&1 || echo "$name failed" >> /tmp/runs/$name.log
   cp /tmp/runs/$name.log /tmp/runs/$name/ 2>/dev/null || true
-  tar czf - -C /tmp/runs --exclude=backup --exclude=best.weights.h5 --exclude=train_files.txt $name \
-    | split -b 15M - "$OUT/$name.tgz.part-"
+  tar czf "$OUT/$name.tgz" -C /tmp/runs --exclude=backup --exclude=best.weights.h5 --exclude=train_files.txt $name
 }
-run default --recipe default --max-minutes 7 &
-run seed --recipe seed --max-minutes 7 &
-run noblur --recipe default --blur-prob 0 --max-minutes 7 &
+for spec in "$@"; do
+  # shellcheck disable=SC2086  # the flags are meant to split
+  run "${spec%%=*}" ${spec#*=} &
+done
 wait
-tail -n 3 /tmp/runs/*.log
+tail -n 2 /tmp/runs/*.log

@@ -64,6 +64,7 @@ def _add_train(sub) -> None:
     p.add_argument("--class-weight", choices=["none", "sqrt", "balanced"])
     p.add_argument("--blur-prob", type=float, help="share of training images given a random blur")
     p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], help="bf16 trains ~2x faster on CPUs with AVX512-BF16")
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -78,7 +79,7 @@ def cmd_train(args) -> int:
     settings = dict(RECIPES.get(args.recipe, {}))
     for key in (
         "val", "val_split", "split_seed", "val_rest_repeat", "arch", "epochs", "batch_size",
-        "learning_rate", "label_smoothing", "class_weight", "seed", "max_minutes",
+        "learning_rate", "label_smoothing", "class_weight", "seed", "max_minutes", "precision",
     ):  # fmt: skip
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)

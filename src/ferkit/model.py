@@ -27,6 +27,11 @@ def _dense_block(x, units: int, dropout: float):
     return layers.Dropout(dropout)(x)
 
 
+def _head(x):
+    # float32 softmax even under mixed precision, as Keras advises
+    return layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="emotion")(x)
+
+
 def _inputs():
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
     return inputs, layers.Rescaling(1 / 255)(inputs)
@@ -42,8 +47,7 @@ def seed() -> keras.Model:
     x = layers.Flatten()(x)
     x = _dense_block(x, 256, 0.25)
     x = _dense_block(x, 512, 0.25)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="emotion")(x)
-    return keras.Model(inputs, outputs, name="seed")
+    return keras.Model(inputs, _head(x), name="seed")
 
 
 def vgg() -> keras.Model:
@@ -56,8 +60,7 @@ def vgg() -> keras.Model:
         x = layers.Dropout(dropout)(x)
     x = layers.Flatten()(x)
     x = _dense_block(x, 256, 0.5)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="emotion")(x)
-    return keras.Model(inputs, outputs, name="vgg")
+    return keras.Model(inputs, _head(x), name="vgg")
 
 
 ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {"seed": seed, "vgg": vgg}

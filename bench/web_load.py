@@ -1,0 +1,107 @@
+"""Load on a real server on loopback: N clients x F frames/s over the WebSocket and over
+POST /api/predict; throughput, latency percentiles, errors, server memory.
+
+    .venv/bin/python bench/web_load.py [--clients 8] [--fps 10] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+from common import report
+from frames import one_face
+from simple_websocket import Client
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_server() -> tuple[subprocess.Popen, int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "Booting worker" in line:
+            break
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+    return proc, port
+
+
+def server_rss_mb(proc: subprocess.Popen) -> float:
+    parent = psutil.Process(proc.pid)
+    return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20
+
+
+def client(mode: str, port: int, jpeg: bytes, fps: float, until: float, latencies: list, errors: list) -> None:
+    ws = Client.connect(f"ws://127.0.0.1:{port}/ws/live") if mode == "websocket" else None
+    period, next_at = 1 / fps, time.perf_counter()
+    while next_at < until:
+        start = time.perf_counter()
+        try:
+            if ws is not None:
+                ws.send(jpeg)
+                reply = json.loads(ws.receive(timeout=10))
+            else:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", data=jpeg, headers={"Content-Type": "image/jpeg"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    reply = json.loads(response.read())
+            if "faces" not in reply:
+                raise RuntimeError(reply)
+            latencies.append(time.perf_counter() - start)
+        except Exception as err:  # count every failure, keep loading
+            errors.append(repr(err))
+        next_at += period
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+    if ws is not None:
+        ws.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--fps", type=float, default=10)
+    p.add_argument("--seconds", type=float, default=60)
+    args = p.parse_args()
+    jpeg = cv2.imencode(".jpg", cv2.resize(one_face(), (480, 360)))[1].tobytes()
+    proc, port = start_server()
+    rows = []
+    try:
+        for mode in ("websocket", "http"):
+            rss_start = server_rss_mb(proc)
+            latencies: list[float] = []
+            errors: list[str] = []
+            until = time.perf_counter() + args.seconds
+            threads = [threading.Thread(target=client, args=(mode, port, jpeg, args.fps, until, latencies, errors)) for _ in range(args.clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            ms = 1000 * np.array(latencies or [np.nan])
+            rows.append({
+                "mode": mode, "clients": args.clients, "fps_each": args.fps, "seconds": args.seconds,
+                "requests": len(latencies), "errors": len(errors), "throughput_per_s": len(latencies) / args.seconds,
+                "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
+                "rss_start_mb": rss_start, "rss_end_mb": server_rss_mb(proc),
+            })  # fmt: skip
+            if errors:
+                print(f"{mode}: first error: {errors[0]}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    columns = ["mode", "clients", "requests", "errors", "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "rss_start_mb", "rss_end_mb"]
+    report("web_load", columns, rows)
+
+
+if __name__ == "__main__":
+    main()
