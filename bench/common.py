@@ -12,7 +12,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def report(name: str, columns: list[str], rows: list[dict], extra: dict | None = None) -> Path:
@@ -23,7 +28,9 @@ def report(name: str, columns: list[str], rows: list[dict], extra: dict | None =
         print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths, strict=True)))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), "rows": rows, **(extra or {})}, indent=2) + "\n")
+    path.write_text(
+        json.dumps({"machine": machine(), "rows": rows, **(extra or {})}, indent=2) + "\n"
+    )
     print(f"\nwrote {path}")
     return path
 

@@ -37,7 +37,11 @@ def cli_first_prediction(engine: str) -> float:
         cv2.imwrite(str(image), astronaut())
         ferkit = Path(sys.executable).parent / "ferkit"
         start = time.perf_counter()
-        subprocess.run([str(ferkit), "predict", str(image), "--engine", engine], check=True, capture_output=True)
+        subprocess.run(
+            [str(ferkit), "predict", str(image), "--engine", engine],
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - start
 
 
@@ -49,16 +53,30 @@ def main() -> None:
     rows = []
     for engine in ("keras", "onnx"):
         model = FacialExpressionModel.load(engine=engine, tta=False)
-        rows.append({
-            "engine": engine,
-            "batch1_ms": 1000 * timed(lambda m=model: m.predict_scores(faces[:1]), args.repeats),
-            "batch64_faces_per_s": 64 / timed(lambda m=model: m.predict_scores(faces), max(10, args.repeats // 10)),
-            "cli_to_first_prediction_s": cli_first_prediction(engine),
-        })
+        rows.append(
+            {
+                "engine": engine,
+                "batch1_ms": 1000
+                * timed(lambda m=model: m.predict_scores(faces[:1]), args.repeats),
+                "batch64_faces_per_s": 64
+                / timed(lambda m=model: m.predict_scores(faces), max(10, args.repeats // 10)),
+                "cli_to_first_prediction_s": cli_first_prediction(engine),
+            }
+        )
         if engine == "keras":
             batch = faces[:1, ..., None].astype("float32")
-            rows.append({"engine": "keras model.predict (for contrast)", "batch1_ms": 1000 * timed(lambda m=model: m._keras.predict(batch, verbose=0), 30)})
-    report("infer_speed", ["engine", "batch1_ms", "batch64_faces_per_s", "cli_to_first_prediction_s"], rows)
+            rows.append(
+                {
+                    "engine": "keras model.predict (for contrast)",
+                    "batch1_ms": 1000
+                    * timed(lambda m=model: m._keras.predict(batch, verbose=0), 30),
+                }
+            )
+    report(
+        "infer_speed",
+        ["engine", "batch1_ms", "batch64_faces_per_s", "cli_to_first_prediction_s"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -33,15 +33,27 @@ def measure(arch: str, setting: str, images: int) -> dict:
     if "precision" in opts:
         keras.mixed_precision.set_global_policy(opts["precision"])
     model = ARCHITECTURES[arch]()
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=opts.get("jit", False))
+    model.compile(
+        optimizer="adam",
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=opts.get("jit", False),
+    )
     rng = np.random.default_rng(0)
-    faces = FaceSet(rng.integers(0, 255, (images, 48, 48), dtype=np.uint8), rng.integers(0, 7, images), [])
+    faces = FaceSet(
+        rng.integers(0, 255, (images, 48, 48), dtype=np.uint8), rng.integers(0, 7, images), []
+    )
     ds = batches(faces, TrainConfig([], batch_size=64), seed=0)
     model.fit(ds.take(5), epochs=1, verbose=0)  # warm-up: tracing, compilation
     start = time.perf_counter()
     model.fit(ds, epochs=1, verbose=0)
     rate = images / (time.perf_counter() - start)
-    return {"arch": arch, "setting": setting, "img_per_s": rate, **{f"s_per_epoch_{k}": n / rate for k, n in EPOCH_IMAGES.items()}}
+    return {
+        "arch": arch,
+        "setting": setting,
+        "img_per_s": rate,
+        **{f"s_per_epoch_{k}": n / rate for k, n in EPOCH_IMAGES.items()},
+    }
 
 
 def main() -> None:
@@ -60,7 +72,11 @@ def main() -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(f"measured {arch} {setting}: {rows[-1]['img_per_s']:.0f} img/s", flush=True)
-    report("train_speed", ["arch", "setting", "img_per_s", "s_per_epoch_train_only", "s_per_epoch_default_recipe"], rows)
+    report(
+        "train_speed",
+        ["arch", "setting", "img_per_s", "s_per_epoch_train_only", "s_per_epoch_default_recipe"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

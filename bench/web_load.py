@@ -30,7 +30,11 @@ def start_server() -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stderr:
         if "Booting worker" in line:
             break
@@ -43,7 +47,9 @@ def server_rss_mb(proc: subprocess.Popen) -> float:
     return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20
 
 
-def client(mode: str, port: int, jpeg: bytes, fps: float, until: float, latencies: list, errors: list) -> None:
+def client(
+    mode: str, port: int, jpeg: bytes, fps: float, until: float, latencies: list, errors: list
+) -> None:
     ws = Client.connect(f"ws://127.0.0.1:{port}/ws/live") if mode == "websocket" else None
     period, next_at = 1 / fps, time.perf_counter()
     while next_at < until:
@@ -53,7 +59,11 @@ def client(mode: str, port: int, jpeg: bytes, fps: float, until: float, latencie
                 ws.send(jpeg)
                 reply = json.loads(ws.receive(timeout=10))
             else:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", data=jpeg, headers={"Content-Type": "image/jpeg"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/predict",
+                    data=jpeg,
+                    headers={"Content-Type": "image/jpeg"},
+                )
                 with urllib.request.urlopen(request, timeout=10) as response:
                     reply = json.loads(response.read())
             if "faces" not in reply:
@@ -82,7 +92,12 @@ def main() -> None:
             latencies: list[float] = []
             errors: list[str] = []
             until = time.perf_counter() + args.seconds
-            threads = [threading.Thread(target=client, args=(mode, port, jpeg, args.fps, until, latencies, errors)) for _ in range(args.clients)]
+            threads = [
+                threading.Thread(
+                    target=client, args=(mode, port, jpeg, args.fps, until, latencies, errors)
+                )
+                for _ in range(args.clients)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -99,7 +114,18 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
-    columns = ["mode", "clients", "requests", "errors", "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "rss_start_mb", "rss_end_mb"]
+    columns = [
+        "mode",
+        "clients",
+        "requests",
+        "errors",
+        "throughput_per_s",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "rss_start_mb",
+        "rss_end_mb",
+    ]
     report("web_load", columns, rows)
 
 

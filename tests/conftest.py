@@ -48,7 +48,10 @@ def write_folder(root: Path, images: np.ndarray, labels: np.ndarray, prefix: str
 
 def write_csv(path: Path, images: np.ndarray, labels: np.ndarray, usage: str = "Training") -> Path:
     lines = ["emotion,pixels,Usage"]
-    lines += [f"{l},{' '.join(map(str, img.ravel()))},{usage}" for img, l in zip(images, labels, strict=True)]
+    lines += [
+        f"{label},{' '.join(map(str, img.ravel()))},{usage}"
+        for img, label in zip(images, labels, strict=True)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -108,4 +111,6 @@ def write_video(path: Path, frames, fps: int = 30) -> Path:
 
 @pytest.fixture(scope="session")
 def astronaut_video(tmp_path_factory, astronaut) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "astronaut.mp4", astronaut_frames(astronaut))
+    return write_video(
+        tmp_path_factory.mktemp("video") / "astronaut.mp4", astronaut_frames(astronaut)
+    )

@@ -106,7 +106,9 @@ def test_video_upload_plays_the_result(server, browser, astronaut_video):
 
 
 def test_live_page_without_camera_says_so(server, playwright):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True)
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+    )
     page = browser.new_page()
     page.goto(server + "/")
     expect(page.locator("#status")).to_contain_text("camera", timeout=10_000)

@@ -45,9 +45,18 @@ def test_csv_usage_filter(tmp_path):
     [
         ("a,b,c\n", "line 1: expected header"),
         ("emotion,pixels,Usage\n3,1 2 3,Training\n", "line 2: expected 2304 pixels, got 3"),
-        ("emotion,pixels,Usage\n9," + " ".join(["1"] * 2304) + ",Training\n", "line 2: emotion 9 is outside 0..6"),
-        ("emotion,pixels,Usage\nx," + " ".join(["1"] * 2304) + ",Training\n", "line 2: emotion 'x'"),
-        ("emotion,pixels,Usage\n1," + " ".join(["300"] * 2304) + ",Training\n", "line 2: pixel values"),
+        (
+            "emotion,pixels,Usage\n9," + " ".join(["1"] * 2304) + ",Training\n",
+            "line 2: emotion 9 is outside 0..6",
+        ),
+        (
+            "emotion,pixels,Usage\nx," + " ".join(["1"] * 2304) + ",Training\n",
+            "line 2: emotion 'x'",
+        ),
+        (
+            "emotion,pixels,Usage\n1," + " ".join(["300"] * 2304) + ",Training\n",
+            "line 2: pixel values",
+        ),
     ],
 )
 def test_bad_csv_names_file_and_line(tmp_path, content, message):
@@ -113,14 +122,22 @@ def test_explore_writes_pngs_table_and_json(tmp_path, face_folders, capsys):
     assert main(["explore", str(train), "--val", str(val), "--out", str(out), "--augment"]) == 0
     printed = capsys.readouterr().out
     assert "disgust" in printed and "sharpness" in printed
-    for name in ("samples_train.png", "samples_val.png", "class_distribution.png", "quality_side_by_side.png", "augmented.png"):
+    for name in (
+        "samples_train.png",
+        "samples_val.png",
+        "class_distribution.png",
+        "quality_side_by_side.png",
+        "augmented.png",
+    ):
         assert (out / name).stat().st_size > 5000, name
     report = json.loads((out / "explore.json").read_text())
     assert [c["count"] for c in report["train"]["classes"]] == [12] * 7
     assert report["train"]["quality"]["laplacian_var"]["median"] > 0
 
 
-@pytest.mark.skipif(not REAL_DATA.exists(), reason="the shared FER2013 folders are not beside this checkout")
+@pytest.mark.skipif(
+    not REAL_DATA.exists(), reason="the shared FER2013 folders are not beside this checkout"
+)
 def test_real_publictest_counts_and_committed_split():
     faces = data.load(REAL_DATA / "publictest")
     assert len(faces) == 2872

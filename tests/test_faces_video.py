@@ -9,7 +9,7 @@ from conftest import astronaut_frames, write_video
 
 from ferkit.cli import main
 from ferkit.errors import FerkitError
-from ferkit.faces import HaarDetector, crop, detect_faces
+from ferkit.faces import HaarDetector, TrackingDetector, crop, detect_faces
 from ferkit.images import decode_image
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
@@ -44,6 +44,16 @@ def test_pipeline_results_and_drawing(pipeline, astronaut, multi_face_frame):
     assert pipeline(gray)[0]["box"] == face["box"]
 
 
+def test_tracking_detector_follows_faces_and_finds_new_ones(astronaut, multi_face_frame):
+    tracker = TrackingDetector(refresh=5)
+    frames = list(astronaut_frames(astronaut, 30))
+    found = [detect_faces(f, tracker) for f in frames]
+    assert sum(len(b) >= 1 for b in found) >= 29
+    full = detect_faces(frames[-1], HaarDetector())
+    assert abs(found[-1][0][0] - full[0][0]) < 0.15 * full[0][2]  # it follows the face as it moves
+    assert len(detect_faces(multi_face_frame, tracker)) == 3  # a lost face triggers a full search
+
+
 def test_crop_margin_is_clipped_to_the_frame(astronaut):
     assert crop(astronaut, (0, 0, 100, 100), margin=0.2).shape == (120, 120, 3)
 
@@ -53,7 +63,12 @@ def test_tracker_keeps_ids_and_smooths():
     happy = dict.fromkeys(EMOTIONS, 0.0) | {"happy": 1.0}
     sad = dict.fromkeys(EMOTIONS, 0.0) | {"sad": 1.0}
     first = tracker.update([{"box": [10, 10, 50, 50], "emotion": "happy", "scores": happy}])
-    second = tracker.update([{"box": [12, 11, 50, 50], "emotion": "sad", "scores": sad}, {"box": [200, 10, 50, 50], "emotion": "sad", "scores": sad}])
+    second = tracker.update(
+        [
+            {"box": [12, 11, 50, 50], "emotion": "sad", "scores": sad},
+            {"box": [200, 10, 50, 50], "emotion": "sad", "scores": sad},
+        ]
+    )
     assert first[0]["face_id"] == second[0]["face_id"] == 1 and second[1]["face_id"] == 2
     assert second[0]["scores"]["happy"] == 0.5  # one sad frame does not flip a happy face
 
@@ -81,12 +96,25 @@ def test_predict_cli_processes_good_files_and_fails_on_bad(tmp_path, astronaut, 
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert len(records) == 2 and all(r["faces"][0]["emotion"] == "happy" for r in records)
     assert "notes.txt" in captured.err
-    assert (out / "astro.png").exists() and json.loads((out / "gray.json").read_text())["width"] == 512
+    assert (out / "astro.png").exists() and json.loads((out / "gray.json").read_text())[
+        "width"
+    ] == 512
 
 
 def test_video_cli_writes_h264_csv_summary_chart(tmp_path, astronaut_video, capsys):
     out = tmp_path / "annotated.mp4"
-    args = ["video", str(astronaut_video), "--out", str(out), "--csv", str(tmp_path / "f.csv"), "--json", str(tmp_path / "s.json"), "--chart", str(tmp_path / "c.png")]
+    args = [
+        "video",
+        str(astronaut_video),
+        "--out",
+        str(out),
+        "--csv",
+        str(tmp_path / "f.csv"),
+        "--json",
+        str(tmp_path / "s.json"),
+        "--chart",
+        str(tmp_path / "c.png"),
+    ]
     assert main(args) == 0
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
@@ -107,7 +135,9 @@ def test_video_cli_writes_h264_csv_summary_chart(tmp_path, astronaut_video, caps
     assert (tmp_path / "c.png").stat().st_size > 5000
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00\x00\x00\x18ftypmp42 truncated garbage" * 3, b"plain text"])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x00\x00\x00\x18ftypmp42 truncated garbage" * 3, b"plain text"]
+)
 def test_bad_videos_fail_cleanly_and_leave_nothing(tmp_path, content, capsys):
     src = tmp_path / "bad.mp4"
     src.write_bytes(content)
@@ -130,7 +160,19 @@ def test_truncated_video_leaves_no_half_file(tmp_path, astronaut_video, capsys):
 def test_video_without_faces(tmp_path, capsys):
     blank = (np.full((120, 160, 3), 40, np.uint8) for _ in range(10))
     src = write_video(tmp_path / "blank.mp4", blank)
-    assert main(["video", str(src), "--out", str(tmp_path / "o.mp4"), "--json", str(tmp_path / "s.json")]) == 0
+    assert (
+        main(
+            [
+                "video",
+                str(src),
+                "--out",
+                str(tmp_path / "o.mp4"),
+                "--json",
+                str(tmp_path / "s.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "s.json").read_text())["faces"] == {}
 
 

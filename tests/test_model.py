@@ -40,13 +40,36 @@ def test_augmentation_changes_training_images_only():
 def trained_run(tmp_path_factory, face_folders):
     train, val = face_folders
     out = tmp_path_factory.mktemp("run") / "seed"
-    args = ["train", str(train), "--val", str(val), "--arch", "seed", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]
+    args = [
+        "train",
+        str(train),
+        "--val",
+        str(val),
+        "--arch",
+        "seed",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     return out
 
 
 def test_train_writes_run_files_and_model(trained_run):
-    for name in ("model.json", "model.weights.h5", "metadata.json", "history.csv", "curves.png", "config.json", "val_files.txt", "train_files.txt"):
+    for name in (
+        "model.json",
+        "model.weights.h5",
+        "metadata.json",
+        "history.csv",
+        "curves.png",
+        "config.json",
+        "val_files.txt",
+        "train_files.txt",
+    ):
         assert (trained_run / name).exists(), name
     meta = json.loads((trained_run / "metadata.json").read_text())
     assert meta["labels"][6] == "neutral" and meta["arch"] == "seed"
@@ -91,12 +114,18 @@ def test_json_and_weights_round_trip_to_identical_predictions(trained_run, face_
     direct.load_weights(trained_run / "model.weights.h5")
     expected = np.asarray(direct.predict_on_batch(x[..., None].astype("float32")))
     np.testing.assert_allclose(loaded.predict_scores(x), expected, rtol=1e-5, atol=1e-6)
-    assert loaded.predict_emotion(np.zeros((100, 80, 3), np.uint8)) in json.loads((trained_run / "metadata.json").read_text())["labels"]
+    assert (
+        loaded.predict_emotion(np.zeros((100, 80, 3), np.uint8))
+        in json.loads((trained_run / "metadata.json").read_text())["labels"]
+    )
 
 
 def test_evaluate_json(trained_run, face_folders, capsys, tmp_path):
     _, val = face_folders
-    assert main(["evaluate", str(val), "--model", str(trained_run), "--json", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["evaluate", str(val), "--model", str(trained_run), "--json", "--out", str(tmp_path)])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 28 and 0 <= result["accuracy"] <= 1
     assert set(result) >= {"accuracy", "macro_recall", "per_class", "confusion", "n"}

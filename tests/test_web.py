@@ -8,7 +8,13 @@ from ferkit.web import create_app
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, astronaut_video):
-    return create_app({"JOB_DIR": str(tmp_path_factory.mktemp("jobs")), "MAX_CONTENT_LENGTH": 5 * 1024 * 1024, "SOURCE": str(astronaut_video)})
+    return create_app(
+        {
+            "JOB_DIR": str(tmp_path_factory.mktemp("jobs")),
+            "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+            "SOURCE": str(astronaut_video),
+        }
+    )
 
 
 @pytest.fixture()
@@ -64,7 +70,9 @@ def test_predict_bad_input_gives_json_4xx(client, kwargs, code):
 
 
 def test_video_job_lifecycle(client, app, astronaut_video):
-    reply = client.post("/api/videos", data={"video": (io.BytesIO(astronaut_video.read_bytes()), "../../etc/x.mp4")})
+    reply = client.post(
+        "/api/videos", data={"video": (io.BytesIO(astronaut_video.read_bytes()), "../../etc/x.mp4")}
+    )
     assert reply.status_code == 202
     job_id = reply.get_json()["id"]
     assert app.extensions["ferkit.jobs"].get(job_id).finished.wait(60)
@@ -79,8 +87,14 @@ def test_video_job_lifecycle(client, app, astronaut_video):
 
 
 def test_video_job_rejects_non_videos_and_reports_corrupt(client, app):
-    assert client.post("/api/videos", data={"video": (io.BytesIO(b"text"), "a.mp4")}).status_code == 415
-    reply = client.post("/api/videos", data={"video": (io.BytesIO(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64), "a.mp4")})
+    assert (
+        client.post("/api/videos", data={"video": (io.BytesIO(b"text"), "a.mp4")}).status_code
+        == 415
+    )
+    reply = client.post(
+        "/api/videos",
+        data={"video": (io.BytesIO(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64), "a.mp4")},
+    )
     job_id = reply.get_json()["id"]
     assert app.extensions["ferkit.jobs"].get(job_id).finished.wait(30)
     job = client.get(f"/api/videos/{job_id}").get_json()
@@ -91,7 +105,10 @@ def test_full_job_queue_answers_429(tmp_path, astronaut_video):
     app = create_app({"JOB_DIR": str(tmp_path), "MAX_JOBS": 1})
     client = app.test_client()
     data = astronaut_video.read_bytes()
-    codes = [client.post("/api/videos", data={"video": (io.BytesIO(data), "v.mp4")}).status_code for _ in range(4)]
+    codes = [
+        client.post("/api/videos", data={"video": (io.BytesIO(data), "v.mp4")}).status_code
+        for _ in range(4)
+    ]
     assert 429 in codes and codes[0] == 202
 
 

@@ -64,7 +64,11 @@ def _add_train(sub) -> None:
     p.add_argument("--class-weight", choices=["none", "sqrt", "balanced"])
     p.add_argument("--blur-prob", type=float, help="share of training images given a random blur")
     p.add_argument("--seed", type=int)
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], help="bf16 trains ~2x faster on CPUs with AVX512-BF16")
+    p.add_argument(
+        "--precision",
+        choices=["float32", "mixed_bfloat16"],
+        help="bf16 trains ~2x faster on CPUs with AVX512-BF16",
+    )
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -197,7 +201,12 @@ def cmd_predict(args) -> int:
             failed += 1
             print(f"error: {err}", file=sys.stderr)
             continue
-        record = {"file": str(path), "width": image.shape[1], "height": image.shape[0], "faces": faces}
+        record = {
+            "file": str(path),
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "faces": faces,
+        }
         if args.out:
             ok, png = cv2.imencode(".png", draw(image, faces))
             write_atomic(args.out / f"{path.stem}.png", png.tobytes())
@@ -229,7 +238,8 @@ def cmd_video(args) -> int:
         raise FerkitError(f"{args.out}: the output must be an .mp4 file")
     outputs = VideoOutputs(args.out, args.csv, args.json, args.chart)
     try:
-        summary = process_video(args.input, outputs, _pipeline(args), args.every, not args.no_smooth)
+        pipeline = _pipeline(args).for_stream()
+        summary = process_video(args.input, outputs, pipeline, args.every, not args.no_smooth)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written", file=sys.stderr)
         return 130
@@ -265,7 +275,12 @@ def cmd_serve(args) -> int:
     from ferkit.web import serve
 
     FacialExpressionModel.load(args.model, args.engine)  # a bad --model fails here, clearly
-    serve({"MODEL_DIR": args.model, "ENGINE": args.engine, "SOURCE": args.source}, args.host, args.port, args.threads)
+    serve(
+        {"MODEL_DIR": args.model, "ENGINE": args.engine, "SOURCE": args.source},
+        args.host,
+        args.port,
+        args.threads,
+    )
     return 0
 
 

@@ -38,14 +38,59 @@ class HaarDetector:
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         scale = min(1.0, self.max_side / max(gray.shape[:2]))
-        small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        min_side = max(12, int(self.min_size * scale))
+        return self._detect(gray, scale, max(12, int(self.min_size * scale)), 0)
+
+    def detect_near(self, gray: np.ndarray, box) -> np.ndarray:
+        """Look for a face of about `box`'s size around it: a few scales on a small image."""
+        x, y, w, h = (int(v) for v in box)
+        x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
+        roi = gray[y0 : y + h + h // 2, x0 : x + w + w // 2]
+        scale = min(1.0, 48 / max(w, 1))  # the face becomes ~48 px: the cascade's sweet spot
+        found = self._detect(roi, scale, int(w * scale * 0.7), int(w * scale * 1.4) + 1)
+        return found + np.array([x0, y0, 0, 0], dtype=np.int32)
+
+    def _detect(self, gray: np.ndarray, scale: float, min_side: int, max_side: int) -> np.ndarray:
+        small = (
+            gray
+            if scale == 1.0
+            else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        )
         boxes = self.cascade.detectMultiScale(
-            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
+            small,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side),
+            maxSize=(max_side, max_side),
         )
         if len(boxes) == 0:
             return np.zeros((0, 4), dtype=np.int32)
         return np.round(np.asarray(boxes, dtype=np.float64) / scale).astype(np.int32)
+
+
+class TrackingDetector:
+    """For video and live streams: search near last frame's faces, the whole frame now and then.
+
+    A full-frame search runs every `refresh` frames (new faces appear then) and whenever a
+    face was lost; in between, each known face is looked for in a small window around its
+    last box, which costs a fraction of a full search.
+    """
+
+    def __init__(self, base: HaarDetector | None = None, refresh: int = 15):
+        self.base = base or HaarDetector()
+        self.refresh = refresh
+        self.boxes = np.zeros((0, 4), dtype=np.int32)
+        self.since_full = 0
+
+    def detect(self, gray: np.ndarray) -> np.ndarray:
+        self.since_full += 1
+        if len(self.boxes) and self.since_full < self.refresh:
+            near = [self.base.detect_near(gray, box)[:1] for box in self.boxes]
+            if all(len(n) for n in near):
+                self.boxes = np.concatenate(near)
+                return self.boxes
+        self.since_full = 0
+        self.boxes = self.base.detect(gray)
+        return self.boxes
 
 
 def detect_faces(frame: np.ndarray, detector: Detector) -> np.ndarray:

@@ -33,7 +33,16 @@ def draw(frame: np.ndarray, results: list[dict], bars: bool = True) -> np.ndarra
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, 1)
         top = max(0, y - th - 8)
         cv2.rectangle(out, (x, top), (x + tw + 6, top + th + 8), color, -1)
-        cv2.putText(out, label, (x + 3, top + th + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            label,
+            (x + 3, top + th + 3),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6 * scale,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
         if bars:
             _score_bars(out, r["scores"], x, y + h + 4, max(w, 60), scale)
     return out

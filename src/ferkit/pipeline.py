@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.faces import Detector, HaarDetector, crop, detect_faces
+from ferkit.faces import Detector, HaarDetector, TrackingDetector, crop, detect_faces
 from ferkit.labels import EMOTIONS
 from ferkit.recognizer import FacialExpressionModel
 
@@ -19,7 +19,10 @@ MAX_PIXELS = 40_000_000  # refuse larger frames: a decompression bomb, not a pho
 
 
 class Pipeline:
-    """A model and a detector shared safely by threads (the web app serves many at once)."""
+    """A model and a detector, safe to share between threads (the web app serves many at once).
+
+    The detector is used by one thread at a time; the model is thread-safe by itself.
+    """
 
     def __init__(
         self,
@@ -35,6 +38,10 @@ class Pipeline:
     def __call__(self, frame: np.ndarray) -> list[dict]:
         return recognize(frame, self.model, self.detector, self.margin, self._lock)
 
+    def for_stream(self) -> Pipeline:
+        """For one video or live stream: the same model, a detector that follows the faces."""
+        return Pipeline(self.model, TrackingDetector(), self.margin)
+
 
 def recognize(
     frame: np.ndarray,
@@ -47,12 +54,12 @@ def recognize(
     if frame.size == 0:
         raise FerkitError("empty image")
     if frame.shape[0] * frame.shape[1] > MAX_PIXELS:
-        raise FerkitError(f"image too large: {frame.shape[1]}x{frame.shape[0]} pixels (limit {MAX_PIXELS})")
-    if lock is None:
-        lock = threading.Lock()
-    with lock:
+        raise FerkitError(
+            f"image too large: {frame.shape[1]}x{frame.shape[0]} pixels (limit {MAX_PIXELS})"
+        )
+    with lock or threading.Lock():
         boxes = detect_faces(frame, detector)
-        scores = model.predict_scores([crop(frame, b, margin) for b in boxes])
+    scores = model.predict_scores([crop(frame, b, margin) for b in boxes])
     return [result(box, s) for box, s in zip(boxes, scores, strict=True)]
 
 

@@ -8,6 +8,7 @@ from the model's `metadata.json`, so every caller predicts the way the model was
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -89,14 +90,16 @@ class FacialExpressionModel:
         return self
 
     def _configure(self, blur_sigma: float | None, tta: bool | None) -> None:
+        self._keras_lock = threading.Lock()
         pre = self.metadata.get("preprocessing", {})
         self.blur_sigma = float(pre.get("blur_sigma", 0.0) if blur_sigma is None else blur_sigma)
         self.tta = bool(pre.get("tta", False) if tta is None else tta)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        if self._onnx is not None:
+        if self._onnx is not None:  # ONNX Runtime sessions are thread-safe
             return self._onnx.run(None, {self._onnx_input: batch})[0]
-        return np.asarray(self._keras.predict_on_batch(batch))
+        with self._keras_lock:
+            return np.asarray(self._keras.predict_on_batch(batch))
 
     def predict_scores(self, faces: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Scores (N, 7) for N crops: gray or BGR, any size."""

@@ -43,7 +43,11 @@ class Tracker:
     def update(self, results: list[dict]) -> list[dict]:
         """The same results with `face_id` added and scores/emotion smoothed."""
         pairs = sorted(
-            ((iou(t.box, r["box"]), ti, ri) for ti, t in enumerate(self._tracks) for ri, r in enumerate(results)),
+            (
+                (iou(t.box, r["box"]), ti, ri)
+                for ti, t in enumerate(self._tracks)
+                for ri, r in enumerate(results)
+            ),
             reverse=True,
         )
         matched_t, matched_r, out, updated = set(), {}, [], set()

@@ -205,7 +205,11 @@ def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
 
 
 def train(
-    cfg: TrainConfig, out: Path, resume: bool = False, verbose: int = 1, callbacks: list | None = None
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    verbose: int = 1,
+    callbacks: list | None = None,
 ) -> dict:
     """Fit, keep the best validation epoch, save model files; returns the metadata."""
     from ferkit.model import build_model

@@ -39,9 +39,14 @@ def create_app(config: dict | None = None) -> Flask:
     model = FacialExpressionModel.load(app.config["MODEL_DIR"], app.config["ENGINE"])
     app.extensions["ferkit.pipeline"] = Pipeline(model)
     app.extensions["ferkit.jobs"] = JobQueue(
-        app.config["JOB_DIR"], app.extensions["ferkit.pipeline"], app.config["MAX_JOBS"], app.config["JOB_TTL_S"]
+        app.config["JOB_DIR"],
+        app.extensions["ferkit.pipeline"],
+        app.config["MAX_JOBS"],
+        app.config["JOB_TTL_S"],
     )
-    app.extensions["ferkit.stream"] = stream.SharedCapture(app.config["SOURCE"], app.extensions["ferkit.pipeline"])
+    app.extensions["ferkit.stream"] = stream.SharedCapture(
+        app.config["SOURCE"], app.extensions["ferkit.pipeline"].for_stream()
+    )
     for module in (pages, api, live, stream):
         app.register_blueprint(module.bp)
 

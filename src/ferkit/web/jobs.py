@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferkit.errors import FerkitError
+from ferkit.pipeline import Pipeline
 from ferkit.video import VideoOutputs, process_video
 
 OUTPUTS = {"video.mp4": "video", "frames.csv": "csv", "summary.json": "json", "chart.png": "chart"}
@@ -55,10 +56,12 @@ class _Stopped(Exception):
 
 
 class JobQueue:
-    def __init__(self, root: str | Path, recognize, max_jobs: int = 4, ttl_s: float = 3600):
+    def __init__(
+        self, root: str | Path, pipeline: Pipeline, max_jobs: int = 4, ttl_s: float = 3600
+    ):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.recognize, self.ttl_s = recognize, ttl_s
+        self.pipeline, self.ttl_s = pipeline, ttl_s
         self.jobs: dict[str, Job] = {}
         self.pending: queue.Queue[Job] = queue.Queue(maxsize=max_jobs)
         self.lock = threading.Lock()
@@ -99,7 +102,9 @@ class JobQueue:
         """Forget finished jobs older than the time to live, and delete their files."""
         now = time.time()
         with self.lock:
-            old = [j for j in self.jobs.values() if j.finished_at and now - j.finished_at > self.ttl_s]
+            old = [
+                j for j in self.jobs.values() if j.finished_at and now - j.finished_at > self.ttl_s
+            ]
             for job in old:
                 del self.jobs[job.id]
         for job in old:
@@ -116,7 +121,7 @@ class JobQueue:
                 job.summary = process_video(
                     job.folder / "upload.bin",
                     outputs,
-                    self.recognize,
+                    self.pipeline.for_stream(),
                     progress=lambda p, job=job: self._progress(job, p),
                     show_bar=False,
                 )
@@ -125,7 +130,10 @@ class JobQueue:
             except _Stopped:
                 job.status, job.error = "failed", "the server stopped"
             except FerkitError as err:
-                job.status, job.error = "failed", str(err).replace(str(job.folder / "upload.bin"), "upload")
+                job.status, job.error = (
+                    "failed",
+                    str(err).replace(str(job.folder / "upload.bin"), "upload"),
+                )
             except Exception as err:  # a worker must survive any one bad video
                 job.status, job.error = "failed", f"processing failed ({type(err).__name__})"
             finally:

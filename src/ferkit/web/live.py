@@ -21,7 +21,7 @@ sock = Sock()
 
 @sock.route("/ws/live", bp=bp)
 def live(ws):
-    pipeline = current_app.extensions["ferkit.pipeline"]
+    pipeline = current_app.extensions["ferkit.pipeline"].for_stream()
     while True:
         message = ws.receive()
         started = time.perf_counter()

@@ -5,7 +5,12 @@ from flask import Blueprint, render_template
 from ferkit.labels import EMOTIONS
 
 bp = Blueprint("pages", __name__)
-PAGES = [("pages.live", "Live camera"), ("pages.stream", "Server stream"), ("pages.image", "Image"), ("pages.video", "Video")]
+PAGES = [
+    ("pages.live", "Live camera"),
+    ("pages.stream", "Server stream"),
+    ("pages.image", "Image"),
+    ("pages.video", "Video"),
+]
 
 
 @bp.app_context_processor
