@@ -118,6 +118,7 @@ def main() -> None:
         "fps",
         "speedup_vs_fer",
     ]
+    print()
     report("pipeline_speed", columns, rows, {"video_realtime_multiple": realtime})
 
 

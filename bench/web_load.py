@@ -88,6 +88,18 @@ def main() -> None:
     rows = []
     try:
         for mode in ("websocket", "http"):
+            warm: list[float] = []  # a few seconds first: buffers and threads are allocated once
+            warm_until = time.perf_counter() + 5
+            warmers = [
+                threading.Thread(
+                    target=client, args=(mode, port, jpeg, args.fps, warm_until, warm, [])
+                )
+                for _ in range(args.clients)
+            ]
+            for t in warmers:
+                t.start()
+            for t in warmers:
+                t.join()
             rss_start = server_rss_mb(proc)
             latencies: list[float] = []
             errors: list[str] = []

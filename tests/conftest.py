@@ -60,7 +60,7 @@ def write_csv(path: Path, images: np.ndarray, labels: np.ndarray, usage: str = "
 def face_folders(tmp_path_factory) -> tuple[Path, Path]:
     """A small train and val folder of synthetic faces."""
     root = tmp_path_factory.mktemp("faces")
-    x, y = synthetic_faces(12, seed=0)
+    x, y = synthetic_faces(30, seed=0)  # 210 training images
     xv, yv = synthetic_faces(4, seed=1)
     return write_folder(root / "train", x, y), write_folder(root / "val", xv, yv)
 

@@ -131,7 +131,7 @@ def test_explore_writes_pngs_table_and_json(tmp_path, face_folders, capsys):
     ):
         assert (out / name).stat().st_size > 5000, name
     report = json.loads((out / "explore.json").read_text())
-    assert [c["count"] for c in report["train"]["classes"]] == [12] * 7
+    assert [c["count"] for c in report["train"]["classes"]] == [30] * 7
     assert report["train"]["quality"]["laplacian_var"]["median"] > 0
 
 
@@ -145,3 +145,14 @@ def test_real_publictest_counts_and_committed_split():
     committed = data.read_list(Path(__file__).parents[1] / "splits" / "publictest_val.txt")
     _, held = data.stratified_split(faces.labels, 0.2, seed=0)
     assert committed == [faces.names[i] for i in held]
+
+
+@pytest.mark.skipif(
+    not REAL_DATA.exists(), reason="the shared FER2013 folders are not beside this checkout"
+)
+def test_committed_train_and_val_lists_partition_publictest():
+    splits = Path(__file__).parents[1] / "splits"
+    train = data.read_list(splits / "publictest_train.txt")
+    val = data.read_list(splits / "publictest_val.txt")
+    assert not set(train) & set(val)
+    assert sorted(train + val) == sorted(data.load(REAL_DATA / "publictest").names)

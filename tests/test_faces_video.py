@@ -84,6 +84,12 @@ def test_images_of_any_kind(tmp_path, astronaut):
         decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "x.png")
 
 
+def test_huge_images_are_refused_before_decoding():
+    ok, png = cv2.imencode(".png", np.zeros((7000, 7000), np.uint8))  # 49 MP, compresses small
+    with pytest.raises(FerkitError, match="too large"):
+        decode_image(png.tobytes(), "huge.png")
+
+
 def test_predict_cli_processes_good_files_and_fails_on_bad(tmp_path, astronaut, capsys):
     folder = tmp_path / "in"
     folder.mkdir()

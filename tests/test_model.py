@@ -153,6 +153,56 @@ def test_bad_model_files(tmp_path, trained_run):
         load_keras_model(tmp_path / "vgg.json", trained_run / "model.weights.h5")
 
 
+def test_model_json_with_code_or_wrong_shape_is_refused(tmp_path, trained_run):
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    outputs = keras.layers.Dense(7)(
+        keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2)(inputs))
+    )
+    (tmp_path / "lambda.json").write_text(keras.Model(inputs, outputs).to_json())
+    with pytest.raises(FerkitError, match="not a Keras model JSON"):  # safe mode: no code runs
+        load_keras_model(tmp_path / "lambda.json", trained_run / "model.weights.h5")
+    inputs = keras.Input((64, 64, 3))
+    outputs = keras.layers.Dense(7)(keras.layers.Flatten()(inputs))
+    (tmp_path / "rgb.json").write_text(keras.Model(inputs, outputs).to_json())
+    with pytest.raises(FerkitError, match=r"expected input \(48, 48, 1\)"):
+        load_keras_model(tmp_path / "rgb.json", trained_run / "model.weights.h5")
+
+
+def test_evaluate_reads_the_csv_layout(tmp_path, trained_run, capsys):
+    from conftest import write_csv
+
+    x, y = synthetic_faces(2)
+    path = write_csv(tmp_path / "fer2013.csv", x, y, usage="PrivateTest")
+    assert (
+        main(
+            ["evaluate", str(path), "--usage", "PrivateTest", "--model", str(trained_run), "--json"]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["n"] == 14
+
+
+def test_serving_never_imports_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from ferkit.web import create_app\n"
+        "from ferkit.pipeline import Pipeline\n"
+        "import numpy as np\n"
+        "create_app()\n"
+        "Pipeline()(np.zeros((120, 160, 3), np.uint8))\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
 def test_embedded_model_loads_by_both_paths_and_agrees(astronaut):
     folder = embedded_model_dir()
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 1024 * 1024

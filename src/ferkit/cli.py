@@ -266,7 +266,9 @@ def _add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--source", help="server stream source: a camera index (0) or a video file")
-    p.add_argument("--threads", type=int, default=8)
+    p.add_argument(
+        "--threads", type=int, default=16, help="worker threads (each live camera holds one)"
+    )
     _add_model_options(p)
 
 

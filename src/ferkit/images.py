@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ferkit.errors import FerkitError
+
+MAX_PIXELS = 40_000_000  # larger is a decompression bomb, not a photo
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 
@@ -41,6 +46,11 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         raise FerkitError(f"{name}: empty file")
     if sniff(data) != "image":
         raise FerkitError(f"{name}: not an image (JPEG, PNG, BMP, WebP or TIFF expected)")
+    width, height = _header_size(data, name)
+    if width * height > MAX_PIXELS:
+        raise FerkitError(
+            f"{name}: image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})"
+        )
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -48,6 +58,19 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     if image is None or image.size == 0:
         raise FerkitError(f"{name}: corrupt or too large an image (could not decode it)")
     return to_bgr8(image)
+
+
+def _header_size(data: bytes, name: str) -> tuple[int, int]:
+    """Width and height from the file header alone, before anything is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except Image.DecompressionBombError:
+        return MAX_PIXELS, 2  # far over any limit
+    except Exception as err:
+        raise FerkitError(f"{name}: corrupt image ({err})") from err
 
 
 def read_image(path: Path) -> np.ndarray:

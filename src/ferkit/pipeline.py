@@ -12,10 +12,9 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.faces import Detector, HaarDetector, TrackingDetector, crop, detect_faces
+from ferkit.images import MAX_PIXELS
 from ferkit.labels import EMOTIONS
 from ferkit.recognizer import FacialExpressionModel
-
-MAX_PIXELS = 40_000_000  # refuse larger frames: a decompression bomb, not a photo
 
 
 class Pipeline:

@@ -91,7 +91,7 @@ def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> di
             enc.width = stream.codec_context.width // 2 * 2
             enc.height = stream.codec_context.height // 2 * 2
             enc.pix_fmt = "yuv420p"
-            enc.options = {"crf": "23", "preset": "veryfast"}
+            enc.options = {"crf": "23", "preset": "superfast"}
             results: list[dict] = []
             n = 0
             bar = tqdm(total=total or None, unit="frame", disable=not show_bar, desc=src.name)

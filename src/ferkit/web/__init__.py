@@ -57,7 +57,7 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-def serve(config: dict, host: str = "127.0.0.1", port: int = 5000, threads: int = 8) -> None:
+def serve(config: dict, host: str = "127.0.0.1", port: int = 5000, threads: int = 16) -> None:
     """Gunicorn with one process (one model in memory) and threads; Ctrl-C stops it.
 
     Gunicorn's threaded worker hands WebSockets their socket, which waitress cannot. The
