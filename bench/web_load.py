@@ -138,7 +138,7 @@ def main() -> None:
         "rss_start_mb",
         "rss_end_mb",
     ]
-    report("web_load", columns, rows)
+    report(f"web_load_{args.clients}clients", columns, rows)
 
 
 if __name__ == "__main__":

@@ -94,18 +94,25 @@ def astronaut_frames(astronaut: np.ndarray, n: int = 45, size=(640, 480)):
         yield frame
 
 
-def write_video(path: Path, frames, fps: int = 30) -> Path:
+def write_video(path: Path, frames, fps: int = 30, audio: bool = False) -> Path:
+    """H.264 MP4; with `audio`, a 440 Hz AAC tone as long as the video."""
+    frames = list(frames)
     with av.open(str(path), "w") as out:
-        stream = None
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=44100, layout="mono") if audio else None
         for frame in frames:
-            if stream is None:
-                stream = out.add_stream("libx264", rate=fps)
-                stream.height, stream.width = frame.shape[:2]
-                stream.pix_fmt = "yuv420p"
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        out.mux(stream.encode())
+        if sound is not None:
+            t = np.arange(int(44100 * len(frames) / fps)) / 44100
+            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for start in range(0, len(tone) - 1024, 1024):
+                chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+                chunk.sample_rate = 44100
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode())
     return path
 
 

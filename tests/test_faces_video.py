@@ -163,6 +163,17 @@ def test_truncated_video_leaves_no_half_file(tmp_path, astronaut_video, capsys):
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 
+def test_video_keeps_its_audio(tmp_path, astronaut, capsys):
+    src = write_video(tmp_path / "talk.mp4", astronaut_frames(astronaut, 30), audio=True)
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(src), "--out", str(out)]) == 0
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        assert container.streams.audio[0].codec_context.name == "aac"
+        packets = sum(1 for p in container.demux(container.streams.audio[0]) if p.size)
+    assert packets > 30  # about a second of sound at 1024 samples a packet
+
+
 def test_video_without_faces(tmp_path, capsys):
     blank = (np.full((120, 160, 3), 40, np.uint8) for _ in range(10))
     src = write_video(tmp_path / "blank.mp4", blank)

@@ -24,6 +24,7 @@ from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
 from ferkit.tracking import Tracker
 
+AUDIO_IN_MP4 = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "emotion", *EMOTIONS]
 
 
@@ -87,39 +88,27 @@ def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> di
         total = stream.frames or 0
         out = av.open(str(tmps[outputs.video]), "w", format="mp4")
         try:
-            enc = out.add_stream("libx264", rate=rate)
-            enc.width = stream.codec_context.width // 2 * 2
-            enc.height = stream.codec_context.height // 2 * 2
-            enc.pix_fmt = "yuv420p"
-            enc.options = {"crf": "23", "preset": "superfast"}
+            enc = _encoder(out, stream, rate)
             results: list[dict] = []
-            n = 0
             bar = tqdm(total=total or None, unit="frame", disable=not show_bar, desc=src.name)
-            try:
-                for n, frame in enumerate(_frames(container, stream, src)):
+            with bar:
+                for n, frame in enumerate(_frames(container, out, src)):
                     image = frame.to_ndarray(format="bgr24")
                     if n % every == 0:
                         results = recognize(image)
-                        if tracker is not None:
-                            results = tracker.update(results)
-                        else:
-                            results = [{**r, "face_id": i + 1} for i, r in enumerate(results)]
+                        results = tracker.update(results) if tracker else _numbered(results)
                     t = float(frame.time) if frame.time is not None else n / float(rate)
                     _record(n, t, results, rows, per_face)
                     times.append(t)
                     mean_scores.append(_mean_scores(results))
                     annotated = draw(image, results)[: enc.height, : enc.width]
-                    for packet in enc.encode(av.VideoFrame.from_ndarray(annotated, format="bgr24")):
-                        out.mux(packet)
+                    out.mux(enc.encode(av.VideoFrame.from_ndarray(annotated, format="bgr24")))
                     bar.update(1)
                     if progress is not None and total:
                         progress(min(1.0, (n + 1) / total))
-            finally:
-                bar.close()
             if not times:
                 raise FerkitError(f"{src}: the video has no decodable frames")
-            for packet in enc.encode():
-                out.mux(packet)
+            out.mux(enc.encode())
         finally:
             out.close()
     finally:
@@ -136,9 +125,32 @@ def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> di
     return summary
 
 
-def _frames(container, stream, src: Path):
+def _encoder(out, stream, rate):
+    """H.264 in yuv420p (what browsers play), same size (rounded down to even) and rate."""
+    enc = out.add_stream("libx264", rate=rate)
+    enc.width = stream.codec_context.width // 2 * 2
+    enc.height = stream.codec_context.height // 2 * 2
+    enc.pix_fmt = "yuv420p"
+    enc.options = {"crf": "23", "preset": "superfast"}
+    return enc
+
+
+def _numbered(results: list[dict]) -> list[dict]:
+    return [{**r, "face_id": i + 1} for i, r in enumerate(results)]
+
+
+def _frames(container, out, src: Path):
+    """The video frames; audio that MP4 can hold is copied into `out` on the way, untouched."""
+    video = container.streams.video[0]
+    audio = next((a for a in container.streams.audio if a.codec_context.name in AUDIO_IN_MP4), None)
+    audio_out = out.add_stream_from_template(audio) if audio is not None else None
     try:
-        yield from container.decode(stream)
+        for packet in container.demux(*[s for s in (video, audio) if s is not None]):
+            if packet.stream is video:
+                yield from packet.decode()
+            elif packet.dts is not None:
+                packet.stream = audio_out
+                out.mux(packet)
     except av.error.FFmpegError as err:
         raise FerkitError(f"{src}: the video is damaged and could not be decoded ({err})") from err
 

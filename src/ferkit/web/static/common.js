@@ -39,3 +39,13 @@ function dropZone(form, input, onFile) {
     if (e.dataTransfer.files[0]) onFile(e.dataTransfer.files[0]);
   });
 }
+
+// POST one file as a multipart field; the JSON reply, or {error} for a failed request.
+async function postFile(url, field, file, statusEl, busyText) {
+  statusEl.textContent = busyText;
+  const body = new FormData();
+  body.append(field, file);
+  const reply = await (await fetch(url, { method: "POST", body })).json();
+  if (reply.error) statusEl.textContent = `Error: ${reply.error}`;
+  return reply;
+}

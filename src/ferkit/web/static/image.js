@@ -3,11 +3,8 @@ const statusEl = document.getElementById("status");
 const canvas = document.getElementById("canvas");
 
 async function predict(file) {
-  statusEl.textContent = "Analysing…";
-  const body = new FormData();
-  body.append("image", file);
-  const reply = await (await fetch("/api/predict", { method: "POST", body })).json();
-  if (reply.error) { statusEl.textContent = `Error: ${reply.error}`; return; }
+  const reply = await postFile("/api/predict", "image", file, statusEl, "Analysing…");
+  if (reply.error) return;
   const img = new Image();
   img.onload = () => {
     canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;

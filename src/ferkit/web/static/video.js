@@ -4,11 +4,8 @@ const statusEl = document.getElementById("status");
 const progress = document.getElementById("progress");
 
 async function upload(file) {
-  statusEl.textContent = "Uploading…";
-  const body = new FormData();
-  body.append("video", file);
-  const reply = await (await fetch("/api/videos", { method: "POST", body })).json();
-  if (reply.error) { statusEl.textContent = `Error: ${reply.error}`; return; }
+  const reply = await postFile("/api/videos", "video", file, statusEl, "Uploading…");
+  if (reply.error) return;
   history.replaceState(null, "", `?job=${reply.id}`);
   poll(reply.id);
 }
