@@ -109,7 +109,9 @@ def write_video(path: Path, frames, fps: int = 30, audio: bool = False) -> Path:
             t = np.arange(int(44100 * len(frames) / fps)) / 44100
             tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
             for start in range(0, len(tone) - 1024, 1024):
-                chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(
+                    tone[None, start : start + 1024], format="fltp", layout="mono"
+                )
                 chunk.sample_rate = 44100
                 out.mux(sound.encode(chunk))
             out.mux(sound.encode())
