@@ -21,7 +21,7 @@ import numpy as np
 from common import report
 from frames import clip, one_face, three_faces
 
-from ferkit.faces import HaarDetector, TrackingDetector, crop, detect_faces
+from ferkit.faces import TrackingDetector, crop, detect_faces
 from ferkit.overlay import draw
 from ferkit.pipeline import Pipeline
 from ferkit.video import VideoOutputs, process_video
@@ -76,7 +76,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=100)
     args = p.parse_args()
-    pipeline = Pipeline(detector=HaarDetector())
+    pipeline = Pipeline()
     rows = []
     for name, frame in (("one face", one_face()), ("three faces", three_faces())):
         ours = [

@@ -19,7 +19,7 @@ def test_seed_architecture_has_the_seed_parameter_count():
 
 
 def test_unknown_architecture():
-    with pytest.raises(ValueError, match="unknown architecture"):
+    with pytest.raises(FerkitError, match="unknown architecture"):
         build_model("resnet9000")
 
 

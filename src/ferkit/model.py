@@ -11,6 +11,7 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
+from ferkit.errors import FerkitError
 from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
 
 
@@ -74,7 +75,7 @@ def build_model(
 ) -> keras.Model:
     """A compiled model: Adam, categorical cross-entropy, accuracy."""
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})")
+        raise FerkitError(f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})")
     model = ARCHITECTURES[arch]()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),

@@ -6,6 +6,7 @@ The one function the CLI, the video tool and the web app all call. A result per 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -20,7 +21,9 @@ from ferkit.recognizer import FacialExpressionModel
 class Pipeline:
     """A model and a detector, safe to share between threads (the web app serves many at once).
 
-    The detector is used by one thread at a time; the model is thread-safe by itself.
+    The model is thread-safe by itself. Without a given detector each thread gets its own
+    Haar detector, so requests detect in parallel; a given detector (which may keep state,
+    like a tracking one) is used by one thread at a time.
     """
 
     def __init__(
@@ -30,9 +33,18 @@ class Pipeline:
         margin: float = 0.0,
     ):
         self.model = model or FacialExpressionModel.load()
-        self.detector = detector or HaarDetector()
         self.margin = margin
-        self._lock = threading.Lock()
+        self._shared = detector
+        self._lock = threading.Lock() if detector is not None else None
+        self._local = threading.local()
+
+    @property
+    def detector(self) -> Detector:
+        if self._shared is not None:
+            return self._shared
+        if not hasattr(self._local, "detector"):
+            self._local.detector = HaarDetector()
+        return self._local.detector
 
     def __call__(self, frame: np.ndarray) -> list[dict]:
         return recognize(frame, self.model, self.detector, self.margin, self._lock)
@@ -56,7 +68,7 @@ def recognize(
         raise FerkitError(
             f"image too large: {frame.shape[1]}x{frame.shape[0]} pixels (limit {MAX_PIXELS})"
         )
-    with lock or threading.Lock():
+    with lock or contextlib.nullcontext():
         boxes = detect_faces(frame, detector)
     scores = model.predict_scores([crop(frame, b, margin) for b in boxes])
     return [result(box, s) for box, s in zip(boxes, scores, strict=True)]

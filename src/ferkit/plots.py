@@ -100,5 +100,5 @@ def emotions_over_time(times: np.ndarray, scores: np.ndarray, path: Path, title:
     ax.set_ylabel("score")
     ax.set_ylim(0, 1)
     ax.legend(ncol=4, fontsize=8)
-    ax.set_title(title or "emotions over time")
+    ax.set_title(title or "emotions over time (mean over the faces in each frame)")
     save(fig, path)

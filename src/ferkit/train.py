@@ -22,6 +22,7 @@ from ferkit import data
 from ferkit.augment import N_UNIFORMS, AugmentConfig, augment
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
+from ferkit.plots import training_curves
 
 
 @dataclass
@@ -91,7 +92,8 @@ def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet]:
     return data.concat(sources), val
 
 
-def _one_hot(labels: np.ndarray) -> np.ndarray:
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    """Labels 0..6 as the one-hot rows categorical cross-entropy expects."""
     return np.eye(NUM_CLASSES, dtype="float32")[labels]
 
 
@@ -99,7 +101,7 @@ def batches(faces: data.FaceSet, cfg: TrainConfig, seed: int):
     """Shuffled, augmented batches: a tf.data pipeline on TensorFlow, a PyDataset elsewhere."""
     aug = AugmentConfig(**cfg.augment)
     x = faces.images[..., None]
-    y = _one_hot(faces.labels)
+    y = one_hot(faces.labels)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -165,8 +167,6 @@ def _callbacks(out: Path, cfg: TrainConfig):
         def on_epoch_end(self, epoch, logs=None):
             for key, value in (logs or {}).items():
                 history.setdefault(key, []).append(float(value))
-            from ferkit.plots import training_curves
-
             training_curves(history, out / "curves.png")
             minutes = (time.monotonic() - started) / 60
             if cfg.max_minutes and minutes > cfg.max_minutes:
@@ -228,7 +228,7 @@ def train(
     started = time.monotonic()
     model.fit(
         batches(train_set, cfg, cfg.seed),
-        validation_data=(val_set.images[..., None].astype("float32"), _one_hot(val_set.labels)),
+        validation_data=(val_set.images[..., None].astype("float32"), one_hot(val_set.labels)),
         epochs=cfg.epochs,
         class_weight=class_weights(train_set.labels, cfg.class_weight),
         callbacks=_callbacks(out, cfg) + (callbacks or []),

@@ -121,7 +121,7 @@ def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> di
     if outputs.chart:
         from ferkit.plots import emotions_over_time
 
-        emotions_over_time(np.array(times), np.array(mean_scores), tmps[outputs.chart], src.name)
+        emotions_over_time(np.array(times), np.array(mean_scores), tmps[outputs.chart])
     return summary
 
 
