@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -86,13 +88,15 @@ def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> di
         stream = container.streams.video[0]
         rate = stream.average_rate or Fraction(30)
         total = stream.frames or 0
-        out = av.open(str(tmps[outputs.video]), "w", format="mp4")
+        audio = next(
+            (a for a in container.streams.audio if a.codec_context.name in AUDIO_IN_MP4), None
+        )
+        writer = _Writer(tmps[outputs.video], stream, rate, audio)
         try:
-            enc = _encoder(out, stream, rate)
             results: list[dict] = []
             bar = tqdm(total=total or None, unit="frame", disable=not show_bar, desc=src.name)
             with bar:
-                for n, frame in enumerate(_frames(container, out, src)):
+                for n, frame in enumerate(_frames(container, src, audio, writer.put)):
                     image = frame.to_ndarray(format="bgr24")
                     if n % every == 0:
                         results = recognize(image)
@@ -101,16 +105,14 @@ def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> di
                     _record(n, t, results, rows, per_face)
                     times.append(t)
                     mean_scores.append(_mean_scores(results))
-                    annotated = draw(image, results)[: enc.height, : enc.width]
-                    out.mux(enc.encode(av.VideoFrame.from_ndarray(annotated, format="bgr24")))
+                    writer.put(draw(image, results)[: writer.height, : writer.width])
                     bar.update(1)
                     if progress is not None and total:
                         progress(min(1.0, (n + 1) / total))
             if not times:
                 raise FerkitError(f"{src}: the video has no decodable frames")
-            out.mux(enc.encode())
         finally:
-            out.close()
+            writer.close()
     finally:
         container.close()
     summary = _summary(src, len(times), float(rate), per_face)
@@ -125,32 +127,72 @@ def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> di
     return summary
 
 
-def _encoder(out, stream, rate):
-    """H.264 in yuv420p (what browsers play), same size (rounded down to even) and rate."""
-    enc = out.add_stream("libx264", rate=rate)
-    enc.width = stream.codec_context.width // 2 * 2
-    enc.height = stream.codec_context.height // 2 * 2
-    enc.pix_fmt = "yuv420p"
-    enc.options = {"crf": "23", "preset": "superfast"}
-    return enc
+class _Writer:
+    """Encodes and muxes in a thread of its own, so H.264 encoding overlaps recognition.
+
+    Takes annotated BGR frames and audio packets (copied untouched) in order.
+    """
+
+    def __init__(self, path: Path, stream, rate, audio):
+        self.out = av.open(str(path), "w", format="mp4")
+        # H.264 in yuv420p (what browsers play), same size (rounded down to even) and rate
+        self.enc = self.out.add_stream("libx264", rate=rate)
+        self.width = self.enc.width = stream.codec_context.width // 2 * 2
+        self.height = self.enc.height = stream.codec_context.height // 2 * 2
+        self.enc.pix_fmt = "yuv420p"
+        self.enc.options = {"crf": "23", "preset": "superfast"}
+        self.audio = self.out.add_stream_from_template(audio) if audio is not None else None
+        self.queue: queue.Queue = queue.Queue(maxsize=8)
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="ferkit-encoder")
+        self.thread.start()
+
+    def put(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def close(self) -> None:
+        """Flush the encoder and close the file; re-raise what went wrong in the thread."""
+        self.queue.put(None)
+        self.thread.join()
+        self.out.close()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:  # after a failure, only drain the queue
+                self._write(item)
+        if self.error is None:
+            self._write(None)
+
+    def _write(self, item) -> None:
+        try:
+            if item is None:
+                self.out.mux(self.enc.encode())
+            elif isinstance(item, np.ndarray):
+                self.out.mux(self.enc.encode(av.VideoFrame.from_ndarray(item, format="bgr24")))
+            else:
+                item.stream = self.audio
+                self.out.mux(item)
+        except Exception as err:  # handed to the reading thread by put() and close()
+            self.error = err
 
 
 def _numbered(results: list[dict]) -> list[dict]:
     return [{**r, "face_id": i + 1} for i, r in enumerate(results)]
 
 
-def _frames(container, out, src: Path):
-    """The video frames; audio that MP4 can hold is copied into `out` on the way, untouched."""
+def _frames(container, src: Path, audio, on_audio: Callable):
+    """The decoded video frames; packets of the `audio` stream go to `on_audio`."""
     video = container.streams.video[0]
-    audio = next((a for a in container.streams.audio if a.codec_context.name in AUDIO_IN_MP4), None)
-    audio_out = out.add_stream_from_template(audio) if audio is not None else None
     try:
         for packet in container.demux(*[s for s in (video, audio) if s is not None]):
             if packet.stream is video:
                 yield from packet.decode()
             elif packet.dts is not None:
-                packet.stream = audio_out
-                out.mux(packet)
+                on_audio(packet)
     except av.error.FFmpegError as err:
         raise FerkitError(f"{src}: the video is damaged and could not be decoded ({err})") from err
 
