@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,16 @@ def load_keras_model(model_json: str | Path, weights: str | Path) -> Any:
             f"{model.input_shape[1:]} and {model.output_shape[-1]}"
         )
     try:
-        model.load_weights(weights)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(weights)
     except Exception as err:
         raise FerkitError(
             f"{weights}: these weights do not fit the architecture in {model_json.name} ({err})"
         ) from err
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+    if skipped:  # Keras only warns when parts of the model keep random weights
+        raise FerkitError(
+            f"{weights}: these weights do not fit the architecture in {model_json.name} ({skipped[0]})"
+        )
     return model
