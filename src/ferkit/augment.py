@@ -34,6 +34,7 @@ class AugmentConfig:
 
 
 def gaussian_kernel(sigma: float, radius: int = _BLUR_RADIUS) -> np.ndarray:
+    """A normalised 1-D Gaussian: the blur is separable, two 1-D passes."""
     x = np.arange(-radius, radius + 1, dtype=np.float32)
     k = np.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()

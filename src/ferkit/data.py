@@ -31,6 +31,8 @@ CACHE_VERSION = "1"
 
 @dataclass(frozen=True)
 class FaceSet:
+    """Faces as arrays plus a name per face, so any subset can be written down as a list."""
+
     images: np.ndarray
     labels: np.ndarray
     names: list[str]
@@ -57,6 +59,7 @@ class FaceSet:
 
 
 def concat(sets: list[FaceSet]) -> FaceSet:
+    """One set from several sources (a set listed twice is trained on twice)."""
     return FaceSet(
         np.concatenate([s.images for s in sets]),
         np.concatenate([s.labels for s in sets]),

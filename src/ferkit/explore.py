@@ -47,6 +47,7 @@ def quality(faces: FaceSet, max_images: int = 2000, seed: int = 0) -> dict:
 
 
 def samples(faces: FaceSet, per_class: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """A few random faces per class (seeded, so reports are comparable between runs)."""
     rng = np.random.default_rng(seed)
     rows = []
     for i, name in enumerate(EMOTIONS):

@@ -42,6 +42,7 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """BGR uint8 from an upload or file; the size is checked before any pixel is decoded."""
     if not data:
         raise FerkitError(f"{name}: empty file")
     if sniff(data) != "image":
@@ -74,6 +75,7 @@ def _header_size(data: bytes, name: str) -> tuple[int, int]:
 
 
 def read_image(path: Path) -> np.ndarray:
+    """`decode_image` for a file on disk, with errors that name the file."""
     try:
         data = Path(path).read_bytes()
     except OSError as err:

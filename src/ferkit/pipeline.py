@@ -75,6 +75,7 @@ def recognize(
 
 
 def result(box, scores: np.ndarray) -> dict:
+    """The JSON-ready result for one face: plain ints and rounded floats."""
     return {
         "box": [int(v) for v in box],
         "emotion": EMOTIONS[int(np.argmax(scores))],

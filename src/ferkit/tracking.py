@@ -15,6 +15,7 @@ from ferkit.pipeline import result
 
 
 def iou(a, b) -> float:
+    """Overlap of two (x, y, w, h) boxes: intersection over union."""
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))

@@ -230,6 +230,7 @@ def train(
         batches(train_set, cfg, cfg.seed),
         validation_data=(val_set.images[..., None].astype("float32"), one_hot(val_set.labels)),
         epochs=cfg.epochs,
+        shuffle=False,  # the batches are shuffled by their own pipeline
         class_weight=class_weights(train_set.labels, cfg.class_weight),
         callbacks=_callbacks(out, cfg) + (callbacks or []),
         verbose=verbose,

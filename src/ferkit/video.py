@@ -43,6 +43,7 @@ def _tmp(path: Path) -> Path:
 
 
 def open_video(path: Path):
+    """The PyAV container, or a FerkitError that names the file instead of an FFmpeg trace."""
     if not Path(path).is_file():
         raise FerkitError(f"{path}: no such video file")
     try:
