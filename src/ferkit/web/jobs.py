@@ -95,6 +95,7 @@ class JobQueue:
         return job
 
     def get(self, job_id: str) -> Job | None:
+        self.cleanup()
         with self.lock:
             return self.jobs.get(job_id)
 
