@@ -66,6 +66,24 @@ def browser(playwright, tmp_path_factory, astronaut):
     browser.close()
 
 
+def test_live_websocket_protocol(server, astronaut):
+    import json
+
+    from simple_websocket import Client
+
+    ws = Client.connect(server.replace("http", "ws") + "/ws/live")
+    ws.send(cv2.imencode(".jpg", astronaut)[1].tobytes())
+    reply = json.loads(ws.receive(timeout=10))
+    assert reply["faces"][0]["emotion"] == "happy" and reply["width"] == 512
+    ws.send("hello")
+    assert "binary JPEG" in json.loads(ws.receive(timeout=10))["error"]
+    ws.send(b"\xff\xd8\xff garbage")
+    assert "corrupt" in json.loads(ws.receive(timeout=10))["error"]
+    ws.send(cv2.imencode(".jpg", astronaut)[1].tobytes())  # still serving after bad frames
+    assert json.loads(ws.receive(timeout=10))["faces"]
+    ws.close()
+
+
 def test_live_page_shows_a_labelled_box(server, browser):
     page = browser.new_page()
     page.goto(server + "/")

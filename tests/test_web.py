@@ -116,7 +116,9 @@ def test_finished_jobs_expire_with_their_files(tmp_path, astronaut_video):
     app = create_app({"JOB_DIR": str(tmp_path), "JOB_TTL_S": 0})
     client = app.test_client()
     data = astronaut_video.read_bytes()
-    job_id = client.post("/api/videos", data={"video": (io.BytesIO(data), "v.mp4")}).get_json()["id"]
+    job_id = client.post("/api/videos", data={"video": (io.BytesIO(data), "v.mp4")}).get_json()[
+        "id"
+    ]
     job = app.extensions["ferkit.jobs"].jobs[job_id]
     assert job.finished.wait(60) and job.status == "done"
     assert client.get(f"/api/videos/{job_id}").status_code == 404

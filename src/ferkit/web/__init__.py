@@ -21,6 +21,8 @@ DEFAULTS = {
     "JOB_DIR": None,
     "JOB_TTL_S": 3600,
     "MAX_JOBS": 4,
+    # flask-sock: a live frame is a small JPEG; refuse messages over 4 MB
+    "SOCK_SERVER_OPTIONS": {"max_message_size": 4 * 1024 * 1024, "ping_interval": 25},
 }
 
 
