@@ -10,13 +10,25 @@ from ferkit.images import decode_image, sniff
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def _upload(field: str) -> bytes:
-    """The multipart field, or else the raw request body."""
+ACCEPTED = {
+    "image": "a JPEG, PNG, BMP, WebP or TIFF file",
+    "video": "an MP4, MOV, WebM, AVI or Ogg file",
+}
+
+
+def _upload(kind: str) -> bytes:
+    """The multipart field named `kind` (or the raw body), checked to be that kind by content."""
     if request.mimetype == "multipart/form-data":
-        if field not in request.files:
-            abort(400, f"expected the multipart field '{field}'")
-        return request.files[field].read()
-    return request.get_data()
+        if kind not in request.files:
+            abort(400, f"expected the multipart field '{kind}'")
+        data = request.files[kind].read()
+    else:
+        data = request.get_data()
+    if not data:
+        abort(400, f"no {kind}: send the multipart field '{kind}' or the file as the body")
+    if sniff(data) != kind:
+        abort(415, f"not {'an' if kind == 'image' else 'a'} {kind}: send {ACCEPTED[kind]}")
+    return data
 
 
 def _jobs():
@@ -32,10 +44,6 @@ def health():
 @bp.post("/predict")
 def predict():
     data = _upload("image")
-    if not data:
-        abort(400, "no image: send the multipart field 'image' or a JPEG/PNG body")
-    if sniff(data) != "image":
-        abort(415, "not an image: send a JPEG, PNG, BMP, WebP or TIFF file")
     try:
         image = decode_image(data, "image")
         faces = current_app.extensions["ferkit.pipeline"](image)
@@ -46,12 +54,7 @@ def predict():
 
 @bp.post("/videos")
 def create_video_job():
-    data = _upload("video")
-    if not data:
-        abort(400, "no video: send the multipart field 'video'")
-    if sniff(data) != "video":
-        abort(415, "not a video: send an MP4, MOV, WebM, AVI or Ogg file")
-    job = _jobs().submit(data)
+    job = _jobs().submit(_upload("video"))
     if job is None:
         abort(429, "too many video jobs in progress; try again later")
     return jsonify(job.to_dict()), 202
