@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def _add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    if not args.resume and not args.data:
+        raise FerkitError("give at least one training source (a class folder or fer2013.csv)")
     from ferkit.train import RECIPES, TrainConfig, train
 
     settings = dict(RECIPES.get(args.recipe, {}))
@@ -92,8 +95,6 @@ def cmd_train(args) -> int:
             **settings.get("augment", TrainConfig([]).augment),
             "blur_prob": args.blur_prob,
         }
-    if not args.resume and not args.data:
-        raise FerkitError("give at least one training source (a class folder or fer2013.csv)")
     cfg = TrainConfig(sources=[str(p) for p in args.data], **settings)
     try:
         meta = train(cfg, args.out, resume=args.resume, verbose=2 if args.quiet else 1)
@@ -308,6 +309,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
