@@ -70,12 +70,12 @@ class HaarDetector:
 class TrackingDetector:
     """For video and live streams: search near last frame's faces, the whole frame now and then.
 
-    A full-frame search runs every `refresh` frames (new faces appear then) and whenever a
-    face was lost; in between, each known face is looked for in a small window around its
-    last box, which costs a fraction of a full search.
+    A full-frame search runs every `refresh` frames (a new face shows up within a second at
+    30 fps) and whenever a face was lost; in between, each known face is looked for in a
+    small window around its last box, which costs a fraction of a full search.
     """
 
-    def __init__(self, base: HaarDetector | None = None, refresh: int = 15):
+    def __init__(self, base: HaarDetector | None = None, refresh: int = 30):
         self.base = base or HaarDetector()
         self.refresh = refresh
         self.boxes = np.zeros((0, 4), dtype=np.int32)
