@@ -56,6 +56,8 @@ class _Stopped(Exception):
 
 
 class JobQueue:
+    """The video jobs of one app: a bounded queue, one worker thread, expiry of old results."""
+
     def __init__(
         self, root: str | Path, pipeline: Pipeline, max_jobs: int = 4, ttl_s: float = 3600
     ):
@@ -63,7 +65,7 @@ class JobQueue:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.pipeline, self.ttl_s = pipeline, ttl_s
         self.jobs: dict[str, Job] = {}
-        self.pending: queue.Queue[Job] = queue.Queue(maxsize=max_jobs)
+        self.pending: queue.Queue[Job | None] = queue.Queue(maxsize=max_jobs)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, daemon=True, name="ferkit-video-jobs")
@@ -85,13 +87,15 @@ class JobQueue:
         job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8))
         job.folder.mkdir(mode=0o700)
         (job.folder / "upload.bin").write_bytes(data)
+        with self.lock:
+            self.jobs[job.id] = job  # known before the worker can pick it up
         try:
             self.pending.put_nowait(job)
         except queue.Full:
+            with self.lock:
+                del self.jobs[job.id]
             shutil.rmtree(job.folder, ignore_errors=True)
             return None
-        with self.lock:
-            self.jobs[job.id] = job
         return job
 
     def get(self, job_id: str) -> Job | None:
