@@ -147,11 +147,12 @@ def cmd_evaluate(args) -> int:
     result["blur"] = args.blur or 0.0
     result["engine"] = model.engine
     if args.out:
+        from ferkit.files import write_json
         from ferkit.plots import confusion
 
         args.out.mkdir(parents=True, exist_ok=True)
         confusion(np.array(result["confusion"]), args.out / "confusion.png")
-        data.write_atomic(args.out / "metrics.json", json.dumps(result, indent=2).encode())
+        write_json(args.out / "metrics.json", result)
     print(json.dumps(result) if args.json else format_report(result))
     return 0
 
@@ -186,7 +187,7 @@ def _image_paths(inputs: list[Path]) -> list[Path]:
 def cmd_predict(args) -> int:
     import cv2
 
-    from ferkit.data import write_atomic
+    from ferkit.files import write_atomic, write_json
     from ferkit.images import read_image
     from ferkit.overlay import draw
 
@@ -211,7 +212,7 @@ def cmd_predict(args) -> int:
         if args.out:
             ok, png = cv2.imencode(".png", draw(image, faces))
             write_atomic(args.out / f"{path.stem}.png", png.tobytes())
-            write_atomic(args.out / f"{path.stem}.json", json.dumps(record, indent=2).encode())
+            write_json(args.out / f"{path.stem}.json", record)
         if args.json:
             print(json.dumps(record))
         else:

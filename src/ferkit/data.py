@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.files import temp_path, write_atomic
 from ferkit.labels import EMOTIONS, IMAGE_SIZE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -90,13 +91,6 @@ def read_list(path: str | Path) -> list[str]:
 
 def write_list(path: str | Path, names: list[str]) -> None:
     write_atomic(Path(path), ("\n".join(names) + "\n").encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name and rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def stratified_split(
@@ -188,7 +182,7 @@ def load_folder(root: Path, cache: bool = True) -> FaceSet:
 
 def _save_cache(path: Path, faces: FaceSet) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+    tmp = temp_path(path)
     np.savez(tmp, images=faces.images, labels=faces.labels, names=np.array(faces.names))
     os.replace(tmp, path)
 

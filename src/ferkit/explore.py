@@ -7,14 +7,14 @@ the Laplacian (sharpness) and per-image contrast show it at a glance.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ferkit import plots
-from ferkit.data import FaceSet, write_atomic
+from ferkit.data import FaceSet
+from ferkit.files import write_json
 from ferkit.labels import EMOTIONS
 
 
@@ -98,7 +98,7 @@ def explore(
         plots.image_grid(
             augmented_rows(first, per_class), out / "augmented.png", "training augmentation"
         )
-    write_atomic(out / "explore.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_json(out / "explore.json", report)
     return report
 
 

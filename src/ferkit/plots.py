@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ferkit.data import write_atomic
+from ferkit.files import write_atomic
 from ferkit.labels import EMOTIONS
 
 

@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ferkit.data import write_atomic
 from ferkit.errors import FerkitError
+from ferkit.files import temp_path, write_atomic, write_json
 
 JSON_NAME = "model.json"
 WEIGHTS_NAME = "model.weights.h5"
@@ -33,7 +33,7 @@ def save_model_files(folder: Path, model: Any, metadata: dict) -> None:
     model_json = json.dumps(config)
     bare = keras.models.model_from_json(model_json)
     bare.set_weights(model.get_weights())
-    tmp_weights = folder / f"tmp{os.getpid()}.weights.h5"
+    tmp_weights = temp_path(folder / WEIGHTS_NAME)
     bare.save_weights(tmp_weights)
     os.replace(tmp_weights, folder / WEIGHTS_NAME)
     write_atomic(folder / JSON_NAME, model_json.encode())
@@ -41,7 +41,7 @@ def save_model_files(folder: Path, model: Any, metadata: dict) -> None:
 
 
 def write_metadata(folder: Path, metadata: dict) -> None:
-    write_atomic(folder / METADATA_NAME, (json.dumps(metadata, indent=2) + "\n").encode())
+    write_json(folder / METADATA_NAME, metadata)
 
 
 def read_metadata(folder: Path) -> dict:

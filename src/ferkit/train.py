@@ -21,6 +21,7 @@ import numpy as np
 from ferkit import data
 from ferkit.augment import N_UNIFORMS, AugmentConfig, augment
 from ferkit.errors import FerkitError
+from ferkit.files import write_json
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ferkit.plots import training_curves
 
@@ -200,7 +201,7 @@ def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     if (out / "backup").exists() or (out / "history.csv").exists():
         raise FerkitError(f"{out}: a run is already there; add --resume to continue it")
     out.mkdir(parents=True, exist_ok=True)
-    data.write_atomic(config_path, (json.dumps(asdict(cfg), indent=2) + "\n").encode())
+    write_json(config_path, asdict(cfg))
     return cfg
 
 

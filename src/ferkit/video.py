@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ferkit.errors import FerkitError
+from ferkit.files import temp_path
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
 from ferkit.tracking import Tracker
@@ -36,10 +37,6 @@ class VideoOutputs:
     csv: Path | None = None
     json: Path | None = None
     chart: Path | None = None
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
 def open_video(path: Path):
@@ -70,7 +67,7 @@ def process_video(
         raise FerkitError(f"--every must be 1 or more, got {every}")
     src = Path(src)
     finals = [p for p in (outputs.video, outputs.csv, outputs.json, outputs.chart) if p is not None]
-    tmps = {p: _tmp(p) for p in finals}
+    tmps = {p: temp_path(p) for p in finals}
     try:
         summary = _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar)
         for final, tmp in tmps.items():
