@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ferkit.errors import FerkitError
+from ferkit.preprocess import to_bgr8
 
 MAX_PIXELS = 40_000_000  # larger is a decompression bomb, not a photo
 
@@ -26,19 +27,6 @@ def sniff(data: bytes) -> str | None:
     if any(data.startswith(m) for m in IMAGE_MAGIC):
         return "image"
     return None
-
-
-def to_bgr8(image: np.ndarray) -> np.ndarray:
-    """BGR uint8 from gray, BGRA, 16-bit or float images."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
 
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:

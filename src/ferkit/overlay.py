@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from ferkit.labels import EMOTIONS
+from ferkit.preprocess import to_bgr8
 
 # One BGR colour per emotion, so a label change is visible at a glance.
 COLORS = {
@@ -21,7 +22,8 @@ COLORS = {
 
 def draw(frame: np.ndarray, results: list[dict], bars: bool = True) -> np.ndarray:
     """A BGR copy of the frame with every face annotated."""
-    out = frame.copy() if frame.ndim == 3 and frame.shape[2] == 3 else _to_bgr(frame)
+    out = to_bgr8(frame)
+    out = out.copy() if out is frame else out
     scale = max(0.4, min(1.2, out.shape[1] / 900))
     for r in results:
         x, y, w, h = r["box"]
@@ -56,9 +58,3 @@ def _score_bars(out: np.ndarray, scores: dict, x: int, y: int, width: int, scale
             break
         cv2.rectangle(out, (x, top), (x + width, top + bar_h), (50, 50, 50), -1)
         cv2.rectangle(out, (x, top), (x + int(width * scores[name]), top + bar_h), COLORS[name], -1)
-
-
-def _to_bgr(frame: np.ndarray) -> np.ndarray:
-    if frame.ndim == 2:
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)

@@ -11,21 +11,33 @@ from ferkit.errors import FerkitError
 from ferkit.labels import IMAGE_SIZE
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """8 bits a channel: 16-bit PNGs keep their top byte, floats are clipped to 0..255."""
+    if image.dtype == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    if image.dtype != np.uint8:
+        return np.clip(image, 0, 255).astype(np.uint8)
+    return image
+
+
+def _channels(image: np.ndarray) -> int:
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)):
+        return 1 if image.ndim == 2 else image.shape[2]
+    raise FerkitError(f"expected a gray, BGR or BGRA image, got shape {image.shape}")
+
+
 def to_gray8(image: np.ndarray) -> np.ndarray:
     """Gray uint8 from gray, BGR, BGRA, 16-bit or float images."""
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
-    elif image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    elif image.ndim != 2:
-        raise FerkitError(f"expected a gray, BGR or BGRA image, got shape {image.shape}")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return image
+    image = to_uint8(image)
+    conversion = {1: None, 3: cv2.COLOR_BGR2GRAY, 4: cv2.COLOR_BGRA2GRAY}[_channels(image)]
+    return image.reshape(image.shape[:2]) if conversion is None else cv2.cvtColor(image, conversion)
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """BGR uint8 from gray, BGRA, 16-bit or float images (a BGR uint8 image comes back as is)."""
+    image = to_uint8(image)
+    conversion = {1: cv2.COLOR_GRAY2BGR, 3: None, 4: cv2.COLOR_BGRA2BGR}[_channels(image)]
+    return image if conversion is None else cv2.cvtColor(image, conversion)
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
