@@ -69,7 +69,7 @@ def main() -> None:
                 {
                     "engine": "keras model.predict (for contrast)",
                     "batch1_ms": 1000
-                    * timed(lambda m=model: m._keras.predict(batch, verbose=0), 30),
+                    * timed(lambda m=model: m.keras_model.predict(batch, verbose=0), 30),
                 }
             )
     report(
