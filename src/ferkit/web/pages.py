@@ -1,38 +1,25 @@
-"""The HTML pages: live camera, server stream, image and video upload."""
+"""The HTML pages: live camera, server stream, image and video upload.
+
+Each page is a template of the same name; this one table gives both the routes and the
+navigation bar.
+"""
+
+from functools import partial
 
 from flask import Blueprint, render_template
 
-from ferkit.labels import EMOTIONS
-
 bp = Blueprint("pages", __name__)
-PAGES = [
-    ("pages.live", "Live camera"),
-    ("pages.stream", "Server stream"),
-    ("pages.image", "Image"),
-    ("pages.video", "Video"),
+PAGES = [  # (URL, template and endpoint name, navigation label)
+    ("/", "live", "Live camera"),
+    ("/stream", "stream", "Server stream"),
+    ("/image", "image", "Image"),
+    ("/video", "video", "Video"),
 ]
+
+for url, name, _ in PAGES:
+    bp.add_url_rule(url, name, partial(render_template, f"{name}.html"), methods=["GET"])
 
 
 @bp.app_context_processor
-def navigation():
-    return {"pages": PAGES, "emotions": EMOTIONS}
-
-
-@bp.get("/")
-def live():
-    return render_template("live.html")
-
-
-@bp.get("/stream")
-def stream():
-    return render_template("stream.html")
-
-
-@bp.get("/image")
-def image():
-    return render_template("image.html")
-
-
-@bp.get("/video")
-def video():
-    return render_template("video.html")
+def navigation() -> dict:
+    return {"pages": [(f"pages.{name}", label) for _, name, label in PAGES]}
