@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from common import report
-from frames import astronaut
+from media import astronaut
 
 from ferkit.recognizer import FacialExpressionModel
 

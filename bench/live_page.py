@@ -7,19 +7,13 @@ opening the page to the first labelled box, and the round trip and frame rate it
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from common import report
-from frames import astronaut
+from media import CHROMIUM, astronaut, astronaut_frames, start_server, write_y4m
 from playwright.sync_api import sync_playwright
-from web_load import start_server
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import astronaut_frames  # noqa: E402
-from test_browser import CHROMIUM, write_y4m  # noqa: E402
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from common import report
-from frames import clip, one_face, three_faces
+from media import astronaut, astronaut_frames, one_face, three_faces, write_video
 
 from ferkit.faces import TrackingDetector, crop, detect_faces
 from ferkit.overlay import draw
@@ -97,7 +97,7 @@ def main() -> None:
         r["fps"] = 1000 / r["end_to_end_ms"]
     realtime = {}
     with tempfile.TemporaryDirectory() as tmp:
-        src = clip(Path(tmp) / "clip.mp4")
+        src = write_video(Path(tmp) / "clip.mp4", astronaut_frames(astronaut(), 90))  # 3 s
         for every in (1, 2):
             start = time.perf_counter()
             out = VideoOutputs(Path(tmp) / "out.mp4")

@@ -8,38 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import cv2
 import numpy as np
 import psutil
 from common import report
-from frames import one_face
+from media import one_face, start_server
 from simple_websocket import Client
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_server() -> tuple[subprocess.Popen, int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--port", str(port)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in proc.stderr:
-        if "Booting worker" in line:
-            break
-    threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
-    return proc, port
 
 
 def server_rss_mb(proc: subprocess.Popen) -> float:

@@ -1,46 +1,19 @@
 """The pages in a real headless Chromium against a real server on loopback."""
 
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import astronaut_frames
+from assets import CHROMIUM, astronaut_frames, start_server, write_y4m
 from playwright.sync_api import expect, sync_playwright
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-
-
-def write_y4m(path: Path, frames) -> Path:
-    """A fake-webcam clip; Chromium wants the plain C420 tag (not C420mpeg2)."""
-    with open(path, "wb") as fh:
-        fh.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420\n")
-        for frame in frames:
-            fh.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server():
-    """`python main.py` as a user starts it, on a free loopback port."""
-    port = free_port()
-    main = Path(__file__).resolve().parents[1] / "main.py"
-    proc = subprocess.Popen(
-        [sys.executable, str(main), "--port", str(port)], stderr=subprocess.PIPE, text=True
-    )
-    for line in proc.stderr:  # gunicorn logs this once the socket is bound
-        if "Booting worker" in line:
-            break
+    proc, port = start_server()
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(30)

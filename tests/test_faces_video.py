@@ -5,7 +5,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conftest import astronaut_frames, write_video
+from assets import astronaut_frames, write_video
 
 from ferkit.cli import main
 from ferkit.errors import FerkitError

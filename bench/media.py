@@ -1,0 +1,29 @@
+"""The test suite's media and server helpers (tests/assets.py), so the benchmarks measure on
+exactly the frames, clips and server the tests use."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from assets import (  # noqa: E402
+    CHROMIUM,
+    astronaut,
+    astronaut_frames,
+    one_face,
+    start_server,
+    three_faces,
+    write_video,
+    write_y4m,
+)
+
+__all__ = [
+    "CHROMIUM",
+    "astronaut",
+    "astronaut_frames",
+    "one_face",
+    "start_server",
+    "three_faces",
+    "write_video",
+    "write_y4m",
+]

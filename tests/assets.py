@@ -1,0 +1,100 @@
+"""Media the tests and the benchmarks make for themselves, from scikit-image's public-domain
+astronaut photo (never FER2013 faces), and the real server they run against."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import skimage.data
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium, installed by .ci/run
+
+
+def astronaut() -> np.ndarray:
+    """The 512x512 photo, BGR."""
+    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def three_faces(photo: np.ndarray | None = None) -> np.ndarray:
+    """A 640x480 frame with three copies of the astronaut's head at different scales."""
+    head = (astronaut() if photo is None else photo)[20:240, 130:330]
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    for x, y, s in [(20, 40, 180), (260, 60, 140), (460, 200, 110)]:
+        frame[y : y + s, x : x + s] = cv2.resize(head, (s, s))
+    return frame
+
+
+def astronaut_frames(photo: np.ndarray, n: int = 45, size=(640, 480)):
+    """A slow pan and zoom over the astronaut's head; its first frame has one large face."""
+    w, h = size
+    for i in range(n):
+        t = i / max(1, n - 1)
+        side = int(420 - 120 * t)
+        x0, y0 = int(20 + 60 * t), 0
+        view = photo[y0 : y0 + side, x0 : x0 + side]
+        frame = np.full((h, w, 3), 90, np.uint8)
+        frame[:, (w - h) // 2 : (w - h) // 2 + h] = cv2.resize(view, (h, h))
+        yield frame
+
+
+def one_face() -> np.ndarray:
+    """A 640x480 frame with one large face."""
+    return next(astronaut_frames(astronaut(), 1))
+
+
+def write_video(path: Path, frames, fps: int = 30, audio: bool = False) -> Path:
+    """H.264 MP4; with `audio`, a 440 Hz AAC tone as long as the video."""
+    frames = list(frames)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=44100, layout="mono") if audio else None
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        out.mux(stream.encode())
+        if sound is not None:
+            t = np.arange(int(44100 * len(frames) / fps)) / 44100
+            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for start in range(0, len(tone) - 1024, 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    tone[None, start : start + 1024], format="fltp", layout="mono"
+                )
+                chunk.sample_rate = 44100
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode())
+    return path
+
+
+def write_y4m(path: Path, frames) -> Path:
+    """A fake-webcam clip; Chromium wants the plain C420 tag (not C420mpeg2)."""
+    with open(path, "wb") as fh:
+        fh.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420\n")
+        for frame in frames:
+            fh.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return path
+
+
+def start_server() -> tuple[subprocess.Popen, int]:
+    """`python main.py` as a user starts it, on a free loopback port, once it listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stderr:  # gunicorn logs this once the socket is bound
+        if "Booting worker" in line:
+            break
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+    return proc, port
