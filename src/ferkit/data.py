@@ -192,8 +192,8 @@ def load_csv(path: Path, usage: str | None = None) -> FaceSet:
     if usage is not None and usage not in USAGES:
         raise FerkitError(f"--usage must be one of {', '.join(USAGES)}, got '{usage}'")
     images, labels, names = [], [], []
-    try:
-        with open(path, newline="") as fh:
+    try:  # utf-8-sig: spreadsheet programs start the file with a byte order mark
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None or [h.strip() for h in header[:3]] != CSV_HEADER:
@@ -213,6 +213,8 @@ def load_csv(path: Path, usage: str | None = None) -> FaceSet:
                 names.append(f"csv:{line}")
     except UnicodeDecodeError as err:
         raise FerkitError(f"{path}: not a text CSV file ({err.reason})") from err
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit() (131,072 characters)
+        raise FerkitError(f"{path}: line {reader.line_num}: malformed CSV ({err})") from err
     if not images:
         which = f" with Usage={usage}" if usage else ""
         raise FerkitError(f"{path}: no rows{which}")

@@ -1,8 +1,15 @@
-"""Read user images and sniff file types by content, never by name."""
+"""Read user images within a memory budget and sniff file types by content, never by name.
+
+A small file can declare a huge picture (a decompression bomb), so every size a file
+declares is checked before a pixel is decoded: the picture itself and, for TIFF, each tile
+the decoder will allocate. At most `DECODE_SLOTS` decodes run at once, so a burst
+of large uploads cannot add up. EXIF orientation is applied, as phones expect.
+"""
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from pathlib import Path
 
@@ -11,11 +18,18 @@ import numpy as np
 from PIL import Image
 
 from ferkit.errors import FerkitError
-from ferkit.preprocess import to_bgr8
 
 MAX_PIXELS = 40_000_000  # larger is a decompression bomb, not a photo
+# Decoded samples a file may declare (width x height x channels x bytes a sample): a 40 MP
+# 8-bit RGB photo fits; a 6300x6300 16-bit RGBA PNG (318 MB) does not.
+MAX_DECODED_BYTES = 160 * 2**20
+DECODE_SLOTS = 2  # decodes at once (one a core); each stays under ~300 MB
+_decoding = threading.BoundedSemaphore(DECODE_SLOTS)
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+# TIFF tags: BitsPerSample, SamplesPerPixel, TileWidth, TileLength
+_TIFF_BITS, _TIFF_SAMPLES = 258, 277
+_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
 
 
 def sniff(data: bytes) -> str | None:
@@ -30,36 +44,71 @@ def sniff(data: bytes) -> str | None:
 
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
-    """BGR uint8 from an upload or file; the size is checked before any pixel is decoded."""
+    """BGR uint8, upright (EXIF orientation applied), from an upload or file.
+
+    Every declared size is checked before any pixel is decoded; decodes wait for a slot.
+    """
     if not data:
         raise FerkitError(f"{name}: empty file")
     if sniff(data) != "image":
         raise FerkitError(f"{name}: not an image (JPEG, PNG, BMP, WebP or TIFF expected)")
-    width, height = _header_size(data, name)
-    if width * height > MAX_PIXELS:
-        raise FerkitError(
-            f"{name}: image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})"
-        )
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        image = None
+    check_declared_size(data, name)
+    with _decoding:
+        try:  # IMREAD_COLOR: 8-bit BGR straight from the decoder, EXIF orientation applied
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:
+            image = None
     if image is None or image.size == 0:
-        raise FerkitError(f"{name}: corrupt or too large an image (could not decode it)")
-    return to_bgr8(image)
+        raise FerkitError(f"{name}: corrupt image (could not decode it)")
+    return image
 
 
-def _header_size(data: bytes, name: str) -> tuple[int, int]:
-    """Width and height from the file header alone, before anything is decoded."""
+def check_declared_size(data: bytes, name: str) -> None:
+    """Refuse a file whose header (or a TIFF tile) declares more than the budget."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                return image.size
+                width, height = image.size
+                samples, depth = _sample_layout(data, image)
+                tiff = getattr(image, "tag_v2", None) if image.format == "TIFF" else None
+                parts = _tiff_tile(tiff) if tiff is not None else []
     except Image.DecompressionBombError:
-        return MAX_PIXELS, 2  # far over any limit
-    except Exception as err:
-        raise FerkitError(f"{name}: corrupt image ({err})") from err
+        raise FerkitError(f"{name}: image too large (limit {MAX_PIXELS:,} pixels)") from None
+    except FerkitError:
+        raise
+    except Exception as err:  # PIL's messages name its in-memory buffer: give our own
+        raise FerkitError(f"{name}: corrupt image ({type(err).__name__})") from err
+    if width * height > MAX_PIXELS:
+        raise FerkitError(
+            f"{name}: image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})"
+        )
+    for what, w, h, bytes_per_pixel in [("image", width, height, samples * depth), *parts]:
+        if w * h * bytes_per_pixel > MAX_DECODED_BYTES:
+            raise FerkitError(
+                f"{name}: {what} too large to decode: {w}x{h} at {bytes_per_pixel} bytes a "
+                f"pixel needs {w * h * bytes_per_pixel / 2**20:.0f} MB "
+                f"(limit {MAX_DECODED_BYTES / 2**20:.0f} MB)"
+            )
+
+
+def _sample_layout(data: bytes, image: Image.Image) -> tuple[int, int]:
+    """Channels and bytes a sample as stored: PIL reports a 16-bit RGBA PNG as 8-bit RGBA."""
+    if image.format == "PNG":  # IHDR: bit depth, colour type (gray, RGB, palette, GA, RGBA)
+        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 4)
+        return channels, 2 if data[24] == 16 else 1
+    return len(image.getbands()), 2 if "16" in image.mode or image.mode in ("I", "F") else 1
+
+
+def _tiff_tile(tags) -> list[tuple[str, int, int, int]]:
+    """The tile buffer a TIFF decoder allocates, which the image size does not bound."""
+    if _TIFF_TILE_WIDTH not in tags and _TIFF_TILE_LENGTH not in tags:
+        return []
+    bits = tags.get(_TIFF_BITS, (8,))
+    bytes_per_pixel = max(1, sum(bits if isinstance(bits, tuple) else (bits,)) // 8)
+    tile = (int(tags.get(_TIFF_TILE_WIDTH, 0)), int(tags.get(_TIFF_TILE_LENGTH, 0)))
+    # OpenCV may read a tile as RGBA, 4 bytes a pixel, whatever the file stores
+    return [("TIFF tile", *tile, max(4, bytes_per_pixel, int(tags.get(_TIFF_SAMPLES, 1))))]
 
 
 def read_image(path: Path) -> np.ndarray:
