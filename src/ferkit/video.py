@@ -39,18 +39,53 @@ class VideoOutputs:
     chart: Path | None = None
 
 
+# What one video may cost: frames of at most 1080p (in either orientation; each decoded,
+# drawn and encoded frame is held a few times over), and at most 10 minutes or 18,000 frames.
+MAX_VIDEO_PIXELS = 1920 * 1088
+MAX_VIDEO_SECONDS = 600
+MAX_VIDEO_FRAMES = 18_000
+
+
 def open_video(path: Path):
-    """The PyAV container, or a FerkitError that names the file instead of an FFmpeg trace."""
+    """The PyAV container, or a FerkitError that names the file instead of an FFmpeg trace.
+
+    Videos over the caps (resolution, duration, frames) are refused here, before any frame
+    is decoded, with the limit in the message.
+    """
     if not Path(path).is_file():
         raise FerkitError(f"{path}: no such video file")
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, ValueError) as err:
         raise FerkitError(f"{path}: not a readable video ({err})") from err
-    if not container.streams.video:
+    try:
+        if not container.streams.video:
+            raise FerkitError(f"{path}: has no video stream")
+        _check_caps(path, container)
+    except FerkitError:
         container.close()
-        raise FerkitError(f"{path}: has no video stream")
+        raise
     return container
+
+
+def _check_caps(path: Path, container) -> None:
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > MAX_VIDEO_PIXELS:
+        raise FerkitError(
+            f"{path}: video too large: {width}x{height} (limit 1920x1080 pixels; scale it down)"
+        )
+    seconds = container.duration / av.time_base if container.duration else 0.0
+    if stream.duration and stream.time_base:
+        seconds = max(seconds, float(stream.duration * stream.time_base))
+    if seconds > MAX_VIDEO_SECONDS:
+        raise FerkitError(
+            f"{path}: video too long: {seconds:.0f} s (limit {MAX_VIDEO_SECONDS} s; cut it)"
+        )
+    if stream.frames > MAX_VIDEO_FRAMES:
+        raise FerkitError(
+            f"{path}: too many frames: {stream.frames:,} (limit {MAX_VIDEO_FRAMES:,}; cut it)"
+        )
 
 
 def process_video(
