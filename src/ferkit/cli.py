@@ -13,11 +13,57 @@ import os
 import sys
 from pathlib import Path
 
+from ferkit import __version__
 from ferkit.errors import FerkitError
+from ferkit.labels import EMOTIONS
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every option's default shown where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _command(sub, name: str, summary: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A sub-command whose --help ends with examples to copy."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+        formatter_class=_HelpFormatter,
+    )
+
+
+def _make_folder(folder: Path, output: Path | None = None) -> None:
+    """Create an output folder before any work is done, or say in one line why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FerkitError(
+            f"{output or folder}: cannot create the folder {folder} ({err.strerror})"
+        ) from err
+    if not os.access(folder, os.W_OK):
+        raise FerkitError(f"{output or folder}: the folder {folder} is not writable")
+
+
+def _output_folder(path: Path | None) -> None:
+    """`_make_folder` for the folder an output file goes into."""
+    if path is not None:
+        _make_folder(Path(path).parent, path)
 
 
 def _add_explore(sub) -> None:
-    p = sub.add_parser("explore", help="samples per class, class imbalance, image quality")
+    p = _command(
+        sub,
+        "explore",
+        "samples per class, class imbalance, image quality",
+        ["ferkit explore data/fer2013/train --val data/fer2013/publictest --out explore/"],
+    )
     p.add_argument("data", type=Path, help="a class folder or fer2013.csv")
     p.add_argument("--val", type=Path, help="a second split to compare (e.g. publictest/)")
     p.add_argument("--usage", help="fer2013.csv rows to use for DATA")
@@ -42,7 +88,15 @@ def cmd_explore(args) -> int:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model (resumable, best-val checkpoint, live curves)")
+    p = _command(
+        sub,
+        "train",
+        "train a model (resumable, best-val checkpoint, live curves)",
+        [
+            "ferkit train data/fer2013/train --val data/fer2013/publictest --recipe default --out runs/default",
+            "ferkit train --resume --out runs/default",
+        ],
+    )
     p.add_argument("data", nargs="*", help="training sources: class folders or fer2013.csv")
     p.add_argument("--val", help="validation source (never trained on)")
     p.add_argument(
@@ -50,7 +104,7 @@ def _add_train(sub) -> None:
         type=float,
         help="carve this stratified share of --val out for validation; the rest is trained on",
     )
-    p.add_argument("--split-seed", type=int)
+    p.add_argument("--split-seed", type=int, help="seed of the --val-split carve")
     p.add_argument(
         "--val-rest-repeat", type=int, help="repeat the rest of --val this many times in training"
     )
@@ -58,13 +112,17 @@ def _add_train(sub) -> None:
         "--recipe", choices=["seed", "default"], help="preset settings (flags still override)"
     )
     p.add_argument("--arch", help="architecture: seed or vgg")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--class-weight", choices=["none", "sqrt", "balanced"])
+    p.add_argument("--epochs", type=int, help="passes over the training data")
+    p.add_argument("--batch-size", type=int, help="images per training step")
+    p.add_argument("--learning-rate", type=float, help="Adam's initial learning rate")
+    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (0-1)")
+    p.add_argument(
+        "--class-weight",
+        choices=["none", "sqrt", "balanced"],
+        help="weigh rare classes up in the loss",
+    )
     p.add_argument("--blur-prob", type=float, help="share of training images given a random blur")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed (weights, shuffling, augmentation)")
     p.add_argument(
         "--precision",
         choices=["float32", "mixed_bfloat16"],
@@ -111,7 +169,15 @@ def cmd_train(args) -> int:
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix")
+    p = _command(
+        sub,
+        "evaluate",
+        "accuracy, per-class scores and confusion matrix",
+        [
+            "ferkit evaluate data/fer2013/publictest --only splits/publictest_val.txt",
+            "ferkit evaluate fer2013.csv --usage PrivateTest --json --out metrics/",
+        ],
+    )
     p.add_argument("data", type=Path, help="a class folder or fer2013.csv")
     _add_model_options(p)
     p.add_argument("--usage", help="fer2013.csv rows to use: Training, PublicTest or PrivateTest")
@@ -159,43 +225,110 @@ def cmd_evaluate(args) -> int:
 
 def _add_model_options(p) -> None:
     p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
-    p.add_argument("--engine", default="auto", choices=["auto", "keras", "onnx"])
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "keras", "onnx"],
+        help="auto: ONNX Runtime when the folder has model.onnx, else Keras",
+    )
+
+
+def _add_face_options(p) -> None:
+    p.add_argument(
+        "--detector",
+        default="centerface",
+        choices=["centerface", "haar", "none"],
+        help="face detector (default: %(default)s); none: each image is one face crop",
+    )
+    p.add_argument(
+        "--min-face",
+        type=float,
+        help="smallest face to look for, in pixels (default: 1/16 of the image's long side, 20-60)",
+    )
+    p.add_argument(
+        "--crop",
+        default="aligned",
+        choices=["aligned", "square", "box"],
+        help="model input: aligned to FER2013's framing by landmarks (default), square box, bare box",
+    )
 
 
 def _pipeline(args):
     from ferkit.pipeline import Pipeline
     from ferkit.recognizer import FacialExpressionModel
 
-    return Pipeline(FacialExpressionModel.load(args.model, args.engine))
+    model = FacialExpressionModel.load(args.model, args.engine)
+    return Pipeline(model, args.detector, args.crop, args.min_face)
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="faces and emotions in photos")
+    p = _command(
+        sub,
+        "predict",
+        "faces and emotions in photos",
+        [
+            "ferkit predict photo.jpg",
+            "ferkit predict photos/ --out annotated/ --csv faces.csv",
+            "ferkit predict photo.jpg --json",
+        ],
+    )
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
     p.add_argument("--out", type=Path, help="folder for annotated images and one JSON per image")
     p.add_argument("--json", action="store_true", help="print one JSON line per image")
+    p.add_argument(
+        "--csv", type=Path, help="one row per face of every image (file, face_id, box, scores)"
+    )
     _add_model_options(p)
+    _add_face_options(p)
 
 
 def _image_paths(inputs: list[Path]) -> list[Path]:
     paths = []
     for item in inputs:
         paths += sorted(f for f in item.rglob("*") if f.is_file()) if item.is_dir() else [item]
+    if not paths:
+        raise FerkitError(f"no images found in {', '.join(str(i) for i in inputs)}")
     return paths
 
 
+def _output_names(paths: list[Path]) -> list[str]:
+    """One output name per input: its stem, numbered when stems repeat (a/x.jpg, b/x.jpg, x.png)."""
+    used: set[str] = set()
+    names = []
+    for path in paths:
+        name, n = path.stem, 1
+        while name.lower() in used:  # case-blind: macOS and Windows folders are
+            n += 1
+            name = f"{path.stem}-{n}"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+PREDICT_CSV_FIELDS = ["file", "face_id", "x", "y", "w", "h", "detection", "emotion", *EMOTIONS]
+
+
+def _csv_rows(path: Path, faces) -> list[list]:
+    return [[str(path), *face.csv_row()] for face in faces]
+
+
 def cmd_predict(args) -> int:
+    import csv
+    import io
+
     import cv2
 
     from ferkit.files import write_atomic, write_json
     from ferkit.images import read_image
     from ferkit.overlay import draw
 
-    pipeline = _pipeline(args)
+    paths = _image_paths(args.inputs)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for path in _image_paths(args.inputs):
+        _make_folder(args.out)
+    _output_folder(args.csv)
+    pipeline = _pipeline(args)
+    failed, rows = 0, []
+    for path, name in zip(paths, _output_names(paths), strict=True):
         try:
             image = read_image(path)
             faces = pipeline(image)
@@ -207,30 +340,44 @@ def cmd_predict(args) -> int:
             "file": str(path),
             "width": image.shape[1],
             "height": image.shape[0],
-            "faces": faces,
+            "faces": [f.to_dict() for f in faces],
         }
         if args.out:
             ok, png = cv2.imencode(".png", draw(image, faces))
-            write_atomic(args.out / f"{path.stem}.png", png.tobytes())
-            write_json(args.out / f"{path.stem}.json", record)
+            write_atomic(args.out / f"{name}.png", png.tobytes())
+            write_json(args.out / f"{name}.json", record)
+        rows += _csv_rows(path, faces)
         if args.json:
             print(json.dumps(record))
         else:
-            found = ", ".join(f"{f['emotion']} ({f['scores'][f['emotion']]:.0%})" for f in faces)
+            found = ", ".join(f"#{f.face_id} {f.emotion} ({f.score:.0%})" for f in faces)
             print(f"{path}: {len(faces)} face(s){': ' + found if faces else ''}")
+    if args.csv:
+        text = io.StringIO()
+        csv.writer(text).writerows([PREDICT_CSV_FIELDS, *rows])
+        write_atomic(args.csv, text.getvalue().encode())
     return 1 if failed else 0
 
 
 def _add_video(sub) -> None:
-    p = sub.add_parser("video", help="annotate a saved video (H.264 MP4, CSV, summary, chart)")
-    p.add_argument("input", type=Path)
+    p = _command(
+        sub,
+        "video",
+        "annotate a saved video (H.264 MP4, CSV, summary, chart)",
+        [
+            "ferkit video clip.mp4 --out annotated.mp4",
+            "ferkit video clip.mp4 --out out/clip.mp4 --csv out/frames.csv --chart out/chart.png",
+        ],
+    )
+    p.add_argument("input", type=Path, help="the video to annotate (MP4, MOV, WebM, AVI, ...)")
     p.add_argument("--out", type=Path, required=True, help="annotated video (.mp4)")
     p.add_argument("--csv", type=Path, help="per-frame results")
     p.add_argument("--json", type=Path, help="summary: share of each emotion per face")
     p.add_argument("--chart", type=Path, help="emotion-over-time PNG")
     p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
-    p.add_argument("--no-smooth", action="store_true", help="no tracking or score smoothing")
+    p.add_argument("--no-smooth", action="store_true", help="no score smoothing (faces are still tracked)")
     _add_model_options(p)
+    _add_face_options(p)
 
 
 def cmd_video(args) -> int:
@@ -238,10 +385,12 @@ def cmd_video(args) -> int:
 
     if args.out.suffix.lower() != ".mp4":
         raise FerkitError(f"{args.out}: the output must be an .mp4 file")
+    for path in (args.out, args.csv, args.json, args.chart):
+        _output_folder(path)
     outputs = VideoOutputs(args.out, args.csv, args.json, args.chart)
     try:
-        pipeline = _pipeline(args).for_stream()
-        summary = process_video(args.input, outputs, pipeline, args.every, not args.no_smooth)
+        stream = _pipeline(args).stream(smooth=not args.no_smooth)
+        summary = process_video(args.input, outputs, stream, args.every)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written", file=sys.stderr)
         return 130
@@ -252,7 +401,12 @@ def cmd_video(args) -> int:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="export a model folder to ONNX (model.onnx)")
+    p = _command(
+        sub,
+        "export",
+        "export a model folder to ONNX (model.onnx)",
+        ["ferkit export runs/default"],
+    )
     p.add_argument("model", type=Path, help="model folder with model.json and model.weights.h5")
 
 
@@ -264,26 +418,47 @@ def cmd_export(args) -> int:
 
 
 def _add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="the web app (live webcam, server stream, uploads, REST API)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
+    p = _command(
+        sub,
+        "serve",
+        "the web app (live webcam, server stream, uploads, REST API)",
+        [
+            "ferkit serve",
+            "ferkit serve --port 8000 --source 0",
+            "ferkit serve --host 0.0.0.0 --source clip.mp4 --model runs/default",
+        ],
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=5000, help="port to listen on")
     p.add_argument("--source", help="server stream source: a camera index (0) or a video file")
     p.add_argument(
         "--threads", type=int, default=16, help="worker threads (each live camera holds one)"
     )
     _add_model_options(p)
+    _add_face_options(p)
 
 
 def cmd_serve(args) -> int:
     from ferkit.recognizer import FacialExpressionModel
-    from ferkit.web import serve
+    from ferkit.web import check_port, logs, serve
 
-    FacialExpressionModel.load(args.model, args.engine)  # a bad --model fails here, clearly
+    logs.setup()
+    check_port(args.host, args.port)  # a busy port fails here, before anything loads
+    model = FacialExpressionModel.load(args.model, args.engine)  # so does a bad --model
     serve(
-        {"MODEL_DIR": args.model, "ENGINE": args.engine, "SOURCE": args.source},
+        {
+            "MODEL_DIR": args.model,
+            "ENGINE": args.engine,
+            "SOURCE": args.source,
+            "DETECTOR": args.detector,
+            "MIN_FACE": args.min_face,
+            "CROP": args.crop,
+        },
         args.host,
         args.port,
         args.threads,
+        # TensorFlow hangs in a forked worker, so only ONNX Runtime's model is handed over
+        model=model if model.engine == "onnx" else None,
     )
     return 0
 
@@ -301,9 +476,12 @@ COMMANDS = {
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="ferkit", description="Facial expression recognition (FER2013)."
+        prog="ferkit",
+        description="Facial expression recognition (FER2013).",
+        epilog="'ferkit COMMAND --help' shows a command's options and examples.",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)
     return p
@@ -311,11 +489,20 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    args = parser().parse_args(argv)
     try:
-        return COMMANDS[args.command][1](args)
+        args = parser().parse_args(argv)
+        code = COMMANDS[args.command][1](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+        return code
     except FerkitError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `ferkit ... | head`: the reader has gone, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as err:  # a file the user named that cannot be read or written
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
 
 

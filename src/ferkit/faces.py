@@ -1,107 +1,185 @@
-"""Face detection with OpenCV: boxes (x, y, w, h) in the frame's own pixels.
+"""Face detectors: `CenterFaceDetector` (default), `HaarDetector` and `WholeImageDetector`.
 
-Detection runs on a gray copy downscaled to at most `max_side` pixels (Haar is 3-10x
-faster at 320 px than at 640 px) and boxes are mapped back. Any object with a
-`detect(gray) -> np.ndarray (N, 4)` method can stand in for the Haar detector.
+Each finds faces in a BGR, BGRA or gray frame of any size and returns `Detections` in the
+frame's own pixels, and can look again near a known box (what a stream does between full
+searches). All three are safe to share between threads.
+
+The CenterFace search follows the image: the network finds faces of about 24 to 350 of its
+input pixels, so a frame is searched at a pyramid of scales, the finest one putting
+`min_face` at 24 px and each next one 4x coarser, down to one pass over the whole frame at
+384 px (a face as large as the frame). Levels larger than a tile are cut into overlapping
+tiles, so a 40-megapixel photo costs a bounded number of small passes, never one huge one.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 import cv2
 import numpy as np
 
-from ferkit.preprocess import to_gray8
+from ferkit.detections import Detections
+from ferkit.errors import FerkitError
+from ferkit.preprocess import to_bgr8, to_gray8
+
+DETECTORS = ("centerface", "haar", "none")
+NET_MIN_FACE = 24  # the smallest face CenterFace finds reliably, in its input pixels
+NET_COARSE = 384  # the whole frame's long side in the coarsest pass
+TILE, OVERLAP = 640, 192  # a level larger than a tile is searched in tiles
 
 
 class Detector(Protocol):
-    def detect(self, gray: np.ndarray) -> np.ndarray: ...
+    def detect(self, frame: np.ndarray) -> Detections: ...
+
+    def detect_near(self, frame: np.ndarray, box) -> Detections: ...
+
+
+def default_min_face(width: int, height: int) -> float:
+    """The smallest face searched for by default: 1/16 of the long side, 20 to 60 px.
+
+    A 640x480 frame is then searched at 384 px (fast enough for video), while a 6000 px
+    photo is searched down to 60 px faces.
+    """
+    return float(np.clip(max(width, height) / 16, 20, 60))
+
+
+class CenterFaceDetector:
+    def __init__(self, min_face: float | None = None, threshold: float = 0.5):
+        from ferkit.centerface import CenterFace
+
+        self.net = CenterFace()
+        self.min_face, self.threshold = min_face, threshold
+
+    def scales(self, width: int, height: int) -> list[float]:
+        """The pyramid's scales, finest first (never above 1: upscaling invents no detail)."""
+        long_side = max(width, height)
+        min_face = self.min_face or default_min_face(width, height)
+        coarse = min(1.0, NET_COARSE / long_side)
+        scale, scales = min(1.0, NET_MIN_FACE / min_face), []
+        while scale > coarse * 1.5:
+            scales.append(scale)
+            scale /= 4
+        return [*scales, coarse]
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        bgr = to_bgr8(frame)
+        h, w = bgr.shape[:2]
+        if max(h, w) < 160:  # a face crop: give the network some context around the face
+            return self._detect_small(bgr)
+        parts = [self._level(bgr, s) for s in self.scales(w, h)]
+        found = Detections.merge(parts)
+        return found.larger_than(0.8 * self.min_face) if self.min_face else found
+
+    def detect_near(self, frame: np.ndarray, box) -> Detections:
+        """One small pass over twice the box, scaled so the face is about 80 px."""
+        bgr = to_bgr8(frame)
+        x, y, w, h = (float(v) for v in box)
+        side = max(w, h)
+        x0, y0 = int(max(0, x + w / 2 - side)), int(max(0, y + h / 2 - side))
+        roi = bgr[y0 : int(y + h / 2 + side), x0 : int(x + w / 2 + side)]
+        scale = min(1.0, 80 / max(side, 1))
+        small = _resize(roi, scale)
+        return self.net.run(small, self.threshold).scaled(scale, x0, y0)
+
+    def _level(self, bgr: np.ndarray, scale: float) -> Detections:
+        small = _resize(bgr, scale)
+        h, w = small.shape[:2]
+        if max(h, w) <= TILE + OVERLAP:
+            return self.net.run(small, self.threshold).scaled(scale)
+        step = TILE - OVERLAP
+        parts = [
+            self.net.run(small[ty : ty + TILE, tx : tx + TILE], self.threshold).scaled(1.0, tx, ty)
+            for ty in range(0, max(1, h - OVERLAP), step)
+            for tx in range(0, max(1, w - OVERLAP), step)
+        ]
+        return Detections.merge(parts).scaled(scale)
+
+    def _detect_small(self, bgr: np.ndarray) -> Detections:
+        h, w = bgr.shape[:2]
+        scale = 160 / max(h, w)
+        pad = int(0.25 * 160)
+        big = cv2.copyMakeBorder(_resize(bgr, scale), pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        found = self.net.run(big, self.threshold).scaled(scale, -pad / scale, -pad / scale)
+        return found.clipped(w, h)
 
 
 class HaarDetector:
-    """OpenCV's frontal-face Haar cascade, shipped inside opencv-python: nothing to download."""
+    """OpenCV's frontal-face Haar cascade (ships inside opencv-python): no model to install.
 
-    def __init__(
-        self,
-        max_side: int = 320,
-        scale_factor: float = 1.1,
-        min_neighbors: int = 5,
-        min_size: int = 24,
-        cascade: str = "haarcascade_frontalface_default.xml",
-    ):
-        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + cascade)
-        if self.cascade.empty():
-            raise RuntimeError(f"OpenCV could not load its cascade {cascade}")
-        self.max_side, self.scale_factor = max_side, scale_factor
-        self.min_neighbors, self.min_size = min_neighbors, min_size
+    It gives no confidence; every box has detection 1.0. One cascade per thread, since a
+    cascade cannot be shared.
+    """
 
-    def detect(self, gray: np.ndarray) -> np.ndarray:
+    def __init__(self, min_face: float | None = None, max_side: int = 320):
+        self.min_face, self.max_side = min_face, max_side
+        self._local = threading.local()
+
+    @property
+    def cascade(self) -> cv2.CascadeClassifier:
+        if not hasattr(self._local, "cascade"):
+            name = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+            self._local.cascade = cv2.CascadeClassifier(name)
+            if self._local.cascade.empty():
+                raise RuntimeError(f"OpenCV could not load its cascade {name}")
+        return self._local.cascade
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        gray = to_gray8(frame)
         scale = min(1.0, self.max_side / max(gray.shape[:2]))
-        return self._detect(gray, scale, max(12, int(self.min_size * scale)), 0)
+        if self.min_face:  # search finely enough for the smallest face asked for
+            scale = max(scale, min(1.0, 24 / self.min_face))
+        return self._detect(gray, scale, max(12, int((self.min_face or 24) * scale)), 0)
 
-    def detect_near(self, gray: np.ndarray, box) -> np.ndarray:
-        """Look for a face of about `box`'s size around it: a few scales on a small image."""
+    def detect_near(self, frame: np.ndarray, box) -> Detections:
+        gray = to_gray8(frame)
         x, y, w, h = (int(v) for v in box)
         x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
         roi = gray[y0 : y + h + h // 2, x0 : x + w + w // 2]
         scale = min(1.0, 48 / max(w, 1))  # the face becomes ~48 px: the cascade's sweet spot
         found = self._detect(roi, scale, int(w * scale * 0.7), int(w * scale * 1.4) + 1)
-        return found + np.array([x0, y0, 0, 0], dtype=np.int32)
+        return found.scaled(1.0, x0, y0)
 
-    def _detect(self, gray: np.ndarray, scale: float, min_side: int, max_side: int) -> np.ndarray:
-        small = (
-            gray
-            if scale == 1.0
-            else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        )
+    def _detect(self, gray: np.ndarray, scale: float, min_side: int, max_side: int) -> Detections:
         boxes = self.cascade.detectMultiScale(
-            small,
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
+            _resize(gray, scale),
+            scaleFactor=1.1,
+            minNeighbors=5,
             minSize=(min_side, min_side),
             maxSize=(max_side, max_side),
         )
         if len(boxes) == 0:
-            return np.zeros((0, 4), dtype=np.int32)
-        return np.round(np.asarray(boxes, dtype=np.float64) / scale).astype(np.int32)
+            return Detections.empty()
+        boxes = np.asarray(boxes, np.float32)
+        return Detections(boxes, np.ones(len(boxes), np.float32), None).scaled(scale)
 
 
-class TrackingDetector:
-    """For video and live streams: search near last frame's faces, the whole frame now and then.
+class WholeImageDetector:
+    """`--detector none`: the whole image is one face (a FER2013 image, any cropped face)."""
 
-    A full-frame search runs every `refresh` frames (a new face shows up within a second at
-    30 fps) and whenever a face was lost; in between, each known face is looked for in a
-    small window around its last box, which costs a fraction of a full search.
-    """
+    def detect(self, frame: np.ndarray) -> Detections:
+        h, w = frame.shape[:2]
+        return Detections(np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32), None)
 
-    def __init__(self, base: HaarDetector | None = None, refresh: int = 30):
-        self.base = base or HaarDetector()
-        self.refresh = refresh
-        self.boxes = np.zeros((0, 4), dtype=np.int32)
-        self.since_full = 0
-
-    def detect(self, gray: np.ndarray) -> np.ndarray:
-        self.since_full += 1
-        if len(self.boxes) and self.since_full < self.refresh:
-            near = [self.base.detect_near(gray, box)[:1] for box in self.boxes]
-            if all(len(n) for n in near):
-                self.boxes = np.concatenate(near)
-                return self.boxes
-        self.since_full = 0
-        self.boxes = self.base.detect(gray)
-        return self.boxes
+    def detect_near(self, frame: np.ndarray, box) -> Detections:
+        return self.detect(frame)
 
 
-def detect_faces(frame: np.ndarray, detector: Detector) -> np.ndarray:
-    """Boxes (N, 4) as x, y, w, h for a BGR, BGRA or gray frame of any size."""
-    return detector.detect(to_gray8(frame))
+def make_detector(name: str = "centerface", min_face: float | None = None) -> Detector:
+    """A detector by its `--detector` name."""
+    if min_face is not None and min_face < 8:
+        raise FerkitError(f"--min-face must be 8 pixels or more, got {min_face}")
+    if name == "centerface":
+        return CenterFaceDetector(min_face)
+    if name == "haar":
+        return HaarDetector(min_face)
+    if name == "none":
+        return WholeImageDetector()
+    raise FerkitError(f"unknown detector '{name}': choose one of {', '.join(DETECTORS)}")
 
 
-def crop(frame: np.ndarray, box, margin: float = 0.0) -> np.ndarray:
-    """The face region, widened by `margin` of its size on each side and clipped to the frame."""
-    x, y, w, h = (int(v) for v in box)
-    dx, dy = int(w * margin), int(h * margin)
-    x0, y0 = max(0, x - dx), max(0, y - dy)
-    x1, y1 = min(frame.shape[1], x + w + dx), min(frame.shape[0], y + h + dy)
-    return frame[y0:y1, x0:x1]
+def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return image
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=interp)

@@ -1,83 +1,70 @@
-"""Frame -> faces -> crops -> one batched model call -> results.
+"""Frame -> faces -> crops -> one batched model call -> `Face` values.
 
-The one function the CLI, the video tool and the web app all call. A result per face:
-``{"box": [x, y, w, h], "emotion": "happy", "scores": {7 labels: probability}}``.
+The one object the CLI, the video tool, the batch tool and the web app all use. A photo is
+one call (`pipeline(frame)`); a video or live stream is a `Stream` (`pipeline.stream()`),
+which adds tracking and smoothing on top of the same detection and classification.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import numpy as np
 
+from ferkit.align import CROPS, face_crop
+from ferkit.detections import Detections
 from ferkit.errors import FerkitError
-from ferkit.faces import Detector, HaarDetector, TrackingDetector, crop, detect_faces
+from ferkit.face import Face
+from ferkit.faces import Detector, make_detector
 from ferkit.images import MAX_PIXELS
-from ferkit.labels import EMOTIONS
 from ferkit.recognizer import FacialExpressionModel
+from ferkit.stream import Stream
 
 
 class Pipeline:
-    """A model and a detector, safe to share between threads (the web app serves many at once).
+    """A model and a detector; safe to share between threads (the web app serves many at once).
 
-    The model is thread-safe by itself. Without a given detector each thread gets its own
-    Haar detector, so requests detect in parallel; a given detector (which may keep state,
-    like a tracking one) is used by one thread at a time.
+    `detector` is a `--detector` name (centerface, haar, none) or a detector object; `crop`
+    is how a face becomes the model's input: aligned to FER2013's framing by its landmarks
+    (default), the box made square with a margin, or the bare box.
     """
 
     def __init__(
         self,
         model: FacialExpressionModel | None = None,
-        detector: Detector | None = None,
-        margin: float = 0.0,
+        detector: Detector | str = "centerface",
+        crop: str = "aligned",
+        min_face: float | None = None,
     ):
+        if crop not in CROPS:
+            raise FerkitError(f"unknown crop '{crop}': choose one of {', '.join(CROPS)}")
         self.model = model or FacialExpressionModel.load()
-        self.margin = margin
-        self._shared = detector
-        self._lock = threading.Lock() if detector is not None else None
-        self._local = threading.local()
+        self.detector = make_detector(detector, min_face) if isinstance(detector, str) else detector
+        self.crop = crop
 
-    @property
-    def detector(self) -> Detector:
-        if self._shared is not None:
-            return self._shared
-        if not hasattr(self._local, "detector"):
-            self._local.detector = HaarDetector()
-        return self._local.detector
+    def __call__(self, frame: np.ndarray) -> list[Face]:
+        """Every face in one photo, numbered left to right."""
+        self.check(frame)
+        faces = self.classify(frame, self.detector.detect(frame))
+        faces.sort(key=lambda f: (f.box[0], f.box[1]))
+        return [f.with_(face_id=i + 1) for i, f in enumerate(faces)]
 
-    def __call__(self, frame: np.ndarray) -> list[dict]:
-        return recognize(frame, self.model, self.detector, self.margin, self._lock)
+    def stream(self, **options) -> Stream:
+        """A stream's state (tracking, smoothing) over this pipeline; see ferkit.stream."""
+        return Stream(self, **options)
 
-    def for_stream(self) -> Pipeline:
-        """For one video or live stream: the same model, a detector that follows the faces."""
-        return Pipeline(self.model, TrackingDetector(), self.margin)
+    def check(self, frame: np.ndarray) -> None:
+        if frame.size == 0:
+            raise FerkitError("empty image")
+        if frame.shape[0] * frame.shape[1] > MAX_PIXELS:
+            raise FerkitError(
+                f"image too large: {frame.shape[1]}x{frame.shape[0]} pixels (limit {MAX_PIXELS:,})"
+            )
 
-
-def recognize(
-    frame: np.ndarray,
-    model: FacialExpressionModel,
-    detector: Detector,
-    margin: float = 0.0,
-    lock: threading.Lock | None = None,
-) -> list[dict]:
-    """Every face in the frame with its emotion and the 7 scores behind it."""
-    if frame.size == 0:
-        raise FerkitError("empty image")
-    if frame.shape[0] * frame.shape[1] > MAX_PIXELS:
-        raise FerkitError(
-            f"image too large: {frame.shape[1]}x{frame.shape[0]} pixels (limit {MAX_PIXELS})"
-        )
-    with lock or contextlib.nullcontext():
-        boxes = detect_faces(frame, detector)
-    scores = model.predict_scores([crop(frame, b, margin) for b in boxes])
-    return [result(box, s) for box, s in zip(boxes, scores, strict=True)]
-
-
-def result(box, scores: np.ndarray) -> dict:
-    """The JSON-ready result for one face: plain ints and rounded floats."""
-    return {
-        "box": [int(v) for v in box],
-        "emotion": EMOTIONS[int(np.argmax(scores))],
-        "scores": {name: round(float(p), 4) for name, p in zip(EMOTIONS, scores, strict=True)},
-    }
+    def classify(self, frame: np.ndarray, found: Detections) -> list[Face]:
+        """The emotion scores of every detected face, in one batched model call."""
+        marks = found.landmarks if found.landmarks is not None else [None] * len(found)
+        crops = [face_crop(frame, b, m, self.crop) for b, m in zip(found.boxes, marks, strict=True)]
+        scores = self.model.predict_scores(crops)
+        return [
+            Face(tuple(int(round(v)) for v in box), s, float(d), m)
+            for box, s, d, m in zip(found.boxes, scores, found.scores, marks, strict=True)
+        ]

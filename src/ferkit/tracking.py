@@ -1,8 +1,11 @@
-"""Follow faces across video frames and smooth their scores, so labels do not flicker.
+"""Follow faces across frames: stable face numbers, smoothed scores, false faces left out.
 
-Faces are matched to the previous frame's by box overlap (IoU), greedily; each keeps a
-stable `face_id` and an exponential moving average of its scores. A face unseen for
-`max_missing` frames is forgotten.
+Faces are matched to the previous frame's tracks by box overlap (IoU), greedily. A track
+gets its public number (1, 2, ...) only once it is confirmed: seen in `min_frames` frames
+with a mean detection confidence of at least `min_detection`. A background patch that looks
+like a face for a frame or two never gets a number, so it never reaches a table, a chart or
+a summary, and numbers have no gaps. Scores are an exponential moving average, so labels do
+not flicker. A track unseen for `max_missing` frames is forgotten.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ferkit.pipeline import result
+from ferkit.face import Face
 
 
 def iou(a, b) -> float:
@@ -26,51 +29,74 @@ def iou(a, b) -> float:
 
 
 @dataclass
-class _Track:
-    face_id: int
-    box: list[int]
+class Track:
+    box: tuple[int, int, int, int]
     scores: np.ndarray
+    detection_sum: float
+    frames: int = 1
     missing: int = 0
+    face_id: int = 0  # 0 until confirmed
+
+    @property
+    def detection(self) -> float:
+        return self.detection_sum / self.frames
 
 
 @dataclass
 class Tracker:
-    alpha: float = 0.3  # weight of the newest frame in the moving average
+    alpha: float = 0.3  # weight of the newest frame in the moving average (1.0: no smoothing)
     min_iou: float = 0.2
     max_missing: int = 15
-    _tracks: list[_Track] = field(default_factory=list)
-    _next_id: int = 1
+    min_frames: int = 3
+    min_detection: float = 0.6
+    tracks: list[Track] = field(default_factory=list)
+    confirmed: int = 0  # public numbers given so far
 
-    def update(self, results: list[dict]) -> list[dict]:
-        """The same results with `face_id` added and scores/emotion smoothed."""
+    def update(self, faces: list[Face]) -> list[Face]:
+        """The confirmed faces of this frame, numbered by track and smoothed."""
+        matched = self._match(faces)
+        out, seen = [], set()
+        for i, face in enumerate(faces):
+            track = matched.get(i)
+            if track is None:
+                track = Track(face.box, face.scores.astype(np.float64), face.detection)
+                self.tracks.append(track)
+            else:
+                track.scores = (1 - self.alpha) * track.scores + self.alpha * face.scores
+                track.box, track.missing = face.box, 0
+                track.frames += 1
+                track.detection_sum += face.detection
+            seen.add(id(track))
+            if not track.face_id and self._confirms(track):
+                self.confirmed += 1
+                track.face_id = self.confirmed
+            if track.face_id:
+                out.append(
+                    face.with_(scores=track.scores.astype(np.float32), face_id=track.face_id)
+                )
+        for track in self.tracks:
+            if id(track) not in seen:
+                track.missing += 1
+        self.tracks = [t for t in self.tracks if t.missing <= self.max_missing]
+        return out
+
+    def _confirms(self, track: Track) -> bool:
+        return track.frames >= self.min_frames and track.detection >= self.min_detection
+
+    def _match(self, faces: list[Face]) -> dict[int, Track]:
         pairs = sorted(
             (
-                (iou(t.box, r["box"]), ti, ri)
-                for ti, t in enumerate(self._tracks)
-                for ri, r in enumerate(results)
+                (iou(t.box, f.box), ti, fi)
+                for ti, t in enumerate(self.tracks)
+                for fi, f in enumerate(faces)
             ),
+            key=lambda p: p[0],
             reverse=True,
         )
-        matched_t, matched_r, out, updated = set(), {}, [], set()
-        for overlap, ti, ri in pairs:
-            if overlap < self.min_iou or ti in matched_t or ri in matched_r:
+        used, matched = set(), {}
+        for overlap, ti, fi in pairs:
+            if overlap < self.min_iou or ti in used or fi in matched:
                 continue
-            matched_t.add(ti)
-            matched_r[ri] = self._tracks[ti]
-        for ri, r in enumerate(results):
-            raw = np.array(list(r["scores"].values()), dtype=np.float64)
-            track = matched_r.get(ri)
-            if track is None:
-                track = _Track(self._next_id, r["box"], raw)
-                self._next_id += 1
-                self._tracks.append(track)
-            else:
-                track.scores = (1 - self.alpha) * track.scores + self.alpha * raw
-                track.box, track.missing = r["box"], 0
-            updated.add(track.face_id)
-            out.append({**result(r["box"], track.scores), "face_id": track.face_id})
-        for t in self._tracks:
-            if t.face_id not in updated:
-                t.missing += 1
-        self._tracks = [t for t in self._tracks if t.missing <= self.max_missing]
-        return out
+            used.add(ti)
+            matched[fi] = self.tracks[ti]
+        return matched

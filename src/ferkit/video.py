@@ -22,13 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ferkit.errors import FerkitError
+from ferkit.face import CSV_FIELDS as FACE_FIELDS
+from ferkit.face import Face
 from ferkit.files import temp_path
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
-from ferkit.tracking import Tracker
 
 AUDIO_IN_MP4 = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
-CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "emotion", *EMOTIONS]
+CSV_FIELDS = ["frame", "time_s", *FACE_FIELDS]
 
 
 @dataclass
@@ -91,20 +92,24 @@ def _check_caps(path: Path, container) -> None:
 def process_video(
     src: Path,
     outputs: VideoOutputs,
-    recognize: Callable[[np.ndarray], list[dict]],
+    stream: Callable[[np.ndarray], list[Face]],
     every: int = 1,
-    smooth: bool = True,
     progress: Callable[[float], None] | None = None,
     show_bar: bool = True,
 ) -> dict:
-    """Annotate every frame (classify every `every`-th); returns the summary."""
+    """Annotate every frame (classify every `every`-th) with a `Stream`; returns the summary.
+
+    `stream` is a `Pipeline.stream()` (or any frame -> faces callable that keeps its own
+    state): it numbers the faces, smooths their scores and leaves out false faces, so the
+    video, the CSV, the summary and the chart all show the same tracks.
+    """
     if every < 1:
         raise FerkitError(f"--every must be 1 or more, got {every}")
     src = Path(src)
     finals = [p for p in (outputs.video, outputs.csv, outputs.json, outputs.chart) if p is not None]
     tmps = {p: temp_path(p) for p in finals}
     try:
-        summary = _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar)
+        summary = _run(src, outputs, tmps, stream, every, progress, show_bar)
         for final, tmp in tmps.items():
             os.replace(tmp, final)
         return summary
@@ -113,32 +118,30 @@ def process_video(
             tmp.unlink(missing_ok=True)
 
 
-def _run(src, outputs, tmps, recognize, every, smooth, progress, show_bar) -> dict:
+def _run(src, outputs, tmps, stream, every, progress, show_bar) -> dict:
     container = open_video(src)
-    tracker = Tracker() if smooth else None
     rows, times, mean_scores, per_face = [], [], [], {}
     try:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or Fraction(30)
-        total = stream.frames or 0
+        video = container.streams.video[0]
+        rate = video.average_rate or Fraction(30)
+        total = video.frames or 0
         audio = next(
             (a for a in container.streams.audio if a.codec_context.name in AUDIO_IN_MP4), None
         )
-        writer = _Writer(tmps[outputs.video], stream, rate, audio)
+        writer = _Writer(tmps[outputs.video], video, rate, audio)
         try:
-            results: list[dict] = []
+            faces: list[Face] = []
             bar = tqdm(total=total or None, unit="frame", disable=not show_bar, desc=src.name)
             with bar:
                 for n, frame in enumerate(_frames(container, src, audio, writer.put)):
                     image = frame.to_ndarray(format="bgr24")
                     if n % every == 0:
-                        results = recognize(image)
-                        results = tracker.update(results) if tracker else _numbered(results)
+                        faces = stream(image)
                     t = float(frame.time) if frame.time is not None else n / float(rate)
-                    _record(n, t, results, rows, per_face)
+                    _record(n, t, faces, rows, per_face)
                     times.append(t)
-                    mean_scores.append(_mean_scores(results))
-                    writer.put(draw(image, results)[: writer.height, : writer.width])
+                    mean_scores.append(_mean_scores(faces))
+                    writer.put(draw(image, faces)[: writer.height, : writer.width])
                     bar.update(1)
                     if progress is not None and total:
                         progress(min(1.0, (n + 1) / total))
@@ -213,10 +216,6 @@ class _Writer:
             self.error = err
 
 
-def _numbered(results: list[dict]) -> list[dict]:
-    return [{**r, "face_id": i + 1} for i, r in enumerate(results)]
-
-
 def _frames(container, src: Path, audio, on_audio: Callable):
     """The decoded video frames; packets of the `audio` stream go to `on_audio`."""
     video = container.streams.video[0]
@@ -230,25 +229,33 @@ def _frames(container, src: Path, audio, on_audio: Callable):
         raise FerkitError(f"{src}: the video is damaged and could not be decoded ({err})") from err
 
 
-def _record(n: int, t: float, results: list[dict], rows: list, per_face: dict) -> None:
-    for r in results:
-        rows.append([n, round(t, 3), r["face_id"], *r["box"], r["emotion"], *r["scores"].values()])
-        counts = per_face.setdefault(r["face_id"], dict.fromkeys(EMOTIONS, 0))
-        counts[r["emotion"]] += 1
+def _record(n: int, t: float, faces: list[Face], rows: list, per_face: dict) -> None:
+    for face in faces:
+        rows.append([n, round(t, 3), *face.csv_row()])
+        track = per_face.setdefault(
+            face.face_id, {"counts": dict.fromkeys(EMOTIONS, 0), "times": [t, t], "detection": 0.0}
+        )
+        track["counts"][face.emotion] += 1
+        track["times"][1] = t
+        track["detection"] += face.detection
 
 
-def _mean_scores(results: list[dict]) -> np.ndarray:
-    if not results:
+def _mean_scores(faces: list[Face]) -> np.ndarray:
+    if not faces:
         return np.full(len(EMOTIONS), np.nan)
-    return np.mean([list(r["scores"].values()) for r in results], axis=0)
+    return np.mean([f.scores for f in faces], axis=0)
 
 
 def _summary(src: Path, frames: int, fps: float, per_face: dict) -> dict:
     faces = {}
-    for face_id, counts in per_face.items():
+    for face_id, track in sorted(per_face.items()):
+        counts = track["counts"]
         seen = sum(counts.values())
         faces[str(face_id)] = {
             "frames": seen,
+            "first_s": round(track["times"][0], 3),
+            "last_s": round(track["times"][1], 3),
+            "detection": round(track["detection"] / seen, 3),
             "share": {k: round(v / seen, 4) for k, v in counts.items()},
             "dominant": max(counts, key=counts.get),
         }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
-from ferkit.errors import FerkitError
 from ferkit.images import decode_image, sniff
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -43,13 +42,9 @@ def health():
 
 @bp.post("/predict")
 def predict():
-    data = _upload("image")
-    try:
-        image = decode_image(data, "image")
-        faces = current_app.extensions["ferkit.pipeline"](image)
-    except FerkitError as err:
-        abort(400, str(err))
-    return jsonify(faces=faces, width=image.shape[1], height=image.shape[0])
+    image = decode_image(_upload("image"), "upload")  # a FerkitError is a 400 (create_app)
+    faces = current_app.extensions["ferkit.pipeline"](image)
+    return jsonify(faces=[f.to_dict() for f in faces], width=image.shape[1], height=image.shape[0])
 
 
 @bp.post("/videos")

@@ -1,25 +1,34 @@
-"""Video jobs: random ids, a bounded queue, one worker, outputs cleaned up after a while.
+"""Video jobs: random ids, a bounded queue, one worker, cancellable, files that never outlive them.
 
-Uploads and outputs live in a private folder under server-chosen names; a user's file
-name is never used as a path.
+Uploads and outputs live under the app's data folder, in a folder of this process
+(`<data>/jobs/<pid>-<random>/`), under server-chosen names; a user's file name is never
+used as a path. The process holds a lock on its folder while it lives, so the next start
+can tell the folders of dead processes (a kill -9, a crash) and delete them. Finished jobs
+are deleted by a timer once their time to live is over; a graceful stop deletes the
+process's folder unless asked to keep it.
 """
 
 from __future__ import annotations
 
-import atexit
+import fcntl
+import os
 import queue
 import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.pipeline import Pipeline
 from ferkit.video import VideoOutputs, process_video
 
 OUTPUTS = {"video.mp4": "video", "frames.csv": "csv", "summary.json": "json", "chart.png": "chart"}
+LOCK_NAME, KEPT_NAME = ".lock", ".kept"
 
 
 @dataclass
@@ -33,6 +42,7 @@ class Job:
     finished_at: float | None = None
     created_at: float = field(default_factory=time.time)
     finished: threading.Event = field(default_factory=threading.Event)
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def output(self, name: str) -> Path | None:
         if self.status != "done" or name not in OUTPUTS:
@@ -52,38 +62,75 @@ class Job:
 
 
 class _Stopped(Exception):
-    pass
+    """Raised between two frames: the server stops, the job was deleted or ran too long."""
+
+
+def remove_dead_folders(base: Path) -> int:
+    """Delete the job folders of processes that are gone (their lock is free); how many."""
+    removed = 0
+    for folder in base.iterdir() if base.is_dir() else []:
+        if not folder.is_dir() or (folder / KEPT_NAME).exists():
+            continue
+        try:
+            with open(folder / LOCK_NAME, "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live process holds it
+        except FileNotFoundError:
+            if time.time() - folder.stat().st_mtime < 60:
+                continue  # a process that is starting and has not locked it yet
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 class JobQueue:
-    """The video jobs of one app: a bounded queue, one worker thread, expiry of old results."""
+    """The video jobs of one app: a bounded queue, one worker thread, a timer for expiry."""
 
     def __init__(
-        self, root: str | Path, pipeline: Pipeline, max_jobs: int = 4, ttl_s: float = 3600
+        self,
+        data_dir: str | Path,
+        pipeline: Pipeline,
+        max_jobs: int = 4,
+        ttl_s: float = 3600,
+        max_job_s: float = 180,
     ):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.pipeline, self.ttl_s = pipeline, ttl_s
+        base = Path(data_dir) / "jobs"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.removed_at_start = remove_dead_folders(base)
+        self.root = base / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.root.mkdir(mode=0o700)
+        self._lock_file = open(self.root / LOCK_NAME, "w")  # held for the life of the process
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.pipeline, self.ttl_s, self.max_job_s = pipeline, ttl_s, max_job_s
         self.jobs: dict[str, Job] = {}
         self.pending: queue.Queue[Job | None] = queue.Queue(maxsize=max_jobs)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, daemon=True, name="ferkit-video-jobs")
+        self.sweeper = threading.Thread(target=self._sweep, daemon=True, name="ferkit-expiry")
         self.worker.start()
-        atexit.register(self.shutdown)
+        self.sweeper.start()
 
-    def shutdown(self, timeout: float = 30) -> None:
-        """Stop the worker between two frames (the encoder must not die mid-write at exit)."""
+    def shutdown(self, keep: bool = False, timeout: float = 30) -> None:
+        """Stop the worker between two frames, then delete every file unless `keep`."""
+        if self.stopping.is_set():
+            return
         self.stopping.set()
         try:
             self.pending.put_nowait(None)
         except queue.Full:
             pass
         self.worker.join(timeout)
+        self.sweeper.join(timeout)
+        if keep:
+            (self.root / KEPT_NAME).touch()
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+        self._lock_file.close()
 
     def submit(self, data: bytes) -> Job | None:
-        """Queue a video; None when the queue is full."""
-        self.cleanup()
+        """Queue a video; None when the queue is full (nothing is then kept)."""
         job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8))
         job.folder.mkdir(mode=0o700)
         (job.folder / "upload.bin").write_bytes(data)
@@ -99,9 +146,20 @@ class JobQueue:
         return job
 
     def get(self, job_id: str) -> Job | None:
-        self.cleanup()
         with self.lock:
             return self.jobs.get(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        """Cancel a job (a running one stops at its next frame) and delete its files."""
+        with self.lock:
+            job = self.jobs.pop(job_id, None)
+            if job is None:
+                return False
+            job.cancelled.set()
+            running = job.status == "running"
+        if not running:  # the worker deletes a running job's folder when it stops
+            shutil.rmtree(job.folder, ignore_errors=True)
+        return True
 
     def cleanup(self) -> None:
         """Forget finished jobs older than the time to live, and delete their files."""
@@ -115,38 +173,64 @@ class JobQueue:
         for job in old:
             shutil.rmtree(job.folder, ignore_errors=True)
 
+    def _sweep(self) -> None:
+        interval = max(0.2, min(60.0, self.ttl_s / 2))
+        while not self.stopping.wait(interval):
+            self.cleanup()
+
     def _work(self) -> None:
         while not self.stopping.is_set():
             job = self.pending.get()
             if job is None or self.stopping.is_set():
                 break
-            job.status = "running"
-            outputs = VideoOutputs(*(job.folder / name for name in OUTPUTS))
-            try:
-                job.summary = process_video(
-                    job.folder / "upload.bin",
-                    outputs,
-                    self.pipeline.for_stream(),
-                    progress=lambda p, job=job: self._progress(job, p),
-                    show_bar=False,
-                )
-                job.summary["video"] = "upload"
-                job.status, job.progress = "done", 1.0
-            except _Stopped:
-                job.status, job.error = "failed", "the server stopped"
-            except FerkitError as err:
-                job.status, job.error = (
-                    "failed",
-                    str(err).replace(str(job.folder / "upload.bin"), "upload"),
-                )
-            except Exception as err:  # a worker must survive any one bad video
-                job.status, job.error = "failed", f"processing failed ({type(err).__name__})"
-            finally:
-                (job.folder / "upload.bin").unlink(missing_ok=True)
-                job.finished_at = time.time()
-                job.finished.set()
+            with self.lock:
+                if job.cancelled.is_set():
+                    continue
+                job.status = "running"
+            self._run(job)
 
-    def _progress(self, job: Job, value: float) -> None:
-        if self.stopping.is_set():
-            raise _Stopped
-        job.progress = value
+    def _run(self, job: Job) -> None:
+        outputs = VideoOutputs(*(job.folder / name for name in OUTPUTS))
+        try:
+            job.summary = process_video(
+                job.folder / "upload.bin",
+                outputs,
+                self._guarded(job, self.pipeline.stream()),
+                progress=lambda p: setattr(job, "progress", p),
+                show_bar=False,
+            )
+            job.summary["video"] = "upload"
+            job.status, job.progress = "done", 1.0
+        except _Stopped as stop:
+            job.status, job.error = "failed", str(stop)
+        except FerkitError as err:
+            job.status = "failed"
+            job.error = str(err).replace(str(job.folder / "upload.bin"), "upload")
+        except Exception as err:  # a worker must survive any one bad video
+            job.status, job.error = "failed", f"processing failed ({type(err).__name__})"
+        finally:
+            (job.folder / "upload.bin").unlink(missing_ok=True)
+            job.finished_at = time.time()
+            job.finished.set()
+            if job.cancelled.is_set():
+                shutil.rmtree(job.folder, ignore_errors=True)
+
+    def _guarded(
+        self, job: Job, recognize: Callable[[np.ndarray], list[dict]]
+    ) -> Callable[[np.ndarray], list[dict]]:
+        """`recognize`, checked before every frame: stopping, deleted, or over the time cap."""
+        deadline = time.monotonic() + self.max_job_s
+
+        def guarded(image: np.ndarray) -> list[dict]:
+            if self.stopping.is_set():
+                raise _Stopped("the server stopped")
+            if job.cancelled.is_set():
+                raise _Stopped("deleted")
+            if time.monotonic() > deadline:
+                raise _Stopped(
+                    f"took over {self.max_job_s:.0f} s, the limit for one video "
+                    "(send a shorter or smaller clip)"
+                )
+            return recognize(image)
+
+        return guarded

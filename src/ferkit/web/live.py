@@ -21,7 +21,7 @@ sock = Sock()
 
 @sock.route("/ws/live", bp=bp)
 def live(ws):
-    pipeline = current_app.extensions["ferkit.pipeline"].for_stream()
+    stream = current_app.extensions["ferkit.pipeline"].stream()
     while True:
         message = ws.receive()
         started = time.perf_counter()
@@ -30,7 +30,8 @@ def live(ws):
             continue
         try:
             image = decode_image(message, "frame")
-            reply = {"faces": pipeline(image), "width": image.shape[1], "height": image.shape[0]}
+            faces = [face.to_dict() for face in stream(image)]
+            reply = {"faces": faces, "width": image.shape[1], "height": image.shape[0]}
         except FerkitError as err:
             reply = {"error": str(err)}
         reply["server_ms"] = round((time.perf_counter() - started) * 1000, 1)

@@ -17,9 +17,9 @@ bp = Blueprint("stream", __name__)
 
 
 class SharedCapture:
-    def __init__(self, source, recognize):
+    def __init__(self, source, pipeline):
         self.source = 0 if source is None else int(source) if str(source).isdigit() else str(source)
-        self.recognize = recognize
+        self.pipeline = pipeline
         self.cond = threading.Condition()
         self.viewers = 0
         self.frame: bytes | None = None
@@ -35,6 +35,7 @@ class SharedCapture:
 
     def _run(self) -> None:
         capture = self._open()
+        stream = self.pipeline.stream()  # each run of the capture numbers faces from 1
         try:
             while not self.failed:
                 with self.cond:
@@ -48,7 +49,7 @@ class SharedCapture:
                     if not ok:
                         self.failed = f"the stream source {self.source!r} gave no frame"
                         break
-                ok, jpeg = cv2.imencode(".jpg", draw(image, self.recognize(image)))
+                ok, jpeg = cv2.imencode(".jpg", draw(image, stream(image)))
                 with self.cond:
                     self.frame, self.seq = jpeg.tobytes(), self.seq + 1
                     self.cond.notify_all()

@@ -1,0 +1,55 @@
+"""`Stream`: the state of one video, live camera or server stream, frame after frame.
+
+Saved videos, the live page and the MJPEG stream all go through it, so all three get the
+same stable face numbers, smoothed labels and false faces left out (ferkit.tracking).
+Detection follows the faces: each known face is looked for near its last box (a small,
+cheap pass), and the whole frame is searched every `refresh` frames (a new face shows up
+within half a second at 30 fps) or as soon as a face is lost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ferkit.detections import Detections
+from ferkit.face import Face
+from ferkit.tracking import Tracker
+
+
+class Stream:
+    def __init__(
+        self,
+        pipeline,
+        smooth: bool = True,
+        refresh: int = 15,
+        min_frames: int = 3,
+        min_detection: float = 0.6,
+    ):
+        self.pipeline = pipeline
+        self.tracker = Tracker(
+            alpha=0.3 if smooth else 1.0, min_frames=min_frames, min_detection=min_detection
+        )
+        self.refresh = refresh
+        self.frames = 0
+        self._found = Detections.empty()
+        self._since_full = 0
+
+    def __call__(self, frame: np.ndarray) -> list[Face]:
+        """The confirmed faces in this frame, numbered and smoothed."""
+        self.pipeline.check(frame)
+        self.frames += 1
+        found = self._detect(frame)
+        return self.tracker.update(self.pipeline.classify(frame, found))
+
+    def _detect(self, frame: np.ndarray) -> Detections:
+        detector = self.pipeline.detector
+        self._since_full += 1
+        if len(self._found) and self._since_full < self.refresh:
+            near = [detector.detect_near(frame, box) for box in self._found.boxes]
+            if all(len(n) for n in near):
+                best = [n.select(np.array([int(np.argmax(n.scores))])) for n in near]
+                self._found = Detections.merge(best)
+                return self._found
+        self._since_full = 0
+        self._found = detector.detect(frame)
+        return self._found
