@@ -81,7 +81,7 @@ def check_declared_size(data: bytes, name: str) -> None:
         raise FerkitError(f"{name}: corrupt image ({type(err).__name__})") from err
     if width * height > MAX_PIXELS:
         raise FerkitError(
-            f"{name}: image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})"
+            f"{name}: too large ({width}x{height} pixels; the limit is {MAX_PIXELS:,})"
         )
     for what, w, h, bytes_per_pixel in [("image", width, height, samples * depth), *parts]:
         if w * h * bytes_per_pixel > MAX_DECODED_BYTES:

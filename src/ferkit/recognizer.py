@@ -8,7 +8,9 @@ from the model's `metadata.json`, so every caller predicts the way the model was
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -21,6 +23,7 @@ from ferkit.preprocess import to_input
 from ferkit.serialize import JSON_NAME, ONNX_NAME, WEIGHTS_NAME, load_keras_model, read_metadata
 
 ENGINES = ("auto", "keras", "onnx")
+log = logging.getLogger(__name__)
 
 
 def embedded_model_dir() -> Path:
@@ -63,9 +66,18 @@ class FacialExpressionModel:
             raise FerkitError(f"engine must be one of {', '.join(ENGINES)}, got '{engine}'")
         if not folder.is_dir():
             raise FerkitError(f"{folder}: model folder not found")
+        started = time.perf_counter()
         if engine == "onnx" or (engine == "auto" and (folder / ONNX_NAME).exists()):
-            return cls.from_onnx(folder / ONNX_NAME, blur_sigma=blur_sigma, tta=tta)
-        return cls(folder / JSON_NAME, folder / WEIGHTS_NAME, blur_sigma=blur_sigma, tta=tta)
+            model = cls.from_onnx(folder / ONNX_NAME, blur_sigma=blur_sigma, tta=tta)
+        else:
+            model = cls(folder / JSON_NAME, folder / WEIGHTS_NAME, blur_sigma=blur_sigma, tta=tta)
+        log.info(
+            "loaded the model in %s (%s) in %.2f s",
+            folder,
+            model.engine,
+            time.perf_counter() - started,
+        )
+        return model
 
     @classmethod
     def from_onnx(

@@ -1,0 +1,160 @@
+"""The `ferkit` command as a user runs it: a real process, its exit status and its output."""
+
+from __future__ import annotations
+
+import csv
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import cv2
+import pytest
+from assets import astronaut_frames, write_video
+
+from ferkit import __version__
+from ferkit.cli import parser
+from ferkit.labels import EMOTIONS
+
+
+def ferkit(*args, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ferkit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def assert_one_error_line(run: subprocess.CompletedProcess, *words: str) -> None:
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_every_argument_has_help_and_every_command_examples():
+    commands = parser()._subparsers._group_actions[0].choices
+    assert set(commands) >= {"explore", "train", "evaluate", "export", "predict", "video", "serve"}
+    for name, sub in commands.items():
+        for action in sub._actions:
+            assert action.help, f"ferkit {name}: {action.dest} has no help"
+        text = sub.format_help()
+        assert "examples:" in text and f"ferkit {name} " in text.split("examples:")[1]
+    assert "(default: auto)" in commands["predict"].format_help()  # --engine
+    assert "(default: 5000)" in commands["serve"].format_help()
+
+
+def test_version():
+    run = ferkit("--version")
+    assert run.returncode == 0 and run.stdout.strip() == f"ferkit {__version__}"
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory, astronaut):
+    folder = tmp_path_factory.mktemp("clip")
+    return write_video(folder / "clip.mp4", astronaut_frames(astronaut, 6))
+
+
+def test_video_creates_output_folders(tmp_path, short_clip):
+    out = tmp_path / "missing" / "deeper" / "x.mp4"
+    run = ferkit("video", short_clip, "--out", out, "--csv", tmp_path / "csv" / "f.csv")
+    assert run.returncode == 0, run.stderr
+    assert out.stat().st_size > 1000 and (tmp_path / "csv" / "f.csv").exists()
+
+
+def test_video_checks_every_output_before_processing(tmp_path, short_clip):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    out = tmp_path / "x.mp4"
+    run = ferkit("video", short_clip, "--out", out, "--csv", blocker / "x.csv")
+    assert_one_error_line(run, "x.csv", "cannot create the folder")
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_predict_gives_each_image_its_own_output_and_a_csv(tmp_path, astronaut):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "photo.jpg"), astronaut)
+    cv2.imwrite(str(tmp_path / "photo.png"), cv2.flip(astronaut, 1))
+    out, table = tmp_path / "o", tmp_path / "tables" / "faces.csv"
+    inputs = [tmp_path / "a" / "photo.jpg", tmp_path / "b" / "photo.jpg", tmp_path / "photo.png"]
+    run = ferkit("predict", *inputs, "--out", out, "--csv", table)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == ["photo-2.png", "photo-3.png", "photo.png"]
+    rows = list(csv.DictReader(open(table)))
+    assert list(rows[0]) == "file face_id x y w h detection emotion".split() + list(EMOTIONS)
+    assert [r["file"] for r in rows] == [str(p) for p in inputs]  # one face each
+    assert all(r["emotion"] == "happy" and r["face_id"] == "1" for r in rows)
+    assert abs(sum(float(rows[0][e]) for e in EMOTIONS) - 1) < 0.01
+
+
+def test_predict_on_an_empty_folder_says_so(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_error_line(ferkit("predict", tmp_path / "empty"), "no images found", "empty")
+
+
+def test_closed_pipe_is_no_error(tmp_path, astronaut):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"p{i}.jpg"), astronaut)
+    # like `ferkit predict ... --json | head -0`: the reader is gone before the first line
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferkit", "predict", str(tmp_path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert proc.returncode == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_on_a_busy_port_is_one_error_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        run = ferkit("serve", "--port", port, timeout=30)
+    assert_one_error_line(run, f"127.0.0.1:{port}", "--port")
+    assert "serving on" not in run.stdout and time.monotonic() - started < 15
+
+
+def test_serve_loads_the_model_once_and_logs_with_request_ids(tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ferkit", "serve", "--port", str(port)], stderr=fh
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/health", headers={"X-Request-Id": "probe-1"}
+                )
+                with urllib.request.urlopen(request, timeout=5) as reply:
+                    assert reply.headers["X-Request-Id"] == "probe-1"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    text = log.read_text()
+    assert text.count("loaded the model") == 1, text
+    assert "[probe-1] ferkit.web: GET /api/health -> 200" in text
