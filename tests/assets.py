@@ -32,6 +32,18 @@ def three_faces(photo: np.ndarray | None = None) -> np.ndarray:
     return frame
 
 
+def paste_faces(photo: np.ndarray, size: tuple[int, int], layout) -> np.ndarray:
+    """A canvas of `size` (w, h), a soft gradient, with the astronaut's head pasted at each
+    (x, y, side) of `layout`; her face is about half the head's side."""
+    w, h = size
+    head = photo[20:240, 130:330]
+    ramp = np.linspace(60, 190, w, dtype=np.float32)[None, :] + np.zeros((h, 1), np.float32)
+    canvas = np.repeat(ramp[..., None], 3, axis=2).astype(np.uint8)
+    for x, y, side in layout:
+        canvas[y : y + side, x : x + side] = cv2.resize(head, (side, side))
+    return canvas
+
+
 def astronaut_frames(photo: np.ndarray, n: int = 45, size=(640, 480)):
     """A slow pan and zoom over the astronaut's head; its first frame has one large face."""
     w, h = size
@@ -98,3 +110,30 @@ def start_server() -> tuple[subprocess.Popen, int]:
             break
     threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
     return proc, port
+
+
+def tile_bomb_tiff(width: int = 64, tile: tuple[int, int] = (16384, 16368)) -> bytes:
+    """A small TIFF that declares a tiny picture but holds one huge deflate tile (~260 KB)."""
+    import struct
+    import zlib
+
+    packer, zeros = zlib.compressobj(9), bytes(1 << 20)
+    size, body = tile[0] * tile[1], b""
+    for start in range(0, size, len(zeros)):
+        body += packer.compress(zeros[: min(len(zeros), size - start)])
+    body += packer.flush()
+    tags = [  # (tag, type, value): SHORT=3, LONG=4
+        (256, 4, width), (257, 4, width), (258, 3, 8), (259, 3, 8), (262, 3, 1), (277, 3, 1),
+        (322, 4, tile[0]), (323, 4, tile[1]), (324, 4, 8), (325, 4, len(body)),
+    ]  # fmt: skip
+    ifd_at = 8 + len(body)
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        ifd += struct.pack("<HHI", tag, kind, 1) + struct.pack("<I" if kind == 4 else "<HH", value, *([0] if kind == 3 else []))
+    return b"II*\x00" + struct.pack("<I", ifd_at) + body + ifd + b"\x00\x00\x00\x00"
+
+
+def png16_rgba(side: int = 6300) -> bytes:
+    """A 16-bit RGBA PNG of `side` x `side` pixels (under the pixel cap) that compresses small."""
+    ok, png = cv2.imencode(".png", np.zeros((side, side, 4), np.uint16))
+    return png.tobytes()

@@ -9,12 +9,11 @@ from assets import astronaut_frames, write_video
 
 from ferkit.cli import main
 from ferkit.errors import FerkitError
-from ferkit.faces import HaarDetector, TrackingDetector, crop, detect_faces
 from ferkit.images import decode_image
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
 from ferkit.pipeline import Pipeline
-from ferkit.tracking import Tracker
+from ferkit.tracking import iou
 
 
 @pytest.fixture(scope="module")
@@ -22,55 +21,23 @@ def pipeline():
     return Pipeline()
 
 
-def test_haar_finds_the_astronaut_and_three_heads(astronaut, multi_face_frame):
-    boxes = detect_faces(astronaut, HaarDetector())
-    assert len(boxes) == 1
-    x, y, w, h = boxes[0]
-    assert 150 < x < 200 and 40 < y < 90 and 80 < w < 120  # her face, in full-size pixels
-    assert len(detect_faces(multi_face_frame, HaarDetector())) == 3
-
-
-def test_pipeline_results_and_drawing(pipeline, astronaut, multi_face_frame):
-    results = pipeline(astronaut)
-    assert len(results) == 1
-    face = results[0]
+def test_pipeline_faces_and_drawing(pipeline, astronaut, multi_face_frame):
+    faces = pipeline(astronaut)
+    assert len(faces) == 1
+    face = faces[0].to_dict()
     assert list(face["scores"]) == list(EMOTIONS) and face["emotion"] in EMOTIONS
     assert abs(sum(face["scores"].values()) - 1) < 1e-3
     assert face["emotion"] == "happy"  # she smiles
-    drawn = draw(astronaut, results)
+    assert face["face_id"] == 1 and 0.5 < face["detection"] <= 1 and len(face["landmarks"]) == 5
+    x, y, w, h = face["box"]
+    assert 150 < x < 220 and 40 < y < 110 and 70 < w < 130  # her face, in full-size pixels
+    drawn = draw(astronaut, faces)
     assert drawn.shape == astronaut.shape and (drawn != astronaut).any()
-    assert len(pipeline(multi_face_frame)) == 3
+    three = pipeline(multi_face_frame)
+    assert [f.face_id for f in three] == [1, 2, 3]
+    assert [f.box[0] for f in three] == sorted(f.box[0] for f in three)  # numbered left to right
     gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
-    assert pipeline(gray)[0]["box"] == face["box"]
-
-
-def test_tracking_detector_follows_faces_and_finds_new_ones(astronaut, multi_face_frame):
-    tracker = TrackingDetector(refresh=5)
-    frames = list(astronaut_frames(astronaut, 30))
-    found = [detect_faces(f, tracker) for f in frames]
-    assert sum(len(b) >= 1 for b in found) >= 29
-    full = detect_faces(frames[-1], HaarDetector())
-    assert abs(found[-1][0][0] - full[0][0]) < 0.15 * full[0][2]  # it follows the face as it moves
-    assert len(detect_faces(multi_face_frame, tracker)) == 3  # a lost face triggers a full search
-
-
-def test_crop_margin_is_clipped_to_the_frame(astronaut):
-    assert crop(astronaut, (0, 0, 100, 100), margin=0.2).shape == (120, 120, 3)
-
-
-def test_tracker_keeps_ids_and_smooths():
-    tracker = Tracker(alpha=0.5)
-    happy = dict.fromkeys(EMOTIONS, 0.0) | {"happy": 1.0}
-    sad = dict.fromkeys(EMOTIONS, 0.0) | {"sad": 1.0}
-    first = tracker.update([{"box": [10, 10, 50, 50], "emotion": "happy", "scores": happy}])
-    second = tracker.update(
-        [
-            {"box": [12, 11, 50, 50], "emotion": "sad", "scores": sad},
-            {"box": [200, 10, 50, 50], "emotion": "sad", "scores": sad},
-        ]
-    )
-    assert first[0]["face_id"] == second[0]["face_id"] == 1 and second[1]["face_id"] == 2
-    assert second[0]["scores"]["happy"] == 0.5  # one sad frame does not flip a happy face
+    assert iou(pipeline(gray)[0].box, faces[0].box) > 0.8  # the same face in a gray photo
 
 
 def test_images_of_any_kind(tmp_path, astronaut):
@@ -129,7 +96,10 @@ def test_video_cli_writes_h264_csv_summary_chart(tmp_path, astronaut_video, caps
         assert round(float(stream.average_rate)) == 30
         assert sum(1 for _ in container.decode(stream)) == 45
     rows = list(csv.DictReader(open(tmp_path / "f.csv")))
-    assert list(rows[0])[:8] == ["frame", "time_s", "face_id", "x", "y", "w", "h", "emotion"]
+    assert list(rows[0])[:9] == [
+        "frame", "time_s", "face_id", "x", "y", "w", "h", "detection", "emotion"
+    ]  # fmt: skip
+    assert all(0.5 < float(r["detection"]) <= 1 for r in rows)
     frames_with_face = {r["frame"] for r in rows}
     assert len(frames_with_face) >= 0.95 * 45
     # after smoothing the label of the main face changes at most once per second

