@@ -9,8 +9,8 @@ from assets import astronaut_frames, paste_faces
 
 from ferkit import centerface
 from ferkit.align import FER_LANDMARKS, aligned_crop, box_crop
-from ferkit.cli import main
 from ferkit.centerface import decode
+from ferkit.cli import main
 from ferkit.detections import Detections
 from ferkit.errors import FerkitError
 from ferkit.face import Face
