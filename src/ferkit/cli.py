@@ -463,6 +463,79 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _add_batch(sub) -> None:
+    p = _command(
+        sub,
+        "batch",
+        "every photo and video of a corpus: tables across files, resumable, local or on Dask",
+        [
+            "ferkit batch recordings/ photos/*.jpg --out results/",
+            "ferkit batch recordings/ --out results/ --engine dask --address 10.0.0.5:8786",
+        ],
+    )
+    p.add_argument("inputs", nargs="+", help="files, folders (recursive) or globs")
+    p.add_argument("--out", type=Path, required=True, help="folder for the tables and manifest")
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "dask"],
+        help="local: a process pool on this machine; dask: the cluster at --address",
+    )
+    p.add_argument("--address", help="HOST:PORT of the Dask scheduler (--engine dask)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=4500,
+        help="split longer videos into chunks of this many frames (0: never)",
+    )
+    p.add_argument("--annotate", action="store_true", help="also write annotated media")
+    p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
+    p.add_argument("--no-smooth", action="store_true", help="no score smoothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
+    p.add_argument("--model-engine", default="auto", choices=["auto", "keras", "onnx"])
+    _add_face_options(p)
+
+
+def cmd_batch(args) -> int:
+    from ferkit.batch import run_batch
+    from ferkit.engines import open_engine
+
+    _make_folder(args.out)
+    options = {
+        "model": str(args.model.resolve()) if args.model else None,
+        "engine": args.model_engine,
+        "detector": args.detector,
+        "crop": args.crop,
+        "min_face": args.min_face,
+    }
+    engine = open_engine(args.engine, args.address, args.workers, options)
+    try:
+        report = run_batch(
+            args.inputs,
+            args.out,
+            engine,
+            chunk_frames=args.chunk_frames,
+            every=args.every,
+            smooth=not args.no_smooth,
+            annotate=args.annotate,
+            show_bar=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished files are kept; run the same command to go on", file=sys.stderr)
+        return 130
+    finally:
+        engine.close()
+    for error in report.errors:
+        print(f"error: {error['error']}", file=sys.stderr)
+    print(
+        f"{report.done} file(s) analysed, {report.skipped} already done, "
+        f"{len(report.errors)} failed; {report.rows['faces']} face rows -> {args.out}"
+    )
+    return 1 if report.errors else 0
+
+
 COMMANDS = {
     "explore": (_add_explore, cmd_explore),
     "train": (_add_train, cmd_train),
@@ -470,6 +543,7 @@ COMMANDS = {
     "export": (_add_export, cmd_export),
     "predict": (_add_predict, cmd_predict),
     "video": (_add_video, cmd_video),
+    "batch": (_add_batch, cmd_batch),
     "serve": (_add_serve, cmd_serve),
 }
 

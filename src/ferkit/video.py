@@ -47,11 +47,12 @@ MAX_VIDEO_SECONDS = 600
 MAX_VIDEO_FRAMES = 18_000
 
 
-def open_video(path: Path):
+def open_video(path: Path, long: bool = False):
     """The PyAV container, or a FerkitError that names the file instead of an FFmpeg trace.
 
     Videos over the caps (resolution, duration, frames) are refused here, before any frame
-    is decoded, with the limit in the message.
+    is decoded, with the limit in the message; `long` lifts the duration and frame caps
+    for `ferkit batch`, which reads long videos in chunks (`frame_range`).
     """
     if not Path(path).is_file():
         raise FerkitError(f"{path}: no such video file")
@@ -62,20 +63,22 @@ def open_video(path: Path):
     try:
         if not container.streams.video:
             raise FerkitError(f"{path}: has no video stream")
-        _check_caps(path, container)
+        _check_caps(path, container, long)
     except FerkitError:
         container.close()
         raise
     return container
 
 
-def _check_caps(path: Path, container) -> None:
+def _check_caps(path: Path, container, long: bool = False) -> None:
     stream = container.streams.video[0]
     width, height = stream.codec_context.width, stream.codec_context.height
     if width * height > MAX_VIDEO_PIXELS:
         raise FerkitError(
             f"{path}: video too large: {width}x{height} (limit 1920x1080 pixels; scale it down)"
         )
+    if long:
+        return
     seconds = container.duration / av.time_base if container.duration else 0.0
     if stream.duration and stream.time_base:
         seconds = max(seconds, float(stream.duration * stream.time_base))
@@ -214,6 +217,33 @@ class _Writer:
                 self.out.mux(item)
         except Exception as err:  # handed to the reading thread by put() and close()
             self.error = err
+
+
+def frame_range(path: Path, start: int = 0, stop: int | None = None):
+    """(index, time_s, BGR frame) for frames [start, stop) of a video of any length.
+
+    Decoding starts at the keyframe before `start` (a seek, not a read from the top). The
+    index comes from the frame's timestamp, so every range of a file numbers its frames the
+    same way, whichever keyframe it started from.
+    """
+    container = open_video(path, long=True)
+    try:
+        video = container.streams.video[0]
+        rate = video.average_rate or Fraction(30)
+        base = video.time_base or Fraction(1, 90000)
+        origin = video.start_time or 0
+        if start > 0:
+            container.seek(int(origin + start / rate / base), stream=video, backward=True)
+        n = -1
+        for frame in _frames(container, Path(path), None, None):
+            n = n + 1 if frame.pts is None else round((frame.pts - origin) * base * rate)
+            if stop is not None and n >= stop:
+                break
+            if n >= start:
+                t = float(frame.time) if frame.time is not None else n / float(rate)
+                yield n, t, frame.to_ndarray(format="bgr24")
+    finally:
+        container.close()
 
 
 def _frames(container, src: Path, audio, on_audio: Callable):

@@ -1,0 +1,244 @@
+"""`ferkit batch`: every photo and video of a corpus, resumable, on one machine or a cluster.
+
+The driver finds the files, skips those the manifest says are finished and unchanged,
+cuts long videos into chunks of frames and photos into small groups (tasks), and hands
+the tasks to an engine (`ferkit.engines`). As a file's last task comes back it writes the
+file's outputs, then records it in the manifest; at the end it rebuilds the tables over
+every finished file (`ferkit.tables`). A kill at any moment loses at most the files in
+flight: nothing is recorded before its outputs are complete.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ferkit import chunks, tables
+from ferkit.analysis import Outcome, Task
+from ferkit.errors import FerkitError
+from ferkit.images import sniff
+from ferkit.manifest import Manifest, stamp
+
+log = logging.getLogger(__name__)
+
+PHOTOS_PER_TASK = 8  # photos take milliseconds: one task each would be mostly overhead
+FILES = "files"  # per-file outputs go under OUT/files/
+
+
+@dataclass
+class Job:
+    """One file to analyse in this run."""
+
+    path: Path  # as the user named it (the tables show it so)
+    source: Path  # absolute: the manifest key
+    kind: str
+    name: str  # outputs are OUT/files/<name>.csv, .json (and the annotated copy)
+    stamp: dict
+    frames: int = 1  # expected, for the progress bar
+    fps: float = 0.0
+    ranges: list = field(default_factory=lambda: [(0, None)])  # a video's chunks
+    parts: int = 1  # tasks still to come back
+    done: list = field(default_factory=list)  # (start frame, Outcome) per finished task
+
+
+@dataclass
+class Report:
+    done: int = 0  # analysed by this run
+    skipped: int = 0  # finished by an earlier run, unchanged
+    errors: list[dict] = field(default_factory=list)
+    rows: dict = field(default_factory=dict)
+
+
+def discover(inputs: list[str], out: Path) -> list[Path]:
+    """Files named, found in folders (recursively) or matched by globs, each once, in order.
+
+    Hidden files and anything under the output folder are left out.
+    """
+    found: dict[Path, Path] = {}
+    out = out.resolve()
+    for item in inputs:
+        path = Path(item)
+        if path.is_file():
+            candidates = [path]
+        elif path.is_dir():
+            candidates = sorted(f for f in path.rglob("*") if f.is_file())
+        elif glob.has_magic(item):
+            matched = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
+            candidates = [f for m in matched for f in ([m] if m.is_file() else m.rglob("*"))]
+            if not candidates:
+                raise FerkitError(f"{item}: matches no file")
+        else:
+            raise FerkitError(f"{item}: no such file or folder")
+        for f in candidates:
+            resolved = f.resolve()
+            hidden = path.is_dir() and any(p.startswith(".") for p in f.relative_to(path).parts)
+            if f.is_file() and not hidden and out not in resolved.parents:
+                found.setdefault(resolved, f)
+    if not found:
+        raise FerkitError(f"no files found in {' '.join(inputs)}")
+    return list(found.values())
+
+
+def kind_of(path: Path) -> str:
+    """'photo' or 'video' by content, never by name."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise FerkitError(f"{path}: empty file")
+    kind = sniff(head)
+    if kind is None:
+        raise FerkitError(f"{path}: not a photo or video (judged by its content)")
+    return "photo" if kind == "image" else "video"
+
+
+def run_batch(
+    inputs: list[str],
+    out: Path,
+    engine,
+    *,
+    chunk_frames: int = 4500,
+    every: int = 1,
+    smooth: bool = True,
+    annotate: bool = False,
+    show_bar: bool = True,
+) -> Report:
+    """Analyse every file not finished yet, then rebuild the tables; see the module doc."""
+    if every < 1:
+        raise FerkitError(f"--every must be 1 or more, got {every}")
+    out = Path(out)
+    paths = discover(inputs, out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(out)
+    report = Report()
+    # an annotated video is made by `ferkit video`'s own code, in one piece
+    jobs, finished = _plan(paths, manifest, report, 0 if annotate else chunk_frames, annotate)
+    tasks = _tasks(jobs, out, every, smooth, annotate)
+    files_bar = tqdm(total=len(jobs), unit="file", disable=not show_bar, position=0)
+    frames_bar = tqdm(
+        total=sum(j.frames for j in jobs.values()), unit="frame", disable=not show_bar, position=1
+    )
+    with files_bar, frames_bar:
+        for task, outcomes in engine.run(tasks):
+            for outcome in outcomes:
+                job = jobs[Path(outcome.path)]
+                job.done.append((task.start, outcome))
+                job.parts -= 1
+                frames_bar.update(outcome.frames)
+                if job.parts == 0:
+                    if _finish(job, out, manifest, report):
+                        finished.append(job)
+                    files_bar.update(1)
+            manifest.save()
+    named = [(str(j.path), manifest.files[str(j.source)]) for j in finished]
+    report.rows = tables.write_tables(out, named, report.errors)
+    return report
+
+
+def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: int, annotate: bool):
+    """The files still to do (by absolute path), and those finished before."""
+    jobs: dict[Path, Job] = {}
+    finished: list[Job] = []
+    taken = manifest.names()
+    root = _common_root(paths)
+    for path in paths:
+        source = path.resolve()
+        try:
+            if manifest.is_done(source, ["annotated"] if annotate else []):
+                report.skipped += 1
+                finished.append(Job(path, source, "", manifest.name_of(source), {}))
+                continue
+            kind = kind_of(path)
+            frames, fps = chunks.probe(path) if kind == "video" else (1, 0.0)
+        except (FerkitError, OSError) as err:
+            report.errors.append({"file": str(path), "error": str(err)})
+            continue
+        name = manifest.name_of(source) or _unique(source.relative_to(root).as_posix(), taken)
+        taken.add(name)
+        job = jobs[source] = Job(path, source, kind, name, stamp(source), max(frames, 1), fps)
+        if kind == "video":
+            job.ranges = chunks.ranges(frames, chunk_frames)
+            job.parts = len(job.ranges)
+    return jobs, finished
+
+
+def _tasks(jobs: dict[Path, Job], out: Path, every: int, smooth: bool, annotate: bool):
+    def target(job: Job) -> str | None:
+        ext = ".png" if job.kind == "photo" else ".mp4"
+        return str((out / FILES / f"{job.name}.annotated{ext}").resolve()) if annotate else None
+
+    tasks = []
+    photos = [j for j in jobs.values() if j.kind == "photo"]
+    for i in range(0, len(photos), PHOTOS_PER_TASK):
+        group = photos[i : i + PHOTOS_PER_TASK]
+        tasks.append(
+            Task(
+                "photo",
+                tuple(str(j.source) for j in group),
+                annotate=tuple(target(j) for j in group) if annotate else (),
+            )
+        )
+    for job in jobs.values():
+        if job.kind != "video":
+            continue
+        for start, stop in job.ranges:
+            tasks.append(
+                Task(
+                    "video",
+                    (str(job.source),),
+                    start,
+                    stop,
+                    chunks.WARMUP,
+                    every,
+                    smooth,
+                    annotate=(target(job),) if annotate else (),
+                )
+            )
+    for job in jobs.values():  # annotated copies are made in place by the workers
+        if annotate:
+            (out / FILES / job.name).parent.mkdir(parents=True, exist_ok=True)
+    return tasks
+
+
+def _finish(job: Job, out: Path, manifest: Manifest, report: Report) -> bool:
+    """Write a file's outputs and record it, or record its error; True when it is finished."""
+    errors = [o.error for _, o in job.done if o.error]
+    if errors:
+        report.errors.append({"file": str(job.path), "error": errors[0]})
+        return False
+    outcomes: list[Outcome] = [o for _, o in job.done]
+    rows = chunks.stitch([(start, o.rows) for start, o in job.done])
+    info = {
+        "file": str(job.path),
+        "kind": job.kind,
+        "frames": sum(o.frames for o in outcomes),
+        "fps": job.fps,
+    }
+    outputs = tables.write_file_outputs(out / FILES, job.name, info, rows)
+    outputs = {k: f"{FILES}/{v}" for k, v in outputs.items()}
+    annotated = out / FILES / f"{job.name}.annotated{'.png' if job.kind == 'photo' else '.mp4'}"
+    if annotated.is_file():
+        outputs["annotated"] = annotated.relative_to(out).as_posix()
+    manifest.add(job.source, {**job.stamp, "name": job.name, "kind": job.kind, "outputs": outputs})
+    report.done += 1
+    return True
+
+
+def _common_root(paths: list[Path]) -> Path:
+    parents = [p.resolve().parent for p in paths]
+    root = parents[0]
+    for parent in parents[1:]:
+        while root not in (parent, *parent.parents):
+            root = root.parent
+    return root
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate

@@ -1,0 +1,100 @@
+"""Where a batch's tasks run: a local process pool, or an existing Dask cluster (`cluster`).
+
+Both keep one model per worker process (loaded once, used for every task) and hand results
+back as tasks finish, in any order. Both survive a worker that dies: the local pool is
+rebuilt and the tasks that were in flight run again; Dask's scheduler moves a dead
+worker's tasks to the others. A task whose worker dies `RETRIES` times is reported as
+failed instead of taking the whole batch down.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from ferkit.analysis import Outcome, Task, init_worker, run_task
+from ferkit.errors import FerkitError
+
+log = logging.getLogger(__name__)
+
+RETRIES = 3
+ENGINES = ("local", "dask")
+
+Results = Iterator[tuple[Task, list[Outcome]]]
+
+
+def failed(task: Task, why: str) -> list[Outcome]:
+    return [Outcome(path, error=f"{path}: {why}") for path in task.paths]
+
+
+class LocalEngine:
+    """A process pool on this machine, one worker per core by default.
+
+    At most one task per worker is in flight, so when a worker dies only those tasks are
+    retried. Workers are spawned (not forked), so none inherits the driver's threads.
+    """
+
+    def __init__(self, workers: int | None = None, options: dict | None = None):
+        if workers is not None and workers < 1:
+            raise FerkitError(f"--workers must be 1 or more, got {workers}")
+        self.workers = workers or os.cpu_count() or 1
+        self.initargs = (options,)
+
+    def run(self, tasks: Iterable[Task]) -> Results:
+        queue, tries = list(tasks)[::-1], {}
+        while queue:
+            pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_worker,
+                initargs=self.initargs,
+            )
+            running: dict = {}
+            try:
+                while queue or running:
+                    while queue and len(running) < self.workers:
+                        task = queue.pop()
+                        running[pool.submit(run_task, task)] = task
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        task = running.pop(future)
+                        yield task, future.result()
+            except BrokenProcessPool:
+                log.warning("a worker died; retrying the %d task(s) it may have held", len(running))
+                for task in running.values():
+                    tries[task] = tries.get(task, 0) + 1
+                    if tries[task] >= RETRIES:
+                        yield task, failed(task, f"its worker died {RETRIES} times")
+                    else:
+                        queue.append(task)
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        pass
+
+
+def open_engine(name: str, address: str | None, workers: int | None, options: dict):
+    """The engine `--engine` names, connected; `--address` only for a cluster.
+
+    `options` are the worker's model and face options (see `analysis.init_worker`).
+    """
+    if name == "local":
+        if address:
+            raise FerkitError("--address is for --engine dask, not local")
+        return LocalEngine(workers, options)
+    if name == "dask":
+        if not address:
+            raise FerkitError("--engine dask needs --address HOST:PORT of the Dask scheduler")
+        try:
+            from ferkit.cluster import DaskEngine
+        except ImportError as err:
+            raise FerkitError(
+                "--engine dask needs the cluster extra: pip install 'ferkit[cluster]'"
+            ) from err
+        return DaskEngine(address, options)
+    raise FerkitError(f"--engine must be one of {', '.join(ENGINES)}, got '{name}'")

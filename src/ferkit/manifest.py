@@ -1,0 +1,66 @@
+"""What a batch has finished, so a rerun skips it: `manifest.json` in the output folder.
+
+One entry per finished file, keyed by its absolute path, with the size and modification
+time it had when it was analysed: a rerun skips a file whose entry still matches and whose
+outputs are all there, and redoes one that changed. The whole manifest is rewritten under a
+temporary name and renamed (`ferkit.files`) after every finished task, so a kill at any
+moment leaves either the old or the new manifest, never half of one; a file counts as
+finished only once its outputs are in place, so the manifest never claims missing work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ferkit.errors import FerkitError
+from ferkit.files import write_json
+
+log = logging.getLogger(__name__)
+
+NAME = "manifest.json"
+VERSION = 1
+
+
+def stamp(path: Path) -> dict:
+    """What identifies this version of a file: its size and modification time (ns)."""
+    st = Path(path).stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class Manifest:
+    def __init__(self, out: Path):
+        self.path = Path(out) / NAME
+        self.out = Path(out)
+        self.files: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text())
+                self.files = data["files"]
+            except (ValueError, KeyError, TypeError) as err:
+                raise FerkitError(f"{self.path}: not a ferkit batch manifest ({err})") from err
+
+    def is_done(self, source: Path, wanted: list[str] = ()) -> bool:
+        """Finished before, unchanged since, its outputs (and the `wanted` ones) still there."""
+        entry = self.files.get(str(source))
+        if entry is None or {k: entry.get(k) for k in ("size", "mtime_ns")} != stamp(source):
+            return False
+        outputs = entry["outputs"]
+        return all(k in outputs for k in wanted) and all(
+            (self.out / rel).is_file() for rel in outputs.values()
+        )
+
+    def name_of(self, source: Path) -> str | None:
+        entry = self.files.get(str(source))
+        return entry["name"] if entry else None
+
+    def names(self) -> set[str]:
+        return {e["name"] for e in self.files.values()}
+
+    def add(self, source: Path, entry: dict) -> None:
+        """Record a finished file (after its outputs are written; `save` makes it last)."""
+        self.files[str(source)] = entry
+
+    def save(self) -> None:
+        write_json(self.path, {"version": VERSION, "files": self.files})
