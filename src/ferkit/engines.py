@@ -61,8 +61,8 @@ class LocalEngine:
                         running[pool.submit(run_task, task)] = task
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
-                        task = running.pop(future)
-                        yield task, future.result()
+                        outcomes = future.result()  # raises if the pool broke: still running
+                        yield running.pop(future), outcomes
             except BrokenProcessPool:
                 log.warning("a worker died; retrying the %d task(s) it may have held", len(running))
                 for task in running.values():

@@ -1,0 +1,306 @@
+"""`ferkit batch` on small generated corpora: tables, bad files, resume after a kill, and a
+real 2-worker Dask cluster on loopback that loses a worker mid-job."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import psutil
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from assets import astronaut_frames, one_face, three_faces, write_video
+
+from ferkit.chunks import ranges, stitch
+from ferkit.cli import main
+
+CLIPS = 6
+FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, astronaut) -> Path:
+    """Six short 320x240 clips (each starting later in the same pan) and two photos."""
+    root = tmp_path_factory.mktemp("corpus")
+    frames = list(astronaut_frames(astronaut, FRAMES, size=(320, 240)))
+    (root / "clips").mkdir()
+    for i in range(CLIPS):
+        write_video(root / "clips" / f"clip{i}.mp4", frames[i:])
+    cv2.imwrite(str(root / "one.jpg"), one_face())
+    cv2.imwrite(str(root / "three.png"), three_faces())
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory) -> Path:
+    """The corpus done once by the local engine, in one go: what every other run must equal."""
+    out = tmp_path_factory.mktemp("reference")
+    assert main(["batch", str(corpus), "--out", str(out), "--quiet", "--chunk-frames", "16"]) == 0
+    return out
+
+
+def faces_table(out: Path) -> list[dict]:
+    rows = pq.read_table(out / "faces.parquet").to_pylist()
+    return sorted(rows, key=lambda r: (r["file"], r["frame"], r["face_id"]))
+
+
+def batch(corpus: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """`ferkit batch` as a user runs it, in a process group of its own (so a kill takes all)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ferkit", "batch", str(corpus), "--out", str(out), "--quiet"]
+        + ["--chunk-frames", "16", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished(out: Path) -> dict:
+    try:
+        return json.loads((out / "manifest.json").read_text())["files"]
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def test_tables_cover_every_face_of_every_file(corpus, reference):
+    manifest = finished(reference)
+    assert len(manifest) == CLIPS + 2
+    faces = faces_table(reference)
+    per_file = {}
+    for entry in manifest.values():
+        rows = pacsv.read_csv(reference / entry["outputs"]["csv"]).to_pylist()
+        per_file[entry["name"]] = rows
+    assert len(faces) == sum(len(r) for r in per_file.values())
+    assert len(per_file["three.png"]) == 3
+    assert {r["face_id"] for r in per_file["three.png"]} == {1, 2, 3}
+    # a clip is chunked (16 frames) but its one face keeps one id across the edges
+    clip = per_file["clips/clip0.mp4"]
+    assert {r["face_id"] for r in clip} == {1}
+    assert len(clip) >= FRAMES - 3 and len({r["frame"] for r in clip}) == len(clip)
+    summary = pq.read_table(reference / "summary.parquet").to_pylist()
+    assert len(summary) == CLIPS + 1 + 3  # one track per clip, one face + three faces
+    clip_summary = next(s for s in summary if s["file"].endswith("clip0.mp4"))
+    assert clip_summary["frames"] == len(clip)
+    assert clip_summary["duration_s"] == pytest.approx(len(clip) / 30, abs=1e-3)
+    assert sum(clip_summary[e] for e in ("angry", "happy", "neutral", "sad")) <= 1.0 + 1e-6
+    assert pacsv.read_csv(reference / "faces.csv").num_rows == len(faces)
+    assert pq.read_table(reference / "errors.parquet").num_rows == 0
+
+
+def test_rerun_skips_done_files_and_redoes_changed_ones(corpus, reference, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    photo = corpus / "one.jpg"
+    before = {p: p.stat().st_mtime_ns for p in (out / "files").rglob("*.csv")}
+    changed = tmp_path / "changed.jpg"
+    changed.write_bytes(photo.read_bytes())
+    os.utime(photo, ns=(photo.stat().st_atime_ns, photo.stat().st_mtime_ns + 10**9))
+    try:
+        assert main(["batch", str(corpus), "--out", str(out), "--quiet"]) == 0
+    finally:
+        os.utime(photo, ns=(photo.stat().st_atime_ns, photo.stat().st_mtime_ns - 10**9))
+    assert "1 file(s) analysed, 7 already done, 0 failed" in capsys.readouterr().out
+    after = {p: p.stat().st_mtime_ns for p in (out / "files").rglob("*.csv")}
+    redone = [p.name for p in before if after[p] != before[p]]
+    assert redone == ["one.jpg.csv"]
+    assert faces_table(out) == faces_table(reference)
+
+
+def zero_frame_video(path: Path) -> Path:
+    """An AVI with a video stream and not one frame."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        out.start_encoding()
+        out.mux(stream.encode())
+    return path
+
+
+def test_bad_files_are_reported_and_the_rest_done(corpus, tmp_path, capsys):
+    src = tmp_path / "mixed"
+    src.mkdir()
+    (src / "good.jpg").write_bytes((corpus / "one.jpg").read_bytes())
+    clip = (corpus / "clips" / "clip0.mp4").read_bytes()
+    (src / "corrupt.mp4").write_bytes(clip[:48] + bytes(200))
+    (src / "notes.txt").write_text("not media\n")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    zero_frame_video(src / "empty.avi")
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    errors = {
+        Path(r["file"]).name: r["error"] for r in pq.read_table(out / "errors.parquet").to_pylist()
+    }
+    assert set(errors) == {"corrupt.mp4", "notes.txt", "broken.jpg", "empty.avi"}
+    assert "not a photo or video" in errors["notes.txt"]
+    assert "no decodable frames" in errors["empty.avi"]
+    assert all(name in message for name, message in errors.items())
+    assert err.count("error:") == 4
+    assert {r["file"] for r in faces_table(out)} == {str(src / "good.jpg")}
+    assert [Path(k).name for k in finished(out)] == ["good.jpg"]
+    # the failed files are not recorded as done: a rerun tries them again
+    assert main(["batch", str(src), "--out", str(out), "--quiet"]) == 1
+    assert "0 file(s) analysed, 1 already done, 4 failed" in capsys.readouterr().out
+
+
+def test_killed_run_loses_only_files_in_flight_and_resumes(corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    proc = batch(corpus, out, "--workers", "2")
+    try:
+        wait_for(lambda: len(finished(out)) >= 2, what="two finished files")
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done = finished(out)
+    assert 2 <= len(done) < CLIPS + 2
+    for entry in done.values():  # every file the manifest claims is complete
+        rows = pacsv.read_csv(out / entry["outputs"]["csv"]).num_rows
+        summary = json.loads((out / entry["outputs"]["summary"]).read_text())
+        assert rows == sum(face["frames"] for face in summary["faces"].values())
+    stamps = {
+        e["outputs"]["csv"]: (out / e["outputs"]["csv"]).stat().st_mtime_ns for e in done.values()
+    }
+    rerun = batch(corpus, out)
+    stdout, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert f"{len(done)} already done" in stdout
+    assert all((out / rel).stat().st_mtime_ns == ns for rel, ns in stamps.items())
+    assert faces_table(out) == faces_table(reference)
+
+
+def test_stitch_keeps_ids_across_chunk_edges():
+    box = [10, 10, 50, 50]
+    row = lambda n, fid, b: [n, n / 30, fid, *b, 0.9, "happy", *[0.1] * 7]  # noqa: E731
+    first = [row(n, 1, box) for n in range(0, 10)] + [
+        row(n, 2, [200, 10, 50, 50]) for n in range(8)
+    ]
+    # the second chunk starts at 10, warms up from 0: its ids are its own, in another order
+    second = [row(n, 1, [200, 10, 50, 50]) for n in range(0, 8)] + [
+        row(n, 2, box) for n in range(0, 20)
+    ]
+    rows = stitch([(10, second), (0, first)])
+    ids = {(r[0], r[2]) for r in rows}
+    assert {fid for n, fid in ids if n >= 10} == {1}  # the face at `box` is still face 1
+    assert len(rows) == 10 + 8 + 10
+    assert ranges(100, 40) == [(0, 40), (40, 80), (80, None)]
+    assert ranges(88, 40) == [(0, 40), (40, None)]  # no 8-frame sliver at the end
+    assert ranges(30, 40) == [(0, None)]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """`dask scheduler` and a `dask worker` with 2 worker processes, on loopback only."""
+    from distributed import Client
+
+    bin_dir = Path(sys.executable).parent
+    info = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0"]
+        + ["--no-dashboard", "--scheduler-file", str(info)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers = subprocess.Popen(
+        [bin_dir / "dask", "worker", "--scheduler-file", str(info), "--host", "127.0.0.1"]
+        + ["--nworkers", "2", "--nthreads", "1", "--no-dashboard", "--memory-limit", "2GB"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(info.exists, 30, "the scheduler")
+        address = wait_for(lambda: json.loads(info.read_text() or "{}").get("address"), 30)
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address.removeprefix("tcp://")
+    finally:
+        for proc in (workers, scheduler):
+            proc.terminate()
+        for proc in (workers, scheduler):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_dask_cluster_loses_a_worker_and_the_table_is_still_exact(
+    corpus, reference, dask_cluster, tmp_path
+):
+    from distributed import Client
+
+    with Client(dask_cluster, timeout="30s") as client:
+        pids = client.run(os.getpid)
+    out = tmp_path / "out"
+    proc = batch(corpus, out, "--engine", "dask", "--address", dask_cluster)
+    try:
+        wait_for(lambda: len(finished(out)) >= 1, what="a first finished file")
+        assert proc.poll() is None, "the run ended before a worker could be killed"
+        victim = psutil.Process(next(iter(pids.values())))
+        victim.kill()
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    assert f"{CLIPS + 2} file(s) analysed" in stdout
+    assert faces_table(out) == faces_table(reference)
+    with Client(dask_cluster, timeout="30s") as client:  # the nanny restarted the worker
+        client.wait_for_workers(2, timeout=60)
+        assert victim.pid not in client.run(os.getpid).values()
+
+
+def test_local_pool_survives_a_killed_worker(corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    proc = batch(corpus, out, "--workers", "2")
+    try:
+        wait_for(lambda: len(finished(out)) >= 1, what="a first finished file")
+        workers = wait_for(
+            lambda: [
+                p
+                for p in psutil.Process(proc.pid).children()
+                if "spawn_main" in " ".join(p.cmdline())
+            ],
+            what="worker processes",
+        )
+        assert proc.poll() is None, "the run ended before a worker could be killed"
+        workers[0].kill()
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    assert faces_table(out) == faces_table(reference)
+
+
+def test_user_mistakes_exit_2(tmp_path, capsys):
+    assert main(["batch", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "missing: no such file or folder" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "*.mp4"), "--out", str(tmp_path / "o")]) == 2
+    assert "matches no file" in capsys.readouterr().err
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
+    assert main(["batch", str(photo), "--out", str(tmp_path / "o"), "--engine", "dask"]) == 2
+    assert "--address" in capsys.readouterr().err
