@@ -2,10 +2,25 @@
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The browser tests drive Debian's Chromium; as root `make install` installs it, otherwise it
+# says in one line what to run. Both can be overridden (the tests of this Makefile do).
+CHROMIUM ?= /usr/bin/chromium
+AS_ROOT ?= $(shell [ "$$(id -u)" = 0 ] && echo yes)
+CHROMIUM_HINT := the browser tests need Chromium: run 'sudo apt-get install -y chromium', then 'make test'
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench chromium
 
-install: $(STAMP)
+install: $(STAMP) chromium
+
+chromium:
+ifeq ($(wildcard $(CHROMIUM)),)
+ifeq ($(AS_ROOT),yes)
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+else
+	@echo "note: $(CHROMIUM_HINT)" >&2
+endif
+endif
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +34,7 @@ run: install
 	$(BIN)/ferkit serve
 
 test: install
+	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM_HINT)" >&2; exit 2; }
 	$(BIN)/python -m pytest -q
 
 # All benchmarks (tables on stdout, JSON in bench/results/); the `fer` package is the peer.

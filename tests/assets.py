@@ -95,13 +95,15 @@ def write_y4m(path: Path, frames) -> Path:
     return path
 
 
-def start_server() -> tuple[subprocess.Popen, int]:
-    """`python main.py` as a user starts it, on a free loopback port, once it listens."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen, int]:
+    """`python main.py [args]` as a user starts it, on a free loopback port (or `port`: a
+    restart on the same one), once it listens."""
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--port", str(port)],
+        [sys.executable, str(ROOT / "main.py"), "--port", str(port), *args],
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -1,22 +1,31 @@
-"""The pages in a real headless Chromium against a real server on loopback."""
+"""The pages in a real headless Chromium against a real server on loopback, at a desktop
+(1280x800) and a phone (390x844) size. Each test writes screenshots of what it checked to
+test-artifacts/ (<page>-<size>.png), to be looked at as a user would."""
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from assets import CHROMIUM, astronaut_frames, start_server, write_y4m
+from assets import CHROMIUM, astronaut_frames, start_server, write_video, write_y4m
 from playwright.sync_api import expect, sync_playwright
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+LIMIT_MB = 3  # the test server's upload limit
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    proc.wait(30)
 
 
 @pytest.fixture(scope="module")
 def server():
-    proc, port = start_server()
+    proc, port = start_server("--max-upload-mb", str(LIMIT_MB))
     yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(30)
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +34,18 @@ def playwright():
         yield p
 
 
+BROWSER_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def browser(playwright, tmp_path_factory, astronaut):
     clip = write_y4m(tmp_path_factory.mktemp("cam") / "cam.y4m", astronaut_frames(astronaut, 30))
-    args = [
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}",
+    args = BROWSER_ARGS + [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
     ]  # fmt: skip
     ARTIFACTS.mkdir(exist_ok=True)
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
@@ -39,14 +53,72 @@ def browser(playwright, tmp_path_factory, astronaut):
     browser.close()
 
 
-def test_live_websocket_protocol(server, astronaut):
-    import json
+@pytest.fixture(scope="module")
+def no_camera_browser(playwright):
+    """A browser whose camera permission is refused, as when a user clicks 'Block'."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*BROWSER_ARGS, "--use-fake-device-for-media-stream", "--deny-permission-prompts"],
+        headless=True,
+    )
+    yield browser
+    browser.close()
 
+
+class Page:
+    """A page at one size that records failed responses, script errors and POSTs."""
+
+    def __init__(self, browser, size: str):
+        width, height = SIZES[size]
+        self.size, self.width = size, width
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.failed, self.errors, self.posts = [], [], []
+        self.page.on(
+            "response", lambda r: r.status >= 400 and self.failed.append((r.status, r.url))
+        )
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: r.method == "POST" and self.posts.append(r.url))
+
+    def assert_fits(self) -> None:
+        """No sideways scrolling, and the navigation on one line."""
+        scroll = self.page.evaluate("document.documentElement.scrollWidth")
+        assert scroll <= self.width, f"{self.size}: the page is {scroll} px wide"
+        tops = self.page.eval_on_selector_all("nav a", "links => links.map(a => a.offsetTop)")
+        assert len(tops) == 4 and len(set(tops)) == 1, tops
+        header = self.page.eval_on_selector("header", "h => h.getBoundingClientRect().height")
+        assert header < 70
+
+    def labels(self, canvas: str = "#overlay") -> dict:
+        return json.loads(self.page.get_attribute(canvas, "data-labels") or "{}")
+
+    def assert_labels_readable(self, n: int) -> list[str]:
+        """`n` labels, each inside the picture at a readable size; their texts."""
+        drawn = self.labels()
+        assert len(drawn["labels"]) == n, drawn
+        for label in drawn["labels"]:
+            assert 0 <= label["x"] and label["x"] + label["w"] <= drawn["width"] + 0.5, label
+            assert 0 <= label["y"] and label["y"] + label["h"] <= drawn["height"] + 0.5, label
+            assert label["h"] >= 20  # 14 px text on screen, whatever the photo's resolution
+        return [label["text"] for label in drawn["labels"]]
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}-{self.size}.png"), full_page=True)
+
+    def close(self, allowed=()) -> None:
+        assert not self.errors, self.errors
+        assert [f for f in self.failed if not any(a in f[1] for a in allowed)] == []
+        self.page.close()
+
+
+def test_live_websocket_protocol(server, astronaut):
     from simple_websocket import Client
 
     ws = Client.connect(server.replace("http", "ws") + "/ws/live")
-    ws.send(cv2.imencode(".jpg", astronaut)[1].tobytes())
-    reply = json.loads(ws.receive(timeout=10))
+    for _ in range(5):  # a live face is shown once its track is confirmed, within a few frames
+        ws.send(cv2.imencode(".jpg", astronaut)[1].tobytes())
+        reply = json.loads(ws.receive(timeout=10))
+        if reply["faces"]:
+            break
     assert reply["faces"][0]["emotion"] == "happy" and reply["width"] == 512
     ws.send("hello")
     assert "binary JPEG" in json.loads(ws.receive(timeout=10))["error"]
@@ -57,51 +129,186 @@ def test_live_websocket_protocol(server, astronaut):
     ws.close()
 
 
-def test_live_page_shows_a_labelled_box(server, browser):
-    page = browser.new_page()
-    page.goto(server + "/")
-    expect(page.locator("#status")).to_have_text("Live", timeout=10_000)
-    expect(page.locator(".face-scores").first).to_contain_text("face 1", timeout=3_000)
-    expect(page.locator("#rtt")).not_to_have_text("-")
-    page.screenshot(path=str(ARTIFACTS / "live.png"))
-    pixels = np.frombuffer(page.locator("#overlay").screenshot(), np.uint8)
-    assert pixels.size > 0
-    page.close()
-
-
-def test_image_upload_shows_scores(server, browser, tmp_path, astronaut):
-    path = tmp_path / "astronaut.jpg"
-    cv2.imwrite(str(path), astronaut)
-    page = browser.new_page()
-    page.goto(server + "/image")
-    page.set_input_files("#file", str(path))
-    expect(page.locator("tr.face")).to_have_count(1, timeout=10_000)
-    expect(page.locator("tr.face td").nth(1)).to_have_text("happy")
-    expect(page.locator("#status")).to_have_text("1 face(s) found")
-    page.screenshot(path=str(ARTIFACTS / "image.png"), full_page=True)
-    page.close()
-
-
-def test_video_upload_plays_the_result(server, browser, astronaut_video):
-    page = browser.new_page()
-    page.goto(server + "/video")
-    page.set_input_files("#file", str(astronaut_video))
-    expect(page.locator("#result")).to_be_visible(timeout=60_000)
-    expect(page.locator("#status")).to_have_text("Done: 45 frames")
-    assert "?job=" in page.url
-    page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=10_000)
-    page.reload()  # the job survives a reload
-    expect(page.locator("#result")).to_be_visible(timeout=10_000)
-    page.screenshot(path=str(ARTIFACTS / "video.png"), full_page=True)
-    page.close()
-
-
-def test_live_page_without_camera_says_so(server, playwright):
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+@pytest.mark.parametrize("size", SIZES)
+def test_live_page_numbers_boxes_and_panels(server, browser, size):
+    p = Page(browser, size)
+    p.page.goto(server + "/")
+    expect(p.page.locator("#status")).to_have_text("Live", timeout=10_000)
+    expect(p.page.locator(".face-scores").first).to_contain_text("#1 ", timeout=5_000)
+    expect(p.page.locator("#rtt")).not_to_have_text("-")
+    p.page.wait_for_function(
+        "JSON.parse(document.getElementById('overlay').dataset.labels || '{}').labels?.length > 0"
     )
-    page = browser.new_page()
-    page.goto(server + "/")
-    expect(page.locator("#status")).to_contain_text("camera", timeout=10_000)
-    expect(page.locator("#status")).not_to_have_text("Live")
-    browser.close()
+    texts = p.assert_labels_readable(1)
+    assert texts[0].startswith("#1 ")
+    assert p.page.locator(".face-scores .score").count() == 7  # a labelled bar per emotion
+    p.assert_fits()
+    p.shot("live")
+    p.close()
+
+
+def test_live_page_reconnects_when_the_server_restarts(playwright, browser):
+    proc, port = start_server()
+    p = Page(browser, "desktop")
+    try:
+        p.page.goto(f"http://127.0.0.1:{port}/")
+        expect(p.page.locator("#status")).to_have_text("Live", timeout=10_000)
+        expect(p.page.locator(".face-scores")).to_have_count(1, timeout=5_000)
+        stop(proc)
+        expect(p.page.locator("#status")).to_contain_text("reconnecting", timeout=10_000)
+        expect(p.page.locator("#status")).to_have_class("status error")
+        expect(p.page.locator(".face-scores")).to_have_count(0)  # no frozen box
+        assert p.labels()["labels"] == []
+        proc, _ = start_server(port=port)
+        expect(p.page.locator("#status")).to_have_text("Live", timeout=30_000)
+        expect(p.page.locator(".face-scores")).to_have_count(1, timeout=5_000)
+    finally:
+        stop(proc)
+    p.page.close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_live_page_without_camera_offers_a_way_forward(server, no_camera_browser, size):
+    p = Page(no_camera_browser, size)
+    p.page.goto(server + "/")
+    status = p.page.locator("#status")
+    expect(status).to_contain_text("try again", timeout=10_000)
+    expect(status).to_have_class("status error")
+    expect(p.page.locator("#stats")).to_be_hidden()  # no "FPS 0 - round trip - ms"
+    expect(p.page.locator("#retry")).to_be_visible()
+    assert p.page.get_attribute("#help a[href='/image']", "class")
+    assert p.page.get_attribute("#help a[href='/video']", "class")
+    p.assert_fits()
+    p.shot("live-no-camera")
+    p.page.click("#retry")
+    expect(status).to_have_class("status error", timeout=10_000)
+    expect(p.page.locator("#help")).to_be_visible()
+    p.close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_stream_page_without_source_says_how_to_start_it(server, browser, size):
+    p = Page(browser, size)
+    p.page.goto(server + "/stream")
+    status = p.page.locator("#status")
+    expect(status).to_contain_text("No server stream: cannot open", timeout=15_000)
+    expect(status).to_have_class("status error")
+    expect(p.page.locator("#feed")).to_be_hidden()  # no broken-image icon
+    expect(p.page.locator("#help")).to_contain_text("ferkit serve --source 0")
+    p.assert_fits()
+    p.shot("stream")
+    p.close(allowed=["/video_feed"])  # its 503 is the message shown
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, astronaut):
+    folder = tmp_path_factory.mktemp("photos")
+    big = cv2.resize(astronaut, (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(folder / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    cv2.imwrite(str(folder / "astronaut.jpg"), astronaut)
+    cv2.imwrite(str(folder / "wall.png"), np.full((300, 400, 3), 128, np.uint8))
+    (folder / "notes.jpg").write_text("not a photo")
+    (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(int((LIMIT_MB + 0.5) * 2**20)))
+    return folder
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_image_page(server, browser, photos, size):
+    p = Page(browser, size)
+    p.page.goto(server + "/image")
+    expect(p.page.locator(".hint")).to_be_visible()
+    status, panels = p.page.locator("#status"), p.page.locator(".face-scores")
+
+    p.page.set_input_files("#file", str(photos / "big.jpg"))  # 3000 px, shown at page size
+    expect(status).to_have_text("1 face found", timeout=15_000)
+    expect(status).to_have_class("status ok")
+    expect(panels).to_have_count(1)
+    expect(panels.first.locator("strong")).to_contain_text("#1 happy")
+    texts = p.assert_labels_readable(1)
+    assert panels.first.locator("strong").inner_text() == texts[0]  # the box says which panel
+    p.assert_fits()
+    p.shot("image")
+
+    p.page.set_input_files("#file", str(photos / "notes.jpg"))  # an error clears the result
+    expect(status).to_have_class("status error", timeout=10_000)
+    expect(status).to_contain_text("Error: not an image")
+    expect(p.page.locator("#stage")).to_be_hidden()
+    expect(panels).to_have_count(0)
+    p.shot("image-error")
+
+    posts = len(p.posts)
+    p.page.set_input_files("#file", str(photos / "huge.png"))  # refused before sending
+    expect(status).to_have_text(f"Error: huge.png is 3.5 MB; the limit is {LIMIT_MB}.0 MB")
+    assert len(p.posts) == posts
+
+    p.page.set_input_files("#file", str(photos / "wall.png"))
+    expect(status).to_have_text("No face found in this photo.", timeout=10_000)
+    expect(status).to_have_class("status info")
+    expect(p.page.locator("#faces .empty")).to_contain_text("No face found")
+    p.close(allowed=["/api/predict"])  # the refused upload
+
+
+def record_statuses(page) -> None:
+    """Keep every text #status shows, to check the short-lived ones."""
+    page.add_init_script(
+        """window.statuses = [];
+        document.addEventListener("DOMContentLoaded", () => {
+          const el = document.getElementById("status");
+          new MutationObserver(() => window.statuses.push(el.textContent))
+            .observe(el, { childList: true, characterData: true, subtree: true });
+        });"""
+    )
+
+
+def test_video_page(server, browser, astronaut_video, tmp_path):
+    p = Page(browser, "desktop")
+    record_statuses(p.page)
+    p.page.goto(server + "/video")
+    expect(p.page.locator(".hint")).to_be_visible()
+    status = p.page.locator("#status")
+    p.page.set_input_files("#file", str(astronaut_video))
+    expect(p.page.locator("#result")).to_be_visible(timeout=60_000)
+    expect(status).to_have_text("Done: 45 frames, 1 face")
+    expect(p.page.locator("#progress")).to_be_hidden()
+    expect(p.page.locator("tr.face td").first).to_have_text("#1")
+    statuses = p.page.evaluate("window.statuses")
+    assert any(s.startswith("Uploading astronaut.mp4… ") for s in statuses), statuses
+    assert any(s.startswith("Processing… ") for s in statuses), statuses
+    assert "?job=" in p.page.url
+    p.page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=10_000)
+    job_url = p.page.url
+
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    p.page.set_input_files("#file", str(bad))  # the last result goes, the error shows
+    expect(status).to_have_class("status error", timeout=10_000)
+    expect(p.page.locator("#result")).to_be_hidden()
+    expect(p.page.locator("#progress")).to_be_hidden()
+    assert "?job=" not in p.page.url
+
+    blank = write_video(tmp_path / "blank.mp4", (np.full((120, 160, 3), 40, np.uint8),) * 10)
+    p.page.set_input_files("#file", str(blank))
+    expect(status).to_have_text("Done: 10 frames, no faces found", timeout=30_000)
+    expect(p.page.locator("#chart")).to_be_hidden()  # not an empty chart
+    expect(p.page.locator("#summary")).to_contain_text("No faces found")
+    p.close(allowed=["/api/videos"])  # the refused upload
+
+    for size in SIZES:  # the finished job, after a reload, at both sizes
+        q = Page(browser, size)
+        q.page.goto(job_url)
+        expect(q.page.locator("#result")).to_be_visible(timeout=10_000)
+        q.page.wait_for_function("document.getElementById('chart').naturalWidth > 0")
+        q.assert_fits()
+        q.shot("video")
+        q.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/stream", "/image", "/video"])
+def test_every_page_has_an_icon_and_fits_a_phone(server, browser, path):
+    p = Page(browser, "phone")
+    p.page.goto(server + path)
+    p.page.wait_for_load_state("networkidle") if path != "/stream" else None
+    icon = p.page.evaluate("fetch('/favicon.ico').then(r => [r.status, r.url])")
+    assert icon[0] == 200 and icon[1].endswith("favicon.svg")
+    p.assert_fits()
+    p.close(allowed=["/video_feed"])

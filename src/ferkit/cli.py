@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -95,6 +96,7 @@ def _add_train(sub) -> None:
         [
             "ferkit train data/fer2013/train --val data/fer2013/publictest --recipe default --out runs/default",
             "ferkit train --resume --out runs/default",
+            "ferkit train data/fer2013/train --val data/fer2013/publictest --recipe default --folds 5 --out runs/kfold",
         ],
     )
     p.add_argument("data", nargs="*", help="training sources: class folders or fer2013.csv")
@@ -122,6 +124,20 @@ def _add_train(sub) -> None:
         help="weigh rare classes up in the loss",
     )
     p.add_argument("--blur-prob", type=float, help="share of training images given a random blur")
+    p.add_argument("--erase", type=float, help="share of training images given random erasing")
+    p.add_argument(
+        "--mixup", type=float, help="mix each face with another, its weight uniform in [0, MIXUP]"
+    )
+    p.add_argument(
+        "--consistency",
+        type=float,
+        help="weight of the blur-consistency term (each sharp face also trained as its blurred twin)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        help="K-fold over --val: out-of-fold scores fix the epoch count, then a final model on all of it",
+    )
     p.add_argument("--seed", type=int, help="random seed (weights, shuffling, augmentation)")
     p.add_argument(
         "--precision",
@@ -141,18 +157,23 @@ def cmd_train(args) -> int:
         raise FerkitError("give at least one training source (a class folder or fer2013.csv)")
     from ferkit.train import RECIPES, TrainConfig, train
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = dict(RECIPES.get(args.recipe, {}))
     for key in (
         "val", "val_split", "split_seed", "val_rest_repeat", "arch", "epochs", "batch_size",
         "learning_rate", "label_smoothing", "class_weight", "seed", "max_minutes", "precision",
+        "mixup", "consistency", "folds",
     ):  # fmt: skip
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    if args.blur_prob is not None:
-        settings["augment"] = {
-            **settings.get("augment", TrainConfig([]).augment),
-            "blur_prob": args.blur_prob,
-        }
+    if settings.get("folds"):  # the folds are the validation: no single split as well
+        settings.pop("val_split", None)
+    for key in ("blur_prob", "erase"):
+        if getattr(args, key) is not None:
+            settings["augment"] = {
+                **settings.get("augment", TrainConfig([]).augment),
+                key: getattr(args, key),
+            }
     cfg = TrainConfig(sources=[str(p) for p in args.data], **settings)
     try:
         meta = train(cfg, args.out, resume=args.resume, verbose=2 if args.quiet else 1)
@@ -162,9 +183,18 @@ def cmd_train(args) -> int:
             file=sys.stderr,
         )
         return 130
-    print(
-        f"best validation accuracy {meta['metrics']['best_val_accuracy']:.2%}; model files in {args.out}"
-    )
+    if "out_of_fold" in meta["metrics"]:
+        oof = meta["metrics"]["out_of_fold"]
+        low, high = oof["interval_95"]["accuracy"]
+        print(
+            f"out-of-fold accuracy {oof['accuracy']:.2%} (95% {low:.2%}-{high:.2%}), "
+            f"macro-recall {oof['macro_recall']:.2%}, on {oof['n']} faces at {oof['epochs']} "
+            f"epochs; final model (all of --val, {oof['epochs']} epochs) in {args.out}"
+        )
+    else:
+        print(
+            f"best validation accuracy {meta['metrics']['best_val_accuracy']:.2%}; model files in {args.out}"
+        )
     return 0
 
 
@@ -195,7 +225,7 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from ferkit import data
-    from ferkit.evaluate import format_report, metrics
+    from ferkit.evaluate import format_report, metrics, training_overlap
     from ferkit.preprocess import blur
     from ferkit.recognizer import FacialExpressionModel
 
@@ -207,8 +237,16 @@ def cmd_evaluate(args) -> int:
     images = faces.images
     if args.blur:
         images = np.stack([blur(img, args.blur) for img in images])
+    overlap = training_overlap(model.metadata, faces.images)
+    if overlap:
+        print(
+            f"warning: {overlap} of these {len(faces)} faces are in the model's training data: "
+            "this is not a held-out accuracy",
+            file=sys.stderr,
+        )
     predicted = model.predict_scores(images).argmax(axis=1)
     result = metrics(faces.labels, predicted)
+    result["trained_on"] = overlap
     result["data"] = str(args.data) + (f" (only {args.only})" if args.only else "")
     result["blur"] = args.blur or 0.0
     result["engine"] = model.engine
@@ -432,7 +470,21 @@ def _add_serve(sub) -> None:
     p.add_argument("--port", type=int, default=5000, help="port to listen on")
     p.add_argument("--source", help="server stream source: a camera index (0) or a video file")
     p.add_argument(
-        "--threads", type=int, default=16, help="worker threads (each live camera holds one)"
+        "--threads",
+        type=int,
+        default=128,
+        help="worker threads: each live camera holds one, 16 are kept for requests",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder for uploads and outputs (default: $FERKIT_DATA or ~/.local/state/ferkit)",
+    )
+    p.add_argument(
+        "--keep-data", action="store_true", help="keep this run's uploads and outputs after a stop"
+    )
+    p.add_argument(
+        "--max-upload-mb", type=float, default=100, help="largest photo or video accepted (MB)"
     )
     _add_model_options(p)
     _add_face_options(p)
@@ -453,6 +505,9 @@ def cmd_serve(args) -> int:
             "DETECTOR": args.detector,
             "MIN_FACE": args.min_face,
             "CROP": args.crop,
+            "DATA_DIR": args.data_dir,
+            "KEEP_DATA": args.keep_data,
+            "MAX_CONTENT_LENGTH": int(args.max_upload_mb * 2**20),
         },
         args.host,
         args.port,

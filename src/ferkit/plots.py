@@ -92,10 +92,16 @@ def class_bars(counts: dict[str, np.ndarray], path: Path) -> None:
 
 
 def emotions_over_time(times: np.ndarray, scores: np.ndarray, path: Path, title: str = "") -> None:
-    """Per-emotion score (mean over faces) against time in seconds."""
+    """Per-emotion score (mean over faces) against time in seconds, each emotion in the
+    colour its boxes have (`overlay.COLORS`), so the chart reads like the video."""
+    from ferkit.overlay import hex_colors
+
+    colors = hex_colors()
     fig, ax = figure(figsize=(10, 4))
     for i, name in enumerate(EMOTIONS):
-        ax.plot(times, scores[:, i], label=name)
+        ax.plot(times, scores[:, i], label=name, color=colors[name], linewidth=1.8)
+    if np.isnan(scores).all():
+        ax.text(0.5, 0.5, "no faces found", transform=ax.transAxes, ha="center", fontsize=14)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1)

@@ -1,25 +1,40 @@
 """The HTML pages: live camera, server stream, image and video upload.
 
 Each page is a template of the same name; this one table gives both the routes and the
-navigation bar.
+navigation bar (a full label, and a short one that fits a phone's width).
 """
 
 from functools import partial
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, redirect, render_template, url_for
+
+from ferkit.overlay import hex_colors
 
 bp = Blueprint("pages", __name__)
-PAGES = [  # (URL, template and endpoint name, navigation label)
-    ("/", "live", "Live camera"),
-    ("/stream", "stream", "Server stream"),
-    ("/image", "image", "Image"),
-    ("/video", "video", "Video"),
+PAGES = [  # (URL, template and endpoint name, navigation label, short label)
+    ("/", "live", "Live camera", "Live"),
+    ("/stream", "stream", "Server stream", "Stream"),
+    ("/image", "image", "Image", "Image"),
+    ("/video", "video", "Video", "Video"),
 ]
 
-for url, name, _ in PAGES:
+for url, name, _, _ in PAGES:
     bp.add_url_rule(url, name, partial(render_template, f"{name}.html"), methods=["GET"])
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for this path whatever the page links; answer with the page icon."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
 @bp.app_context_processor
-def navigation() -> dict:
-    return {"pages": [(f"pages.{name}", label) for _, name, label in PAGES]}
+def page_context() -> dict:
+    """What every template may use: the navigation, the emotion colours (the same as the
+    boxes drawn by the server and the chart), and the upload limit checked before sending."""
+    return {
+        "pages": [(f"pages.{name}", label, short) for _, name, label, short in PAGES],
+        "colors": hex_colors(),
+        "max_upload": current_app.config["MAX_CONTENT_LENGTH"],
+        "max_upload_mb": f"{current_app.config['MAX_CONTENT_LENGTH'] / 2**20:g}",
+    }

@@ -1,37 +1,67 @@
-// Shared by the pages: colours per emotion and drawing results on a canvas.
-const COLORS = { angry: "#dc2828", disgust: "#288c28", fear: "#a03ca0", happy: "#f0c828",
-  sad: "#2878c8", surprise: "#28c8e6", neutral: "#b4b4b4" };
+// Shared by the pages: status messages, drawing numbered faces on a canvas laid over an
+// image or video, score panels, and uploads checked for size and sent with progress.
+// The emotion colours come from the server (ferkit.overlay.COLORS), so boxes, panels and
+// the video chart agree.
+const COLORS = JSON.parse(document.body.dataset.colors);
+const LABEL_PX = 14;
 
-function drawFaces(ctx, faces, sx, sy) {
-  ctx.lineWidth = 3;
-  ctx.font = "16px system-ui, sans-serif";
-  for (const f of faces) {
-    const [x, y, w, h] = f.box;
-    const color = COLORS[f.emotion] || "#fff";
-    const label = `${f.emotion} ${Math.round(f.scores[f.emotion] * 100)}%`;
-    ctx.strokeStyle = color;
-    ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
-    const tw = ctx.measureText(label).width + 8;
-    ctx.fillStyle = color;
-    ctx.fillRect(x * sx, Math.max(0, y * sy - 22), tw, 22);
-    ctx.fillStyle = "#000";
-    ctx.fillText(label, x * sx + 4, Math.max(16, y * sy - 6));
-  }
+// kind: "busy", "ok", "info", "error" or "" (styled by app.css)
+function setStatus(el, text, kind = "") {
+  el.textContent = text;
+  el.className = `status ${kind}`.trim();
 }
 
-function scoreTable(faces) {
-  if (!faces.length) return "<tr><td>No face found.</td></tr>";
-  const names = Object.keys(faces[0].scores);
-  let html = "<tr><th>face</th><th>emotion</th>" + names.map(n => `<th>${n}</th>`).join("") + "</tr>";
+const faceNumber = (f, i) => f.face_id ?? i + 1;
+const percent = p => `${Math.round(p * 100)}%`;
+
+// Size the canvas to the element it covers (CSS pixels, sharp on high-DPI screens) and draw
+// every face scaled from the analysed image's size: labels keep one readable size whatever
+// the photo's resolution, and stay inside the canvas. The label boxes are kept in
+// canvas.dataset.labels (CSS pixels) for the tests.
+function drawFaces(canvas, under, faces, width, height) {
+  const w = under.clientWidth, h = under.clientHeight, dpr = window.devicePixelRatio || 1;
+  canvas.style.width = `${w}px`; canvas.style.height = `${h}px`;
+  canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const sx = w / width, sy = h / height, labels = [];
+  ctx.font = `600 ${LABEL_PX}px system-ui, sans-serif`;
+  ctx.textBaseline = "middle";
   faces.forEach((f, i) => {
-    html += `<tr class="face"><td>${i + 1}</td><td>${f.emotion}</td>` +
-      names.map(n => `<td>${(f.scores[n] * 100).toFixed(1)}%</td>`).join("") + "</tr>";
+    const [x, y, bw, bh] = [f.box[0] * sx, f.box[1] * sy, f.box[2] * sx, f.box[3] * sy];
+    const color = COLORS[f.emotion] || "#fff";
+    ctx.lineWidth = 3;
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x, y, bw, bh);
+    const text = `#${faceNumber(f, i)} ${f.emotion} ${percent(f.scores[f.emotion])}`;
+    const tw = Math.ceil(ctx.measureText(text).width) + 10, th = LABEL_PX + 8;
+    const lx = Math.max(0, Math.min(x, w - tw));  // never cut at the right edge
+    const ly = y - th >= 0 ? y - th : Math.min(y + bh, h - th);  // above the box, else below
+    ctx.fillStyle = color;
+    ctx.fillRect(lx, ly, tw, th);
+    ctx.fillStyle = "#000";
+    ctx.fillText(text, lx + 5, ly + th / 2);
+    labels.push({ text, x: lx, y: ly, w: tw, h: th });
   });
-  return html;
+  canvas.dataset.labels = JSON.stringify({ width: w, height: h, labels });
+}
+
+// One panel per face, numbered like its box, with a labelled bar per emotion.
+function facePanels(faces, emptyText) {
+  if (!faces.length) return `<p class="empty">${emptyText}</p>`;
+  return faces.map((f, i) =>
+    `<div class="face-scores face" style="--color:${COLORS[f.emotion]}">` +
+    `<strong>#${faceNumber(f, i)} ${f.emotion} ${percent(f.scores[f.emotion])}</strong>` +
+    Object.entries(f.scores).map(([name, p]) =>
+      `<div class="score"><span>${name}</span><span class="track"><span class="fill" ` +
+      `style="width:${(p * 100).toFixed(1)}%;background:${COLORS[name]}"></span></span>` +
+      `<span class="pct">${percent(p)}</span></div>`).join("") +
+    "</div>").join("");
 }
 
 function dropZone(form, input, onFile) {
-  input.addEventListener("change", () => input.files[0] && onFile(input.files[0]));
+  input.addEventListener("change", () => { if (input.files[0]) onFile(input.files[0]); input.value = ""; });
   form.addEventListener("dragover", e => { e.preventDefault(); form.classList.add("over"); });
   form.addEventListener("dragleave", () => form.classList.remove("over"));
   form.addEventListener("drop", e => {
@@ -40,12 +70,32 @@ function dropZone(form, input, onFile) {
   });
 }
 
-// POST one file as a multipart field; the JSON reply, or {error} for a failed request.
-async function postFile(url, field, file, statusEl, busyText) {
-  statusEl.textContent = busyText;
-  const body = new FormData();
-  body.append(field, file);
-  const reply = await (await fetch(url, { method: "POST", body })).json();
-  if (reply.error) statusEl.textContent = `Error: ${reply.error}`;
-  return reply;
+const megabytes = n => `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`;
+
+// POST one file as a multipart field, its size checked first against the server's limit
+// and the upload's progress shown; resolves to the JSON reply, or {error} when it failed.
+function postFile(url, field, file, statusEl, progressEl) {
+  const limit = Number(document.getElementById("form").dataset.maxBytes);
+  if (file.size > limit) {
+    return Promise.resolve({ error: `${file.name} is ${megabytes(file.size)}; the limit is ${megabytes(limit)}` });
+  }
+  return new Promise(resolve => {
+    const xhr = new XMLHttpRequest();
+    const body = new FormData();
+    body.append(field, file);
+    xhr.open("POST", url);
+    xhr.responseType = "json";
+    progressEl.hidden = false;
+    progressEl.value = 0;
+    setStatus(statusEl, `Uploading ${file.name}… 0%`, "busy");
+    xhr.upload.onprogress = e => {
+      if (!e.lengthComputable) return;
+      progressEl.value = e.loaded / e.total;
+      setStatus(statusEl, `Uploading ${file.name}… ${percent(e.loaded / e.total)}`, "busy");
+    };
+    xhr.onload = () => resolve(xhr.response && typeof xhr.response === "object"
+      ? xhr.response : { error: `the server answered ${xhr.status} ${xhr.statusText}` });
+    xhr.onerror = () => resolve({ error: "could not reach the server (is it running?)" });
+    xhr.send(body);
+  });
 }

@@ -1,21 +1,43 @@
-// Upload a photo -> POST /api/predict -> the photo with boxes and a table of scores.
+// Upload a photo -> POST /api/predict -> the photo shown at the page's size, with numbered
+// boxes drawn on a canvas over it (labels stay readable on big photos) and a panel per face.
 const statusEl = document.getElementById("status");
-const canvas = document.getElementById("canvas");
+const progress = document.getElementById("progress");
+const stage = document.getElementById("stage");
+const photo = document.getElementById("photo");
+const overlay = document.getElementById("overlay");
+const panels = document.getElementById("faces");
+let shown = null;  // the reply drawn now, redrawn when the page is resized
 
-async function predict(file) {
-  const reply = await postFile("/api/predict", "image", file, statusEl, "Analysing…");
-  if (reply.error) return;
-  const img = new Image();
-  img.onload = () => {
-    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-    const ctx = canvas.getContext("2d");
-    ctx.drawImage(img, 0, 0);
-    drawFaces(ctx, reply.faces, img.naturalWidth / reply.width, img.naturalHeight / reply.height);
-    URL.revokeObjectURL(img.src);
-  };
-  img.src = URL.createObjectURL(file);
-  document.getElementById("results").innerHTML = scoreTable(reply.faces);
-  statusEl.textContent = `${reply.faces.length} face(s) found`;
+function clear() {
+  shown = null;
+  stage.hidden = true;
+  panels.innerHTML = "";
+  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+  delete overlay.dataset.labels;
+  if (photo.src) { URL.revokeObjectURL(photo.src); photo.removeAttribute("src"); }
 }
 
+async function predict(file) {
+  clear();
+  const reply = await postFile("/api/predict", "image", file, statusEl, progress);
+  progress.hidden = true;
+  if (reply.error) { setStatus(statusEl, `Error: ${reply.error}`, "error"); return; }
+  setStatus(statusEl, "Drawing…", "busy");
+  photo.onload = () => {
+    stage.hidden = false;
+    shown = reply;
+    redraw();
+    const n = reply.faces.length;
+    setStatus(statusEl, n ? `${n} face${n > 1 ? "s" : ""} found` : "No face found in this photo.", n ? "ok" : "info");
+    panels.innerHTML = facePanels(reply.faces, "No face found: try a photo where faces are frontal and at least 40 pixels tall.");
+  };
+  photo.onerror = () => setStatus(statusEl, "Error: this browser cannot show the photo", "error");
+  photo.src = URL.createObjectURL(file);
+}
+
+function redraw() {
+  if (shown) drawFaces(overlay, photo, shown.faces, shown.width, shown.height);
+}
+
+window.addEventListener("resize", redraw);
 dropZone(document.getElementById("form"), document.getElementById("file"), predict);

@@ -1,34 +1,60 @@
-// Webcam -> downscaled JPEG over a WebSocket (one frame in flight) -> boxes on a canvas.
+// Webcam -> downscaled JPEG over a WebSocket (one frame in flight) -> numbered boxes on a
+// canvas over the video and a panel per face. A lost server is retried with a growing wait.
 const video = document.getElementById("video");
 const overlay = document.getElementById("overlay");
 const statusEl = document.getElementById("status");
-const MAX_SIDE = 480, MIN_INTERVAL_MS = 66;
+const help = document.getElementById("help");
+const stage = document.getElementById("stage");
+const stats = document.getElementById("stats");
+const panels = document.getElementById("faces");
+const MAX_SIDE = 480, MIN_INTERVAL_MS = 66, RETRY_MS = [1000, 2000, 4000, 8000, 15000];
 const grab = document.createElement("canvas");
-let ws, sentAt = 0, frames = 0, lastFps = performance.now();
+let ws, sentAt = 0, frames = 0, lastFps = performance.now(), failures = 0;
 
 async function start() {
+  help.hidden = true;
+  setStatus(statusEl, "Starting the camera…", "busy");
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    statusEl.textContent = "This browser cannot open a camera (it needs HTTPS or localhost).";
-    return;
+    return stuck("This browser cannot open a camera here (it needs HTTPS or localhost).");
   }
   try {
     video.srcObject = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
   } catch (err) {
-    statusEl.textContent = err.name === "NotAllowedError"
-      ? "Camera access was denied: allow it in the browser to see live predictions."
-      : `No camera available (${err.name}).`;
-    return;
+    return stuck(err.name === "NotAllowedError"
+      ? "Camera access was denied: allow it for this site in the browser (the camera icon in the address bar), then try again."
+      : `No camera could be opened (${err.name}): plug one in or close the app using it, then try again.`);
   }
   await video.play();
+  stage.hidden = false;
+  connect();
+}
+
+// No camera: say why and offer a way forward.
+function stuck(text) {
+  setStatus(statusEl, text, "error");
+  help.hidden = false;
+  stage.hidden = true;
+  stats.hidden = true;
+}
+
+function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   ws = new WebSocket(`${proto}://${location.host}/ws/live`);
   ws.binaryType = "arraybuffer";
-  ws.onopen = () => { statusEl.textContent = "Live"; send(); };
-  ws.onclose = () => { statusEl.textContent = "Disconnected from the server."; };
+  ws.onopen = () => { failures = 0; setStatus(statusEl, "Live", "ok"); stats.hidden = false; send(); };
+  ws.onclose = () => {
+    clearFaces();  // never leave the last box frozen on a live picture
+    stats.hidden = true;
+    const wait = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
+    failures += 1;
+    setStatus(statusEl, `Lost the connection to the server; reconnecting in ${wait / 1000} s…`, "error");
+    setTimeout(connect, wait);
+  };
   ws.onmessage = (event) => {
     const reply = JSON.parse(event.data);
     document.getElementById("rtt").textContent = Math.round(performance.now() - sentAt);
-    if (reply.error) statusEl.textContent = reply.error; else show(reply);
+    if (reply.error) setStatus(statusEl, `Error: ${reply.error}`, "error");
+    else { if (statusEl.textContent !== "Live") setStatus(statusEl, "Live", "ok"); show(reply); }
     frames += 1;
     const now = performance.now();
     if (now - lastFps > 1000) {
@@ -40,25 +66,29 @@ async function start() {
 }
 
 function send() {
-  if (!ws || ws.readyState !== WebSocket.OPEN || !video.videoWidth) { setTimeout(send, 100); return; }
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;  // onopen sends again
+  if (!video.videoWidth) { setTimeout(send, 100); return; }
   const scale = Math.min(1, MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
   grab.width = Math.round(video.videoWidth * scale);
   grab.height = Math.round(video.videoHeight * scale);
   grab.getContext("2d").drawImage(video, 0, 0, grab.width, grab.height);
-  grab.toBlob(blob => blob.arrayBuffer().then(buf => { sentAt = performance.now(); ws.send(buf); }),
-    "image/jpeg", 0.8);
+  grab.toBlob(blob => blob.arrayBuffer().then(buf => {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    sentAt = performance.now();
+    ws.send(buf);
+  }), "image/jpeg", 0.8);
+}
+
+function clearFaces() {
+  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+  overlay.dataset.labels = JSON.stringify({ labels: [] });
+  panels.innerHTML = "";
 }
 
 function show(reply) {
-  overlay.width = video.clientWidth; overlay.height = video.clientHeight;
-  const ctx = overlay.getContext("2d");
-  ctx.clearRect(0, 0, overlay.width, overlay.height);
-  drawFaces(ctx, reply.faces, overlay.width / reply.width, overlay.height / reply.height);
-  document.getElementById("scores").innerHTML = reply.faces.map((f, i) =>
-    `<div class="face-scores"><strong>face ${i + 1}: ${f.emotion}</strong>` +
-    Object.entries(f.scores).map(([n, p]) =>
-      `<div>${n} <span class="bar" style="width:${Math.round(p * 120)}px"></span> ${(p * 100).toFixed(0)}%</div>`
-    ).join("") + "</div>").join("");
+  drawFaces(overlay, video, reply.faces, reply.width, reply.height);
+  panels.innerHTML = facePanels(reply.faces, "No face in view.");
 }
 
+document.getElementById("retry").addEventListener("click", start);
 start();

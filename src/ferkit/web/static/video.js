@@ -1,36 +1,75 @@
 // Upload a video -> a background job (id kept in the URL, so a reload resumes polling) ->
-// the annotated video, the chart and downloads.
+// the annotated video, the chart and downloads. Each upload starts from a clean page.
 const statusEl = document.getElementById("status");
 const progress = document.getElementById("progress");
+const result = document.getElementById("result");
+const player = document.getElementById("player");
+const chart = document.getElementById("chart");
+let current = null;  // the job this page shows; an older poll stops when it changes
+
+function clear() {
+  current = null;
+  result.hidden = true;
+  player.pause();
+  player.removeAttribute("src");
+  player.load();
+  chart.removeAttribute("src");
+  chart.hidden = false;
+  document.getElementById("summary").innerHTML = "";
+  progress.hidden = true;
+  progress.value = 0;
+  history.replaceState(null, "", location.pathname);
+}
 
 async function upload(file) {
-  const reply = await postFile("/api/videos", "video", file, statusEl, "Uploading…");
-  if (reply.error) return;
+  clear();
+  const reply = await postFile("/api/videos", "video", file, statusEl, progress);
+  if (reply.error) { progress.hidden = true; setStatus(statusEl, `Error: ${reply.error}`, "error"); return; }
   history.replaceState(null, "", `?job=${reply.id}`);
+  progress.value = 0;
   poll(reply.id);
 }
 
 async function poll(id) {
-  const res = await fetch(`/api/videos/${id}`);
-  const job = await res.json();
-  if (job.error && !job.status) { statusEl.textContent = `Error: ${job.error}`; return; }
+  current = id;
+  let job;
+  try {
+    job = await (await fetch(`/api/videos/${id}`)).json();
+  } catch (err) {
+    if (current === id) setTimeout(() => poll(id), 2000);  // the server restarts: keep asking
+    return;
+  }
+  if (current !== id) return;
+  if (!job.status) { progress.hidden = true; setStatus(statusEl, `Error: ${job.error}`, "error"); return; }
   progress.hidden = false;
   progress.value = job.progress;
-  if (job.status === "failed") { statusEl.textContent = `Failed: ${job.error}`; return; }
+  if (job.status === "failed") { progress.hidden = true; setStatus(statusEl, `Failed: ${job.error}`, "error"); return; }
   if (job.status !== "done") {
-    statusEl.textContent = `Processing… ${Math.round(job.progress * 100)}%`;
+    setStatus(statusEl, `Processing… ${Math.round(job.progress * 100)}%`, "busy");
     setTimeout(() => poll(id), 500);
     return;
   }
-  statusEl.textContent = `Done: ${job.summary.frames} frames`;
-  document.getElementById("player").src = job.files.video;
-  document.getElementById("chart").src = job.files.chart;
+  progress.hidden = true;
+  show(job);
+}
+
+function show(job) {
+  const faces = Object.entries(job.summary.faces);
+  player.src = job.files.video;
   document.getElementById("csv").href = job.files.csv;
   document.getElementById("json").href = job.files.json;
-  document.getElementById("summary").innerHTML = "<tr><th>face</th><th>frames</th><th>mostly</th></tr>" +
-    Object.entries(job.summary.faces).map(([id, f]) =>
-      `<tr class="face"><td>${id}</td><td>${f.frames}</td><td>${f.dominant}</td></tr>`).join("");
-  document.getElementById("result").hidden = false;
+  const table = document.getElementById("summary");
+  if (faces.length) {
+    setStatus(statusEl, `Done: ${job.summary.frames} frames, ${faces.length} face${faces.length > 1 ? "s" : ""}`, "ok");
+    chart.src = job.files.chart;
+    table.innerHTML = "<tr><th>face</th><th>frames</th><th>mostly</th></tr>" + faces.map(([id, f]) =>
+      `<tr class="face"><td>#${id}</td><td>${f.frames}</td><td><span style="color:${COLORS[f.dominant]}">■</span> ${f.dominant}</td></tr>`).join("");
+  } else {
+    setStatus(statusEl, `Done: ${job.summary.frames} frames, no faces found`, "info");
+    chart.hidden = true;  // an empty chart says nothing
+    table.innerHTML = '<tr><td class="empty">No faces found in this video: faces need to be frontal and at least 40 pixels tall.</td></tr>';
+  }
+  result.hidden = false;
 }
 
 dropZone(document.getElementById("form"), document.getElementById("file"), upload);
