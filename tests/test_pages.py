@@ -1,0 +1,129 @@
+"""What the pages and the server's edges promise, checked with Flask's client: colours shared
+by boxes, pages and chart; the icon; clear error replies; a request id on every log line;
+and the Makefile that brings everything the suite needs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from assets import ROOT
+
+from ferkit.labels import EMOTIONS
+from ferkit.overlay import COLORS, hex_colors
+from ferkit.web import create_app, logs
+
+LIMIT = 2 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    return create_app(
+        {"DATA_DIR": str(tmp_path_factory.mktemp("data")), "MAX_CONTENT_LENGTH": LIMIT}
+    )
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+def test_pages_carry_the_box_colours_and_the_upload_limit(client):
+    html = client.get("/image").get_data(as_text=True)
+    colors = json.loads(re.search(r'data-colors="([^"]*)"', html)[1].replace("&#34;", '"'))
+    assert colors == hex_colors() and colors["happy"] == "#f0c828"  # yellow, as on the boxes
+    assert f'data-max-bytes="{LIMIT}"' in html and "up to 2 MB" in html
+
+
+def test_chart_lines_have_the_box_colours(tmp_path, monkeypatch):
+    from ferkit import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault("fig", fig))
+    plots.emotions_over_time(np.arange(5.0), np.full((5, 7), 1 / 7), tmp_path / "c.png")
+    lines = drawn["fig"].axes[0].get_lines()
+    expected = {name: "#{:02x}{:02x}{:02x}".format(*reversed(COLORS[name])) for name in EMOTIONS}
+    assert {line.get_label(): line.get_color() for line in lines} == expected
+
+
+def test_chart_without_faces_says_so(tmp_path, monkeypatch):
+    from ferkit import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.setdefault("fig", fig))
+    plots.emotions_over_time(np.arange(3.0), np.full((3, 7), np.nan), tmp_path / "c.png")
+    ax = drawn["fig"].axes[0]
+    assert ax.get_ylim() == (0, 1) and [t.get_text() for t in ax.texts] == ["no faces found"]
+
+
+def test_favicon(client):
+    reply = client.get("/favicon.ico", follow_redirects=True)
+    assert reply.status_code == 200 and reply.mimetype == "image/svg+xml"
+    assert 'rel="icon"' in client.get("/").get_data(as_text=True)
+
+
+def test_user_errors_are_400_json_without_repeated_words(client):
+    ok, png = cv2.imencode(".png", np.zeros((7000, 7000), np.uint8))  # 49 MP, 50 KB
+    reply = client.post("/api/predict", data={"image": (io.BytesIO(png.tobytes()), "big.png")})
+    error = reply.get_json()["error"]
+    assert reply.status_code == 400 and "too large" in error and "7000x7000" in error
+    words = re.findall(r"[a-z]+", error.lower())
+    assert all(a != b for a, b in zip(words, words[1:], strict=False)), error
+
+
+def test_too_large_upload_names_the_limit(client):
+    body = b"\xff\xd8\xff" + bytes(LIMIT + 10)
+    reply = client.post("/api/predict", data=body, content_type="image/jpeg")
+    assert reply.status_code == 413 and "limit of 2 MB" in reply.get_json()["error"]
+
+
+def test_log_lines_carry_the_request_id(app, client):
+    stream = io.StringIO()
+    handler = logs.setup(stream, logging.INFO)
+    try:
+        reply = client.post("/api/predict", data=b"\xff\xd8\xff junk", content_type="image/jpeg")
+        request_id = reply.headers["X-Request-Id"]
+        client.get("/api/health", headers={"X-Request-Id": "bad id] forged line"})
+    finally:
+        logging.getLogger("ferkit").removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    ours = [line for line in lines if f"[{request_id}]" in line]
+    assert any("refused: upload: corrupt" in line for line in ours), lines
+    assert any("POST /api/predict -> 400" in line for line in ours), lines
+    assert not any("forged line" in line for line in lines)  # an odd header is replaced
+    assert all(re.search(r" \[[A-Za-z0-9._-]+\] ", line) for line in lines), lines
+
+
+def make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_make_install_brings_chromium_or_says_what_to_run(tmp_path):
+    missing = str(tmp_path / "no-chromium")
+    as_root = make("-n", "chromium", f"CHROMIUM={missing}", "AS_ROOT=yes")
+    assert as_root.returncode == 0 and "apt-get install -y -qq chromium" in as_root.stdout
+    as_user = make("-s", "chromium", f"CHROMIUM={missing}", "AS_ROOT=")
+    assert as_user.returncode == 0 and as_user.stdout == ""
+    assert as_user.stderr.strip().count("\n") == 0  # one line
+    assert "sudo apt-get install -y chromium" in as_user.stderr
+    present = make("-n", "chromium", "CHROMIUM=/bin/sh", "AS_ROOT=yes")
+    assert "apt-get" not in present.stdout
+    assert "install: $(STAMP) chromium" in (ROOT / "Makefile").read_text()
+
+
+def test_ci_is_a_thin_call_of_make_test():
+    commands = [
+        line
+        for line in Path(ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#") and not line.startswith("set ")
+    ]
+    assert commands == ["exec make test"]
