@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from ferkit.images import decode_image, sniff
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+log = logging.getLogger(__name__)
 
 
 ACCEPTED = {
     "image": "a JPEG, PNG, BMP, WebP or TIFF file",
     "video": "an MP4, MOV, WebM, AVI or Ogg file",
 }
+
+
+@bp.before_request
+def _bounded_body() -> None:
+    """Enforce the upload cap on the bytes read when no Content-Length says it (chunked):
+    read one byte past the cap, answer 413 if it came, so nothing cut short is processed.
+    (Behind `ferkit serve` the server's front already did; this covers any other server.)"""
+    if request.content_length is not None or request.method != "POST":
+        return
+    cap = current_app.config["MAX_CONTENT_LENGTH"]
+    body = request.environ["wsgi.input"].read(cap + 1)
+    if len(body) > cap:
+        abort(413, f"the upload is larger than the server's limit of {cap / 2**20:g} MB")
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    request.environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def _upload(kind: str) -> bytes:
@@ -52,6 +71,7 @@ def create_video_job():
     job = _jobs().submit(_upload("video"))
     if job is None:
         abort(429, "too many video jobs in progress; try again later")
+    log.info("queued as job-%s", job.id)
     return jsonify(job.to_dict()), 202
 
 
@@ -61,6 +81,14 @@ def video_job(job_id: str):
     if job is None:
         abort(404, "no such job (it may have expired)")
     return jsonify(job.to_dict())
+
+
+@bp.delete("/videos/<job_id>")
+def delete_video_job(job_id: str):
+    """Cancel the job (a running one stops at its next frame) and delete its files."""
+    if not _jobs().delete(job_id):
+        abort(404, "no such job (it may have expired)")
+    return jsonify(id=job_id, status="deleted")
 
 
 @bp.get("/videos/<job_id>/<name>")

@@ -11,6 +11,7 @@ process's folder unless asked to keep it.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import queue
 import secrets
@@ -26,6 +27,9 @@ import numpy as np
 from ferkit.errors import FerkitError
 from ferkit.pipeline import Pipeline
 from ferkit.video import VideoOutputs, process_video
+from ferkit.web.logs import current_id
+
+log = logging.getLogger(__name__)
 
 OUTPUTS = {"video.mp4": "video", "frames.csv": "csv", "summary.json": "json", "chart.png": "chart"}
 LOCK_NAME, KEPT_NAME = ".lock", ".kept"
@@ -190,6 +194,8 @@ class JobQueue:
             self._run(job)
 
     def _run(self, job: Job) -> None:
+        current_id.set(f"job-{job.id}")  # every line logged while it runs names the job
+        log.info("processing")
         outputs = VideoOutputs(*(job.folder / name for name in OUTPUTS))
         try:
             job.summary = process_video(
@@ -208,9 +214,12 @@ class JobQueue:
             job.error = str(err).replace(str(job.folder / "upload.bin"), "upload")
         except Exception as err:  # a worker must survive any one bad video
             job.status, job.error = "failed", f"processing failed ({type(err).__name__})"
+            log.exception("processing failed")  # the whole story for the operator
         finally:
             (job.folder / "upload.bin").unlink(missing_ok=True)
             job.finished_at = time.time()
+            log.info("%s%s", job.status, f": {job.error}" if job.error else "")
+            current_id.set("-")
             job.finished.set()
             if job.cancelled.is_set():
                 shutil.rmtree(job.folder, ignore_errors=True)
