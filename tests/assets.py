@@ -3,6 +3,7 @@ astronaut photo (never FER2013 faces), and the real server they run against."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -139,3 +140,41 @@ def png16_rgba(side: int = 6300) -> bytes:
     """A 16-bit RGBA PNG of `side` x `side` pixels (under the pixel cap) that compresses small."""
     ok, png = cv2.imencode(".png", np.zeros((side, side, 4), np.uint16))
     return png.tobytes()
+
+
+@contextlib.contextmanager
+def dask_cluster(folder: Path, workers: int = 2):
+    """`dask scheduler` and `dask worker --nworkers N` on loopback, started as a user starts
+    them; yields the scheduler's HOST:PORT once the N worker processes have joined."""
+    from distributed import Client
+
+    dask = Path(sys.executable).parent / "dask"
+    info = Path(folder) / "scheduler.json"
+    loopback = ["--host", "127.0.0.1", "--no-dashboard"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--port", "0", "--scheduler-file", info, *loopback], **quiet
+        )
+    ]
+    try:
+        procs.append(
+            subprocess.Popen(
+                [dask, "worker", "--scheduler-file", info, "--nworkers", str(workers)]
+                + ["--nthreads", "1", "--memory-limit", "2GB", *loopback],
+                **quiet,
+            )
+        )
+        with Client(scheduler_file=str(info), timeout="60s") as client:
+            client.wait_for_workers(workers, timeout=60)
+            address = client.scheduler.address
+        yield address.removeprefix("tcp://")
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

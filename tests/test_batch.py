@@ -19,7 +19,8 @@ import psutil
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from assets import astronaut_frames, one_face, three_faces, write_video
+from assets import astronaut_frames, dask_cluster, one_face, three_faces, write_video
+from distributed import Client
 
 from ferkit.chunks import ranges, stitch
 from ferkit.cli import main
@@ -212,49 +213,18 @@ def test_stitch_keeps_ids_across_chunk_edges():
 
 
 @pytest.fixture
-def dask_cluster(tmp_path):
-    """`dask scheduler` and a `dask worker` with 2 worker processes, on loopback only."""
-    from distributed import Client
-
-    bin_dir = Path(sys.executable).parent
-    info = tmp_path / "scheduler.json"
-    scheduler = subprocess.Popen(
-        [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0"]
-        + ["--no-dashboard", "--scheduler-file", str(info)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    workers = subprocess.Popen(
-        [bin_dir / "dask", "worker", "--scheduler-file", str(info), "--host", "127.0.0.1"]
-        + ["--nworkers", "2", "--nthreads", "1", "--no-dashboard", "--memory-limit", "2GB"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(info.exists, 30, "the scheduler")
-        address = wait_for(lambda: json.loads(info.read_text() or "{}").get("address"), 30)
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address.removeprefix("tcp://")
-    finally:
-        for proc in (workers, scheduler):
-            proc.terminate()
-        for proc in (workers, scheduler):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+def cluster(tmp_path):
+    with dask_cluster(tmp_path, workers=2) as address:
+        yield address
 
 
 def test_dask_cluster_loses_a_worker_and_the_table_is_still_exact(
-    corpus, reference, dask_cluster, tmp_path
+    corpus, reference, cluster, tmp_path
 ):
-    from distributed import Client
-
-    with Client(dask_cluster, timeout="30s") as client:
+    with Client(cluster, timeout="30s") as client:
         pids = client.run(os.getpid)
     out = tmp_path / "out"
-    proc = batch(corpus, out, "--engine", "dask", "--address", dask_cluster)
+    proc = batch(corpus, out, "--engine", "dask", "--address", cluster)
     try:
         wait_for(lambda: len(finished(out)) >= 1, what="a first finished file")
         assert proc.poll() is None, "the run ended before a worker could be killed"
@@ -267,7 +237,7 @@ def test_dask_cluster_loses_a_worker_and_the_table_is_still_exact(
     assert proc.returncode == 0, stderr
     assert f"{CLIPS + 2} file(s) analysed" in stdout
     assert faces_table(out) == faces_table(reference)
-    with Client(dask_cluster, timeout="30s") as client:  # the nanny restarted the worker
+    with Client(cluster, timeout="30s") as client:  # the nanny restarted the worker
         client.wait_for_workers(2, timeout=60)
         assert victim.pid not in client.run(os.getpid).values()
 
