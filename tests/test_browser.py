@@ -200,6 +200,23 @@ def test_stream_page_without_source_says_how_to_start_it(server, browser, size):
     p.close(allowed=["/video_feed"])  # its 503 is the message shown
 
 
+def test_stream_page_with_a_source(browser, astronaut_video):
+    proc, port = start_server("--source", str(astronaut_video))
+    try:
+        for size in SIZES:
+            p = Page(browser, size)
+            p.page.goto(f"http://127.0.0.1:{port}/stream")
+            expect(p.page.locator("#status")).to_have_text("Live from the server", timeout=20_000)
+            expect(p.page.locator("#help")).to_be_hidden()
+            width = p.page.eval_on_selector("#feed", "img => img.getBoundingClientRect().width")
+            assert 0 < width <= SIZES[size][0]
+            p.assert_fits()
+            p.shot("stream-live")
+            p.page.close()  # an endless MJPEG response: nothing to check on close
+    finally:
+        stop(proc)
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory, astronaut):
     folder = tmp_path_factory.mktemp("photos")

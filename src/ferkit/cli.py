@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
-from ferkit.labels import EMOTIONS
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -343,9 +342,6 @@ def _output_names(paths: list[Path]) -> list[str]:
     return names
 
 
-PREDICT_CSV_FIELDS = ["file", "face_id", "x", "y", "w", "h", "detection", "emotion", *EMOTIONS]
-
-
 def _csv_rows(path: Path, faces) -> list[list]:
     return [[str(path), *face.csv_row()] for face in faces]
 
@@ -356,6 +352,7 @@ def cmd_predict(args) -> int:
 
     import cv2
 
+    from ferkit.face import CSV_FIELDS
     from ferkit.files import write_atomic, write_json
     from ferkit.images import read_image
     from ferkit.overlay import draw
@@ -392,7 +389,7 @@ def cmd_predict(args) -> int:
             print(f"{path}: {len(faces)} face(s){': ' + found if faces else ''}")
     if args.csv:
         text = io.StringIO()
-        csv.writer(text).writerows([PREDICT_CSV_FIELDS, *rows])
+        csv.writer(text).writerows([["file", *CSV_FIELDS], *rows])
         write_atomic(args.csv, text.getvalue().encode())
     return 1 if failed else 0
 
@@ -413,7 +410,9 @@ def _add_video(sub) -> None:
     p.add_argument("--json", type=Path, help="summary: share of each emotion per face")
     p.add_argument("--chart", type=Path, help="emotion-over-time PNG")
     p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
-    p.add_argument("--no-smooth", action="store_true", help="no score smoothing (faces are still tracked)")
+    p.add_argument(
+        "--no-smooth", action="store_true", help="no score smoothing (faces are still tracked)"
+    )
     _add_model_options(p)
     _add_face_options(p)
 
@@ -549,7 +548,12 @@ def _add_batch(sub) -> None:
     p.add_argument("--no-smooth", action="store_true", help="no score smoothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
-    p.add_argument("--model-engine", default="auto", choices=["auto", "keras", "onnx"])
+    p.add_argument(
+        "--model-engine",
+        default="auto",
+        choices=["auto", "keras", "onnx"],
+        help="auto: ONNX Runtime when the model folder has model.onnx, else Keras",
+    )
     _add_face_options(p)
 
 
@@ -578,7 +582,9 @@ def cmd_batch(args) -> int:
             show_bar=not args.quiet,
         )
     except KeyboardInterrupt:
-        print("\ninterrupted: finished files are kept; run the same command to go on", file=sys.stderr)
+        print(
+            "\ninterrupted: finished files are kept; run the same command to go on", file=sys.stderr
+        )
         return 130
     finally:
         engine.close()
