@@ -5,7 +5,10 @@ seed inside the function: tf.data maps do not advance Keras seed generators, and
 array keeps the function pure and testable. Flip, shift, rotation and zoom are one affine
 warp (chaining three warps would blur every image a little), then a random Gaussian blur
 from a small bank of sigmas (train/ is blurred, cameras are sharp: the model should not
-care), then brightness and contrast.
+care), then brightness and contrast, then random erasing (a rectangle filled with the
+face's mean, so the net cannot rely on one region). `blurred_twin` makes the view of a sharp
+face that `train/` would hold (Gaussian sigma 2.9-3.7, then JPEG q95) for the
+blur-consistency objective.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-N_UNIFORMS = 9
+N_UNIFORMS = 14
 BLUR_SIGMAS = (1.0, 2.0, 3.0, 4.0, 4.5)
+TWIN_SIGMAS = (2.9, 3.1, 3.3, 3.5, 3.7)  # train/'s blur, measured at sigma ~3.3
+TWIN_JPEG_QUALITY = 95  # train/ and publictest/ share q95's quantisation table
 _BLUR_RADIUS = 12
 
 
@@ -28,6 +33,7 @@ class AugmentConfig:
     brightness: float = 0.2  # fraction of the 0..255 range
     contrast: float = 0.3
     blur_prob: float = 0.5
+    erase: float = 0.0  # share of images given a random erased rectangle (2-25% of the face)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +74,64 @@ def blur(images, sigma: float):
     return ops.conv(out, k.reshape(1, -1, 1, 1), padding="valid")
 
 
+def _blur_bank(x, which, sigmas):
+    """Per image, x itself (which == 0) or blurred with sigmas[which - 1]."""
+    from keras import ops
+
+    bank = ops.stack([x] + [blur(x, s) for s in sigmas], axis=0)
+    pick = ops.transpose(ops.one_hot(which, len(sigmas) + 1))
+    return ops.sum(bank * ops.reshape(pick, (-1, ops.shape(x)[0], 1, 1, 1)), axis=0)
+
+
+def _erase(x, u, prob: float):
+    """Random erasing: a rectangle of 2-25% of the face, aspect 1:3 to 3:1, set to the mean."""
+    from keras import ops
+
+    size = int(x.shape[1])
+    area = (0.02 + u[:, 10] * 0.23) * size * size
+    aspect = ops.exp((u[:, 11] * 2 - 1) * float(np.log(3)))
+    h = ops.reshape(ops.sqrt(area * aspect), (-1, 1, 1, 1))
+    w = ops.reshape(ops.sqrt(area / aspect), (-1, 1, 1, 1))
+    cy = ops.reshape(u[:, 12] * size, (-1, 1, 1, 1))
+    cx = ops.reshape(u[:, 13] * size, (-1, 1, 1, 1))
+    grid = ops.arange(size, dtype="float32")
+    rows = ops.reshape(grid, (1, -1, 1, 1))
+    cols = ops.reshape(grid, (1, 1, -1, 1))
+    on = ops.reshape(u[:, 9] < prob, (-1, 1, 1, 1))
+    inside = (ops.abs(rows - cy) * 2 < h) & (ops.abs(cols - cx) * 2 < w) & on
+    return ops.where(inside, ops.mean(x, axis=(1, 2, 3), keepdims=True), x)
+
+
+def blurred_twin(images, u):
+    """The face as train/ would hold it, before its JPEG step: Gaussian sigma 2.9-3.7 by `u`."""
+    from keras import ops
+
+    which = ops.minimum(ops.cast(u * len(TWIN_SIGMAS), "int32"), len(TWIN_SIGMAS) - 1) + 1
+    return _blur_bank(ops.cast(images, "float32"), which, TWIN_SIGMAS)
+
+
+def jpeg(images, quality: int = TWIN_JPEG_QUALITY):
+    """JPEG round trip of a float batch (B, H, W, 1) in 0..255: in-graph on a tf.data map
+    (TensorFlow tensors), with OpenCV on NumPy arrays elsewhere."""
+    if type(images).__module__.startswith("tensorflow"):
+        import tensorflow as tf
+
+        as_bytes = tf.cast(tf.round(tf.clip_by_value(images, 0, 255)), tf.uint8)
+        coded = tf.map_fn(
+            lambda im: tf.image.adjust_jpeg_quality(im, quality),
+            as_bytes,
+            fn_output_signature=tf.uint8,
+        )
+        return tf.cast(coded, tf.float32)
+    import cv2
+
+    out = []
+    for im in np.clip(np.rint(np.asarray(images)), 0, 255).astype(np.uint8):
+        ok, buf = cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out.append(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)[..., None])
+    return np.stack(out).astype(np.float32)
+
+
 def augment(images, uniforms, cfg: AugmentConfig = AugmentConfig()):
     """Augment a float batch (B, H, W, 1) in 0..255 using uniforms of shape (B, N_UNIFORMS)."""
     from keras import ops
@@ -79,12 +143,10 @@ def augment(images, uniforms, cfg: AugmentConfig = AugmentConfig()):
         x, _affine_params(u, size, cfg), interpolation="bilinear", fill_mode="reflect"
     )
     if cfg.blur_prob > 0:
-        bank = ops.stack([x] + [blur(x, s) for s in BLUR_SIGMAS], axis=0)
         which = ops.cast(u[:, 5] * len(BLUR_SIGMAS), "int32") + 1
-        which = ops.where(u[:, 6] < cfg.blur_prob, which, 0)
-        pick = ops.transpose(ops.one_hot(which, len(BLUR_SIGMAS) + 1))
-        x = ops.sum(bank * ops.reshape(pick, (-1, ops.shape(x)[0], 1, 1, 1)), axis=0)
+        x = _blur_bank(x, ops.where(u[:, 6] < cfg.blur_prob, which, 0), BLUR_SIGMAS)
     mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
     contrast = ops.reshape(1 + (u[:, 7] * 2 - 1) * cfg.contrast, (-1, 1, 1, 1))
     bright = ops.reshape((u[:, 8] * 2 - 1) * cfg.brightness * 255, (-1, 1, 1, 1))
-    return ops.clip((x - mean) * contrast + mean + bright, 0, 255)
+    x = ops.clip((x - mean) * contrast + mean + bright, 0, 255)
+    return _erase(x, u, cfg.erase) if cfg.erase > 0 else x

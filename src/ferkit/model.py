@@ -68,18 +68,86 @@ ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {"seed": seed, "vgg": vgg}
 DEFAULT_ARCH = "vgg"
 
 
+def network(arch: str = DEFAULT_ARCH) -> keras.Model:
+    """An uncompiled network: what a model folder holds."""
+    if arch not in ARCHITECTURES:
+        raise FerkitError(f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})")
+    return ARCHITECTURES[arch]()
+
+
 def build_model(
     arch: str = DEFAULT_ARCH,
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
     label_smoothing: float = 0.0,
 ) -> keras.Model:
     """A compiled model: Adam, categorical cross-entropy, accuracy."""
-    if arch not in ARCHITECTURES:
-        raise FerkitError(f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})")
-    model = ARCHITECTURES[arch]()
+    model = network(arch)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=["accuracy"],
     )
     return model
+
+
+def js_divergence(p, q):
+    """Jensen-Shannon divergence between two batches of class probabilities, batch mean."""
+    from keras import ops
+
+    eps = 1e-7
+    p, q = ops.clip(p, eps, 1.0), ops.clip(q, eps, 1.0)
+    m = (p + q) / 2
+    kl_pm = ops.sum(p * ops.log(p / m), axis=-1)
+    kl_qm = ops.sum(q * ops.log(q / m), axis=-1)
+    return ops.mean((kl_pm + kl_qm) / 2)
+
+
+class Trainer(keras.Model):
+    """What `fit` trains: a network, and optionally the blur-consistency objective.
+
+    With `consistency` > 0 every training input carries two channels: the augmented face and
+    its blurred twin (what train/ would hold of it). The loss is cross-entropy on both plus
+    `consistency` x the Jensen-Shannon divergence between the two predictions (AugMix-style),
+    so what the net learns from blurred faces is tied to the same face seen sharp. It is
+    written as `compute_loss`, the part of the training step Keras lets a model replace on
+    every backend (TensorFlow on the CPU, JAX on the lent GPU). Validation inputs have one
+    channel and get the plain loss. Only `net` is ever saved as a model.
+    """
+
+    def __init__(self, net: keras.Model, consistency: float = 0.0, label_smoothing: float = 0.0):
+        super().__init__(name="trainer")
+        self.net = net
+        self.consistency = consistency
+        self.twin_loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+    def call(self, x, training=False):
+        return self.net(x[..., :1], training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+        if self.consistency and x is not None and x.shape[-1] == 2:
+            twin = self.net(x[..., 1:], training=training)
+            loss = loss + self.twin_loss(y, twin, sample_weight=sample_weight)
+            loss = loss + self.consistency * js_divergence(y_pred, twin)
+        return loss
+
+
+def build_trainer(
+    arch: str,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    label_smoothing: float = 0.0,
+    consistency: float = 0.0,
+) -> Trainer:
+    """A compiled, built `Trainer` (Adam, cross-entropy, accuracy) around a fresh network;
+    built with its optimizer state, so a backup can be loaded into it before `fit`."""
+    trainer = Trainer(network(arch), consistency, label_smoothing)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=["accuracy"],
+    )
+    trainer(keras.ops.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1)))
+    trainer.optimizer.build(trainer.trainable_variables)
+    return trainer

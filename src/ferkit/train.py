@@ -1,29 +1,56 @@
-"""Train a model: augmented batches, best-val checkpoint, live curves, resumable runs.
+"""Train a model: augmented batches, best-val checkpoint, live curves, runs that survive faults,
+and a K-fold estimate over the sharp faces.
 
 A run folder holds `config.json` (everything needed to resume), `train_files.txt` and
 `val_files.txt` (what was trained and validated on, by name), `history.csv`, `curves.png`
-(rewritten every epoch), `backup/` (the last finished epoch, with optimizer state; gone
+(rewritten every epoch), `backup/` (the last finished epochs, with optimizer state; gone
 once the run completes) and, at the end, the model files of the best validation epoch.
+
+Surviving a SIGKILL at any moment: every file is written under a temporary name and renamed
+(`ferkit.files`), so each name holds a complete file or the previous one. The backup of
+epoch N is `backup/epoch-000N.weights.h5`; the one before it stays until the next lands, and
+a resume falls back to it when the newest cannot be read. The batch order and augmentation
+draws of epoch k depend on (seed, k) alone, so a resumed run trains on exactly the batches an
+uninterrupted one would, and its `history.csv` is the same (bit for bit under
+`TF_DETERMINISTIC_OPS=1`).
+
+`--folds K` trains K runs (`fold-1/` ...), each validated on one stratified K-th of the
+sharp set (`--val`) and trained on the rest plus the training sources; their per-epoch
+predictions give out-of-fold scores on every sharp face (`folds.json`), which fix the epoch
+count. `final/` then trains on all sharp faces for that many epochs, and its model is the
+run's model.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import math
+import os
+import shutil
+import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from ferkit import data
-from ferkit.augment import N_UNIFORMS, AugmentConfig, augment
+from ferkit.augment import N_UNIFORMS, AugmentConfig, augment, blurred_twin, jpeg
 from ferkit.errors import FerkitError
-from ferkit.files import write_json
+from ferkit.evaluate import bootstrap_interval, encode_fingerprints, fingerprints, metrics
+from ferkit.files import temp_path, write_atomic, write_json
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ferkit.plots import training_curves
+
+log = logging.getLogger(__name__)
+
+BATCH_UNIFORMS = N_UNIFORMS + 2  # the augmentation's, then the mixup weight and twin blur
+SHARP_LAPLACIAN = 100.0  # train/ faces are ~6, sharp ones ~1,000-4,000 (docs/experiments.md)
+FAILPOINT_ENV = "FERKIT_FAILPOINT"  # tests: "backup:N" kills the run inside epoch N's save
 
 
 @dataclass
@@ -43,6 +70,11 @@ class TrainConfig:
     augment: dict = field(default_factory=lambda: AugmentConfig().to_dict())
     max_minutes: float | None = None
     precision: str = "float32"  # or "mixed_bfloat16": ~2x faster on CPUs with AVX512-BF16
+    mixup: float = 0.0  # the partner face's weight is uniform in [0, mixup]
+    consistency: float = 0.0  # weight of the sharp/blurred-twin Jensen-Shannon term
+    folds: int | None = None  # K-fold over the --val set
+    fold: int | None = None  # which fold this run holds out (None: all of --val trained on)
+    stop_after: int | None = None  # epochs to train (the schedule still spans `epochs`)
 
 
 RECIPES: dict[str, dict] = {
@@ -79,18 +111,33 @@ def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet]:
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """K disjoint index sets covering every face, each with the class shares of the whole."""
+    if not 2 <= k <= len(labels):
+        raise FerkitError(f"--folds must be between 2 and the number of faces, got {k}")
+    rng = np.random.default_rng(seed)
+    order = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c)) for c in range(NUM_CLASSES)]
+    )
+    return [np.sort(order[i::k]) for i in range(k)]
+
+
+def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet | None]:
     """Training and validation sets as the config says; validation is never trained on."""
     sources = [data.load(s) for s in cfg.sources]
     if cfg.val is None:
         raise FerkitError("give a validation set with --val (and --val-split to carve part of it)")
     val = data.load(cfg.val)
-    if cfg.val_split:
+    if cfg.folds and cfg.fold is None:  # the final model of a K-fold run: every sharp face
+        return data.concat(sources + [val] * cfg.val_rest_repeat), None
+    if cfg.folds:
+        held = stratified_folds(val.labels, cfg.folds, cfg.split_seed)[cfg.fold]
+        keep = np.setdiff1d(np.arange(len(val)), held)
+    elif cfg.val_split:
         keep, held = data.stratified_split(val.labels, cfg.val_split, cfg.split_seed)
-        rest = val.subset(keep)
-        sources += [rest] * cfg.val_rest_repeat
-        val = val.subset(held)
-    return data.concat(sources), val
+    else:
+        return data.concat(sources), val
+    return data.concat(sources + [val.subset(keep)] * cfg.val_rest_repeat), val.subset(held)
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -98,22 +145,91 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(NUM_CLASSES, dtype="float32")[labels]
 
 
-def batches(faces: data.FaceSet, cfg: TrainConfig, seed: int):
-    """Shuffled, augmented batches: a tf.data pipeline on TensorFlow, a PyDataset elsewhere."""
-    aug = AugmentConfig(**cfg.augment)
-    x = faces.images[..., None]
-    y = one_hot(faces.labels)
+def sharp_mask(images: np.ndarray) -> np.ndarray:
+    """Which faces are sharp (variance of the Laplacian), i.e. get a blurred twin."""
+    import cv2
+
+    return np.array(
+        [cv2.Laplacian(img, cv2.CV_64F).var() > SHARP_LAPLACIAN for img in images], dtype=bool
+    )
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of epoch `epoch`: a function of (seed, epoch) only, so a resume replays it."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def make_batch(images, labels, sharp, u, cfg: TrainConfig):
+    """One training batch in Keras ops: augment, mix up, add the blurred twin channel.
+
+    The twin is blurred here and JPEG-coded by the caller (the JPEG step is not a Keras op);
+    faces that are blurred already keep themselves as their twin.
+    """
+    from keras import ops
+
+    x = augment(ops.cast(images, "float32"), u[:, :N_UNIFORMS], AugmentConfig(**cfg.augment))
+    y = ops.cast(labels, "float32")
+    if cfg.mixup > 0:
+        partner = ops.reshape(u[:, N_UNIFORMS] * cfg.mixup, (-1, 1))
+        x = x * ops.reshape(1 - partner, (-1, 1, 1, 1)) + ops.roll(x, 1, axis=0) * ops.reshape(
+            partner, (-1, 1, 1, 1)
+        )
+        y = y * (1 - partner) + ops.roll(y, 1, axis=0) * partner
+    if cfg.consistency > 0:
+        twin = ops.where(
+            ops.reshape(sharp, (-1, 1, 1, 1)), blurred_twin(x, u[:, N_UNIFORMS + 1]), x
+        )
+        x = ops.concatenate([x, twin], axis=-1)
+    return x, y
+
+
+def _with_jpeg_twin(x, sharp):
+    """JPEG q95 on the twin channel of sharp faces (train/ is blurred, then JPEG-coded)."""
+    if x.shape[-1] == 1:
+        return x
+    if type(x).__module__.startswith("tensorflow"):
+        import tensorflow as tf
+
+        twin = tf.where(tf.reshape(sharp, (-1, 1, 1, 1)), jpeg(x[..., 1:]), x[..., 1:])
+        return tf.concat([x[..., :1], twin], axis=-1)
+    x = np.array(x)
+    x[sharp, ..., 1:] = jpeg(x[sharp, ..., 1:])
+    return x
+
+
+def batches(faces: data.FaceSet, cfg: TrainConfig, first_epoch: int, last_epoch: int):
+    """Batches for epochs first_epoch..last_epoch-1 as one stream, and the steps per epoch.
+
+    A tf.data pipeline on TensorFlow (stateless random draws keyed by the global step), a
+    PyDataset elsewhere (NumPy draws keyed the same way); each epoch's order from `epoch_order`.
+    """
+    n, bs = len(faces), cfg.batch_size
+    steps = math.ceil(n / bs)
+    orders = np.stack([epoch_order(n, cfg.seed, e) for e in range(first_epoch, last_epoch)])
+    sharp = sharp_mask(faces.images) if cfg.consistency > 0 else np.zeros(n, dtype=bool)
+    images, labels = faces.images[..., None], one_hot(faces.labels)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        def _map(images, labels):
-            u = tf.random.uniform((tf.shape(images)[0], N_UNIFORMS), seed=seed)
-            return augment(tf.cast(images, "float32"), u, aug), labels
+        x_all, y_all, s_all = tf.constant(images), tf.constant(labels), tf.constant(sharp)
 
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(cfg.batch_size)
-        return ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    return _AugmentedBatches(x, y, cfg.batch_size, aug, seed)
+        def _map(step, idx):
+            u = tf.random.stateless_uniform(
+                (tf.shape(idx)[0], BATCH_UNIFORMS),
+                seed=tf.stack([tf.constant(cfg.seed, tf.int64), step]),
+            )
+            s = tf.gather(s_all, idx)
+            x, y = make_batch(tf.gather(x_all, idx), tf.gather(y_all, idx), s, u, cfg)
+            return _with_jpeg_twin(x, s), y
+
+        ds = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+            lambda order: tf.data.Dataset.from_tensor_slices(order).batch(bs)
+        )
+        ds = ds.enumerate(start=first_epoch * steps).map(
+            _map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+        return ds.prefetch(tf.data.AUTOTUNE), steps
+    return _Batches(images, labels, sharp, orders, cfg, first_epoch * steps), steps
 
 
 def _compiled(fn):
@@ -125,68 +241,175 @@ def _compiled(fn):
     return fn
 
 
-class _AugmentedBatches(keras.utils.PyDataset):
-    """Augmented batches for backends without tf.data (the augmentation runs on the device)."""
+class _Batches(keras.utils.PyDataset):
+    """Augmented batches for backends without tf.data (the augmentation runs on the device).
 
-    def __init__(self, x, y, batch_size: int, aug: AugmentConfig, seed: int):
+    One long sequence over every remaining epoch (`fit` gets `steps_per_epoch`), so batch i
+    is a function of (seed, global step) alone, whatever happened before it.
+    """
+
+    def __init__(self, x, y, sharp, orders: np.ndarray, cfg: TrainConfig, first_step: int):
         super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.augment = _compiled(lambda images, u: augment(images, u, aug))
-        self.order = self.rng.permutation(len(x))
+        self.x, self.y, self.sharp, self.cfg, self.first_step = x, y, sharp, cfg, first_step
+        bs = cfg.batch_size
+        self.index = [order[i : i + bs] for order in orders for i in range(0, len(order), bs)]
+        self.make = _compiled(lambda images, labels, s, u: make_batch(images, labels, s, u, cfg))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return len(self.index)
 
     def __getitem__(self, i: int):
         from keras import ops
 
-        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        u = self.rng.random((len(idx), N_UNIFORMS), dtype=np.float32)
-        images = self.augment(self.x[idx].astype("float32"), u)
-        return ops.convert_to_numpy(images), self.y[idx]
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.x))
+        idx = self.index[i]
+        rng = np.random.default_rng([self.cfg.seed, self.first_step + i])
+        u = rng.random((len(idx), BATCH_UNIFORMS), dtype=np.float32)
+        x, y = self.make(self.x[idx].astype("float32"), self.y[idx], self.sharp[idx], u)
+        return _with_jpeg_twin(ops.convert_to_numpy(x), self.sharp[idx]), ops.convert_to_numpy(y)
 
 
-def _read_history(path: Path) -> dict[str, list[float]]:
+def _read_history(path: Path) -> list[dict[str, float]]:
     if not path.exists():
-        return {}
+        return []
     with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def _callbacks(out: Path, cfg: TrainConfig):
-    history_csv = out / "history.csv"
-    history = _read_history(history_csv)
-    best = max(history.get("val_accuracy", [0.0]))
-    started = time.monotonic()
+def _columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
+    keys = rows[0].keys() if rows else []
+    return {k: [r[k] for r in rows] for k in keys if k != "epoch"}
 
-    class LiveCurves(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            for key, value in (logs or {}).items():
-                history.setdefault(key, []).append(float(value))
-            training_curves(history, out / "curves.png")
-            minutes = (time.monotonic() - started) / 60
-            if cfg.max_minutes and minutes > cfg.max_minutes:
-                print(f"stopping after {minutes:.1f} min (--max-minutes {cfg.max_minutes})")
-                self.model.stop_training = True
 
-    return [
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(out / "best.weights.h5"),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=best or None,
-        ),
-        keras.callbacks.CSVLogger(str(history_csv), append=True),
-        LiveCurves(),
-    ]
+def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    keys = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
+    writer = csv.DictWriter(buf, keys, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: int(v) if k == "epoch" else v for k, v in r.items()})
+    write_atomic(path, buf.getvalue().encode())
+
+
+def _failpoint(name: str, epoch: int) -> None:
+    """Kill this process here when FERKIT_FAILPOINT says so: how the tests put a SIGKILL
+    inside a save window deterministically (a sleep-and-kill would only usually hit it)."""
+    if os.environ.get(FAILPOINT_ENV) == f"{name}:{epoch}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _backup_files(folder: Path) -> list[tuple[int, Path]]:
+    """Complete backups (temporary names never match), newest first."""
+    found = []
+    for path in folder.glob("epoch-*.weights.h5"):
+        number = path.name[len("epoch-") : -len(".weights.h5")]
+        if number.isdigit():
+            found.append((int(number), path))
+    return sorted(found, reverse=True)
+
+
+SEED_STATES = "ferkit_seed_states"
+
+
+def _seed_variables(trainer: keras.Model) -> list:
+    """The dropout layers' random states: Keras leaves them out of saved weights, and without
+    them a resumed run would draw other dropout masks than an uninterrupted one."""
+    return [v for v in trainer.variables if v.path.endswith("seed_generator_state")]
+
+
+def _save_backup(trainer: keras.Model, path: Path) -> None:
+    """Weights, optimizer state and random states in one file (one rename makes it whole)."""
+    import h5py
+
+    trainer.save_weights(path)
+    with h5py.File(path, "a") as h5:
+        h5[SEED_STATES] = np.stack([np.asarray(v.numpy()) for v in _seed_variables(trainer)])
+
+
+def _load_seed_states(trainer: keras.Model, path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        states = h5[SEED_STATES][()]
+    for variable, state in zip(_seed_variables(trainer), states, strict=True):
+        variable.assign(state)
+
+
+def restore_backup(trainer: keras.Model, folder: Path) -> int:
+    """Load the newest readable backup into a built trainer; returns its epoch count.
+
+    An unreadable backup (a disk fault, a copy cut short) is reported and the one before it
+    tried; with none readable, the run cannot continue and the error says what to do.
+    """
+    for stale in folder.glob(".*.tmp*"):  # what a kill inside a save left
+        stale.unlink(missing_ok=True)
+    candidates = _backup_files(folder)
+    for epochs_done, path in candidates:
+        try:
+            trainer.load_weights(path)
+            _load_seed_states(trainer, path)
+        except Exception as err:  # h5py raises OSError, KeyError or ValueError by fault
+            log.warning("%s: unreadable backup (%s); trying the one before it", path, err)
+            continue
+        return epochs_done
+    if candidates:
+        raise FerkitError(
+            f"{folder}: no readable backup ({len(candidates)} damaged); "
+            "start the run again in a new --out folder"
+        )
+    return 0
+
+
+class _EpochFiles(keras.callbacks.Callback):
+    """Everything a run writes at an epoch's end, in an order that a kill between any two
+    steps leaves consistent: history, best weights and curves first, the backup last (a
+    resume truncates the history to the backup's epoch and replays the rest)."""
+
+    def __init__(self, out: Path, net, cfg: TrainConfig, rows: list[dict], val_images):
+        super().__init__()
+        self.out, self.net, self.cfg, self.rows = out, net, cfg, rows
+        self.val_images = val_images
+        self.best = max((r.get("val_accuracy", 0.0) for r in rows), default=0.0)
+        self.predictions = self._read_predictions()
+        self.started = time.monotonic()
+
+    def _read_predictions(self):
+        path = self.out / "val_predictions.npy"
+        if self.cfg.fold is None or not path.exists():
+            return []
+        return list(np.load(path)[: len(self.rows)])
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.rows.append({"epoch": epoch, **logs})
+        _write_history(self.out / "history.csv", self.rows)
+        if self.cfg.fold is not None:  # the held-out fold's answers, for out-of-fold scores
+            scores = self.net.predict(self.val_images, batch_size=512, verbose=0)
+            self.predictions.append(np.asarray(scores).argmax(axis=1).astype(np.int8))
+            tmp = temp_path(self.out / "val_predictions.npy")
+            np.save(tmp, np.stack(self.predictions))
+            os.replace(tmp, self.out / "val_predictions.npy")
+        if logs.get("val_accuracy", -1.0) > self.best:
+            self.best = logs["val_accuracy"]
+            self._save(self.net, self.out / "best.weights.h5")
+        training_curves(_columns(self.rows), self.out / "curves.png")
+        (self.out / "backup").mkdir(exist_ok=True)
+        self._save(self.model, self.out / "backup" / f"epoch-{epoch + 1:04d}.weights.h5", True)
+        for done, old in _backup_files(self.out / "backup")[2:]:  # keep two complete
+            old.unlink(missing_ok=True)
+        minutes = (time.monotonic() - self.started) / 60
+        if self.cfg.max_minutes and minutes > self.cfg.max_minutes:
+            log.warning("stopping after %.1f min (--max-minutes %s)", minutes, self.cfg.max_minutes)
+            self.model.stop_training = True
+
+    @staticmethod
+    def _save(model, path: Path, backup: bool = False) -> None:
+        tmp = temp_path(path)
+        if backup:
+            _save_backup(model, tmp)
+            _failpoint("backup", int(path.name[len("epoch-") : -len(".weights.h5")]))
+        else:
+            model.save_weights(tmp)
+        os.replace(tmp, path)
 
 
 def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
@@ -197,8 +420,11 @@ def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
             raise FerkitError(f"{out}: nothing to resume (no config.json)")
         if not (out / "backup").exists() and (out / "model.json").exists():
             raise FerkitError(f"{out}: this run is already complete")
-        return TrainConfig(**json.loads(config_path.read_text()))
-    if (out / "backup").exists() or (out / "history.csv").exists():
+        try:
+            return TrainConfig(**json.loads(config_path.read_text()))
+        except (ValueError, TypeError) as err:
+            raise FerkitError(f"{config_path}: not a ferkit run config ({err})") from err
+    if (out / "backup").exists() or (out / "history.csv").exists() or config_path.exists():
         raise FerkitError(f"{out}: a run is already there; add --resume to continue it")
     out.mkdir(parents=True, exist_ok=True)
     write_json(config_path, asdict(cfg))
@@ -212,53 +438,163 @@ def train(
     verbose: int = 1,
     callbacks: list | None = None,
 ) -> dict:
-    """Fit, keep the best validation epoch, save model files; returns the metadata."""
-    from ferkit.model import build_model
-    from ferkit.serialize import save_model_files
-
+    """Train the run in `out` (a K-fold run when `cfg.folds`); returns the model's metadata."""
     out = Path(out)
     cfg = prepare_run(cfg, out, resume)
+    if cfg.folds and cfg.fold is None and cfg.stop_after is None:
+        return train_folds(cfg, out, verbose, callbacks)
+    return _train_one(cfg, out, verbose, callbacks)
+
+
+def _train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None) -> dict:
+    """Fit one run (resuming from its backup if any) and save its model files."""
+    from ferkit.model import build_trainer, network
+    from ferkit.serialize import save_model_files
+
     train_set, val_set = assemble(cfg)
     data.write_list(out / "train_files.txt", sorted(set(train_set.names)))
-    data.write_list(out / "val_files.txt", val_set.names)
+    data.write_list(out / "val_files.txt", val_set.names if val_set else [])
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(cfg.precision)
-    steps = math.ceil(len(train_set) / cfg.batch_size) * cfg.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps, alpha=0.01)
-    model = build_model(cfg.arch, schedule, cfg.label_smoothing)
-    started = time.monotonic()
-    model.fit(
-        batches(train_set, cfg, cfg.seed),
-        validation_data=(val_set.images[..., None].astype("float32"), one_hot(val_set.labels)),
-        epochs=cfg.epochs,
-        shuffle=False,  # the batches are shuffled by their own pipeline
-        class_weight=class_weights(train_set.labels, cfg.class_weight),
-        callbacks=_callbacks(out, cfg) + (callbacks or []),
-        verbose=verbose,
+    steps = math.ceil(len(train_set) / cfg.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate, steps * cfg.epochs, alpha=0.01
     )
+    trainer = build_trainer(cfg.arch, schedule, cfg.label_smoothing, cfg.consistency)
+    first = restore_backup(trainer, out / "backup") if (out / "backup").exists() else 0
+    rows = [r for r in _read_history(out / "history.csv") if r["epoch"] < first]
+    last = min(cfg.epochs, cfg.stop_after or cfg.epochs)
+    val_x = val_set.images[..., None].astype("float32") if val_set else None
+    started = time.monotonic()
+    if first < last:
+        stream, steps_per_epoch = batches(train_set, cfg, first, last)
+        trainer.fit(
+            stream,
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=first,
+            epochs=last,
+            validation_data=(val_x, one_hot(val_set.labels)) if val_set else None,
+            shuffle=False,  # the stream is ordered by `epoch_order` already
+            class_weight=class_weights(train_set.labels, cfg.class_weight),
+            callbacks=[_EpochFiles(out, trainer.net, cfg, rows, val_x)] + (callbacks or []),
+            verbose=verbose,
+        )
     seconds = time.monotonic() - started
-    model.load_weights(out / "best.weights.h5")
+    net = trainer.net
+    if val_set is not None and (out / "best.weights.h5").exists():
+        net.load_weights(out / "best.weights.h5")
     if cfg.precision != "float32":  # ship a float32 twin: same weights, no bf16 in the JSON
         keras.mixed_precision.set_global_policy("float32")
-        weights = model.get_weights()
-        model = build_model(cfg.arch)
-        model.set_weights(weights)
-    history = _read_history(out / "history.csv")
-    metadata = {
+        weights = net.get_weights()
+        net = network(cfg.arch)
+        net.set_weights(weights)
+    history = _columns(_read_history(out / "history.csv"))
+    metadata = model_metadata(cfg, net, train_set)
+    metadata["training"].update(
+        {
+            "n_val": len(val_set) if val_set else 0,
+            "epochs_run": len(history.get("loss", [])),
+            "seconds_last_session": round(seconds, 1),
+        }
+    )
+    if val_set is not None:
+        metadata["metrics"] = {
+            "best_val_accuracy": max(history.get("val_accuracy", [0.0])),
+            "blur_agreement": blur_agreement(net, val_set.images),
+        }
+    save_model_files(out, net, metadata)
+    shutil.rmtree(out / "backup", ignore_errors=True)
+    return metadata
+
+
+def model_metadata(cfg: TrainConfig, net, train_set: data.FaceSet) -> dict:
+    """What a model folder says about itself, including the faces it trained on."""
+    return {
         "labels": list(EMOTIONS),
         "input": {"size": IMAGE_SIZE, "color": "gray", "range": [0, 255], "resize": "area"},
         "preprocessing": {"blur_sigma": 0.0, "tta": False},
         "arch": cfg.arch,
-        "params": int(model.count_params()),
+        "params": int(net.count_params()),
         "training": {
             "config": asdict(cfg),
             "n_train": len(train_set),
-            "n_val": len(val_set),
-            "epochs_run": len(history.get("loss", [])),
-            "seconds_last_session": round(seconds, 1),
             "backend": keras.backend.backend(),
         },
-        "metrics": {"best_val_accuracy": max(history.get("val_accuracy", [0.0]))},
+        "trained_on": encode_fingerprints(fingerprints(train_set.images)),
     }
-    save_model_files(out, model, metadata)
+
+
+def blur_agreement(net, images: np.ndarray, seed: int = 0) -> float:
+    """How often the net gives a sharp face and its blurred twin (as train/ holds faces) the
+    same answer: what blur-consistency training is meant to raise."""
+    from ferkit.evaluate import agreement
+
+    x = images[..., None].astype("float32")
+    u = np.random.default_rng(seed).random(len(x), dtype=np.float32)
+    twin = jpeg(keras.ops.convert_to_numpy(blurred_twin(x, u)))
+    sharp_scores = net.predict(x, batch_size=512, verbose=0)
+    return agreement(
+        np.asarray(sharp_scores), np.asarray(net.predict(twin, batch_size=512, verbose=0))
+    )
+
+
+def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None) -> dict:
+    """K runs over the folds, out-of-fold scores per epoch, the epoch count they pick, and a
+    final model on every sharp face for that many epochs (its files are copied into `out`)."""
+    from ferkit.serialize import JSON_NAME, WEIGHTS_NAME, write_metadata
+
+    sharp = data.load(cfg.val)
+    folds = stratified_folds(sharp.labels, cfg.folds, cfg.split_seed)
+    predictions = np.full((cfg.epochs, len(sharp)), -1, dtype=np.int64)
+    agreements = []
+    for i, held in enumerate(folds):
+        sub = out / f"fold-{i + 1}"
+        if not (sub / "model.json").exists() or (sub / "backup").exists():
+            log.info("fold %d of %d", i + 1, cfg.folds)
+            sub_cfg = prepare_run(replace(cfg, fold=i), sub, (sub / "config.json").exists())
+            _train_one(sub_cfg, sub, verbose, callbacks)
+        rows = np.load(sub / "val_predictions.npy")
+        predictions[: len(rows), held] = rows
+        agreements.append(
+            json.loads((sub / "metadata.json").read_text())["metrics"]["blur_agreement"]
+        )
+    complete = int(
+        (predictions >= 0).all(axis=1).sum()
+    )  # epochs every fold reached (--max-minutes)
+    if complete == 0:
+        raise FerkitError(f"{out}: no epoch was completed by every fold")
+    per_epoch = [metrics(sharp.labels, predictions[e]) for e in range(complete)]
+    best = int(np.argmax([m["accuracy"] for m in per_epoch]))
+    chosen = per_epoch[best]
+    report = {
+        "folds": cfg.folds,
+        "n": len(sharp),
+        "epochs": best + 1,
+        "accuracy": chosen["accuracy"],
+        "macro_recall": chosen["macro_recall"],
+        "interval_95": bootstrap_interval(sharp.labels, predictions[best]),
+        "per_class": chosen["per_class"],
+        "confusion": chosen["confusion"],
+        "blur_agreement": float(np.mean(agreements)),  # of each fold's best epoch on its fold
+        "per_epoch": [
+            {"epoch": e + 1, "accuracy": m["accuracy"], "macro_recall": m["macro_recall"]}
+            for e, m in enumerate(per_epoch)
+        ],
+    }
+    write_json(out / "folds.json", report)
+    log.info(
+        "out-of-fold accuracy %.2f%% (macro-recall %.2f%%) at %d epochs",
+        100 * report["accuracy"],
+        100 * report["macro_recall"],
+        best + 1,
+    )
+    final = out / "final"
+    final_cfg = prepare_run(
+        replace(cfg, fold=None, stop_after=best + 1), final, (final / "config.json").exists()
+    )
+    metadata = _train_one(final_cfg, final, verbose, callbacks)
+    metadata["metrics"] = {"out_of_fold": {k: v for k, v in report.items() if k != "per_epoch"}}
+    for name in (JSON_NAME, WEIGHTS_NAME):
+        write_atomic(out / name, (final / name).read_bytes())
+    write_metadata(out, metadata)
     return metadata

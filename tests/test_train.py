@@ -1,0 +1,232 @@
+"""Training that survives faults, resumes on the same batches, and the K-fold and
+blur-consistency recipes, on tiny generated faces."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import synthetic_faces, write_folder
+
+from ferkit import data
+from ferkit.cli import main
+
+
+def _ferkit(args, env_extra=None, tmp_cache=None):
+    """`ferkit ARGS` in a fresh process with deterministic TensorFlow ops."""
+    env = {**os.environ, "TF_DETERMINISTIC_OPS": "1", "PYTHONHASHSEED": "0", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ferkit", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _run_args(face_folders, out):
+    train, val = face_folders
+    return ["train", train, "--val", val, "--arch", "vgg", "--epochs", "3"] + [
+        "--batch-size", "16", "--seed", "3", "--out", out, "--quiet",
+    ]  # fmt: skip
+
+
+def _history(run):
+    with open(run / "history.csv") as fh:
+        header = fh.readline().strip().split(",")
+        return header, np.loadtxt(fh, delimiter=",", ndmin=2)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, face_folders):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = _ferkit(_run_args(face_folders, out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory, face_folders):
+    """A run SIGKILLed inside the save of its third epoch's backup (before the rename)."""
+    out = tmp_path_factory.mktemp("killed") / "run"
+    done = _ferkit(_run_args(face_folders, out), {"FERKIT_FAILPOINT": "backup:3"})
+    assert done.returncode == -9, done.stderr
+    return out
+
+
+def _copy(run, tmp_path):
+    return shutil.copytree(run, tmp_path / "run")
+
+
+def test_sigkill_inside_the_backup_save_leaves_a_resumable_run(killed_run, reference_run, tmp_path):
+    backup = killed_run / "backup"
+    assert sorted(p.name for p in backup.glob("epoch-*")) == [
+        "epoch-0001.weights.h5",
+        "epoch-0002.weights.h5",
+    ]
+    assert list(backup.glob(".epoch-0003.tmp*.weights.h5"))  # killed inside the save window
+    assert not (killed_run / "model.json").exists()
+    run = _copy(killed_run, tmp_path)
+    done = _ferkit(["train", "--resume", "--out", run, "--quiet"])
+    assert done.returncode == 0, done.stderr
+    assert (run / "model.json").exists() and not (run / "backup").exists()
+    header, resumed = _history(run)
+    ref_header, reference = _history(reference_run)
+    assert header == ref_header and resumed[:, 0].tolist() == [0, 1, 2]
+    # the same batches in the same order: the same figures as the uninterrupted run
+    np.testing.assert_allclose(resumed, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_damaged_newest_backup_falls_back_to_the_one_before(killed_run, reference_run, tmp_path):
+    run = _copy(killed_run, tmp_path)
+    newest = run / "backup" / "epoch-0002.weights.h5"
+    newest.write_bytes(newest.read_bytes()[:4000])  # a copy cut short
+    done = _ferkit(["train", "--resume", "--out", run, "--quiet"])
+    assert done.returncode == 0, done.stderr
+    assert "unreadable backup" in done.stderr and "Traceback" not in done.stderr
+    _, resumed = _history(run)
+    _, reference = _history(reference_run)
+    np.testing.assert_allclose(resumed, reference, rtol=1e-4, atol=1e-6)  # epochs 2-3 replayed
+
+
+def test_no_readable_backup_is_one_clear_error(killed_run, tmp_path, capsys):
+    run = _copy(killed_run, tmp_path)
+    for path in (run / "backup").glob("epoch-*"):
+        path.write_bytes(b"")
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "no readable backup" in err[-1]
+    assert "new --out" in err[-1]
+
+
+def test_each_epoch_has_its_own_order_whatever_epoch_a_stream_starts_at(face_folders):
+    from ferkit.train import TrainConfig, batches
+
+    faces = data.load(face_folders[0])
+    cfg = TrainConfig([], batch_size=32, seed=5)
+
+    def epoch_batches(first, epoch):
+        stream, steps = batches(faces, cfg, first, 3)
+        return [b for b in stream.skip((epoch - first) * steps).take(steps)]
+
+    full, resumed = epoch_batches(0, 2), epoch_batches(2, 2)
+    for (x1, y1), (x2, y2) in zip(full, resumed, strict=True):
+        np.testing.assert_array_equal(np.asarray(y1), np.asarray(y2))
+        np.testing.assert_array_equal(np.asarray(x1), np.asarray(x2))
+    first_epoch = epoch_batches(0, 0)
+    assert not np.array_equal(np.asarray(first_epoch[0][1]), np.asarray(full[0][1]))
+
+
+def test_sharp_faces_get_a_blurred_jpeg_twin_and_blurred_faces_themselves(tmp_path):
+    from ferkit.train import TrainConfig, batches
+
+    x, y = synthetic_faces(4)
+    blurred = np.stack([cv2.GaussianBlur(img, (0, 0), 3.3) for img in x])
+    faces = data.FaceSet(np.concatenate([x, blurred]), np.concatenate([y, y]), [""] * 2 * len(x))
+    cfg = TrainConfig([], batch_size=len(faces), consistency=1.0)
+    stream, _ = batches(faces, cfg, 0, 1)
+    (batch, _), order = next(iter(stream)), np.random.default_rng([cfg.seed, 0])
+    batch = np.asarray(batch)
+    assert batch.shape == (len(faces), 48, 48, 2)
+    sharp = order.permutation(len(faces)) < len(x)
+    lap = np.array(
+        [
+            [cv2.Laplacian(np.ascontiguousarray(b[..., c]), cv2.CV_32F).var() for c in (0, 1)]
+            for b in batch
+        ]
+    )
+    # the twin is blurred as train/ is (Laplacian variance ~6 there, thousands when sharp)
+    assert (lap[sharp, 1] < 40).all()
+    assert np.median(lap[sharp, 0] / lap[sharp, 1]) > 20
+    assert np.array_equal(batch[sharp, ..., 1], np.round(batch[sharp, ..., 1]))  # JPEG-decoded
+    np.testing.assert_array_equal(batch[~sharp, ..., 1], batch[~sharp, ..., 0])
+
+
+def test_consistency_loss_is_cross_entropy_on_both_views_plus_js():
+    import keras
+
+    from ferkit.model import build_trainer, js_divergence
+
+    trainer = build_trainer("vgg", 1e-3, consistency=0.5)
+    x, y = synthetic_faces(1)
+    sharp = x[..., None].astype("float32")
+    twin = np.stack([cv2.GaussianBlur(img, (0, 0), 3.3) for img in x])[..., None].astype("float32")
+    labels = np.eye(7, dtype="float32")[y]
+    both = np.concatenate([sharp, twin], axis=-1)
+    p, q = trainer.net(sharp), trainer.net(twin)
+    ce = keras.losses.CategoricalCrossentropy()
+    expected = float(ce(labels, p) + ce(labels, q) + 0.5 * js_divergence(p, q))
+    got = float(trainer.compute_loss(x=both, y=labels, y_pred=trainer(both), training=False))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert float(js_divergence(p, q)) > 0
+    plain = float(trainer.compute_loss(x=sharp, y=labels, y_pred=p, training=False))
+    assert plain == pytest.approx(float(ce(labels, p)), rel=1e-5)  # validation: one view
+
+
+@pytest.fixture(scope="module")
+def kfold_run(tmp_path_factory, face_folders):
+    train, val = face_folders
+    out = tmp_path_factory.mktemp("kfold") / "run"
+    args = ["train", train, "--val", val, "--folds", "2", "--epochs", "2", "--arch", "vgg"] + [
+        "--batch-size", "16", "--consistency", "1", "--mixup", "0.3", "--erase", "0.5",
+        "--out", out, "--quiet",
+    ]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    return out
+
+
+def test_folds_give_out_of_fold_scores_on_every_sharp_face(kfold_run, face_folders):
+    val = data.load(face_folders[1])
+    report = json.loads((kfold_run / "folds.json").read_text())
+    assert report["n"] == len(val) == 28 and len(report["per_epoch"]) == 2
+    held = [data.read_list(kfold_run / f"fold-{i}" / "val_files.txt") for i in (1, 2)]
+    assert sorted(held[0] + held[1]) == sorted(val.names) and not set(held[0]) & set(held[1])
+    for names in held:  # stratified: 2 of each class's 4 faces in each fold
+        assert sorted(n.split("/")[0] for n in names) == sorted(
+            n.split("/")[0] for n in val.names[::2]
+        )
+    # the out-of-fold figure is the folds' own answers at that epoch, on all 28 faces
+    epoch = report["epochs"]
+    correct = 0
+    for i, names in enumerate(held, 1):
+        answers = np.load(kfold_run / f"fold-{i}" / "val_predictions.npy")[epoch - 1]
+        correct += int((answers == val.only(names).labels).sum())
+    assert report["accuracy"] == pytest.approx(correct / 28)
+    assert report["per_epoch"][epoch - 1]["accuracy"] == max(
+        e["accuracy"] for e in report["per_epoch"]
+    )
+    low, high = report["interval_95"]["accuracy"]
+    assert low <= report["accuracy"] <= high
+    assert 0 <= report["blur_agreement"] <= 1
+
+
+def test_final_model_trains_on_every_sharp_face_for_the_chosen_epochs(kfold_run, face_folders):
+    val = data.load(face_folders[1])
+    report = json.loads((kfold_run / "folds.json").read_text())
+    final = kfold_run / "final"
+    assert set(val.names) <= set(data.read_list(final / "train_files.txt"))
+    meta = json.loads((kfold_run / "metadata.json").read_text())
+    assert meta["training"]["epochs_run"] == report["epochs"]
+    assert meta["metrics"]["out_of_fold"]["accuracy"] == report["accuracy"]
+    assert meta["training"]["config"]["consistency"] == 1.0
+    assert (kfold_run / "model.weights.h5").read_bytes() == (
+        final / "model.weights.h5"
+    ).read_bytes()
+
+
+def test_evaluate_warns_when_the_faces_were_trained_on(kfold_run, face_folders, tmp_path, capsys):
+    _, val = face_folders
+    assert main(["evaluate", str(val), "--model", str(kfold_run), "--json"]) == 0
+    out = capsys.readouterr()
+    warning = [line for line in out.err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "28 of these 28 faces" in warning[0]
+    assert json.loads(out.out)["trained_on"] == 28
+    x, y = synthetic_faces(2, seed=11)  # faces it never saw
+    fresh = write_folder(tmp_path / "fresh", x, y)
+    assert main(["evaluate", str(fresh), "--model", str(kfold_run), "--json"]) == 0
+    out = capsys.readouterr()
+    assert "warning" not in out.err and json.loads(out.out)["trained_on"] == 0
