@@ -3,6 +3,7 @@
 test-artifacts/ (<page>-<size>.png), to be looked at as a user would."""
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,13 @@ from playwright.sync_api import expect, sync_playwright
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 LIMIT_MB = 3  # the test server's upload limit
+
+
+def wait_until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 def stop(proc) -> None:
@@ -294,21 +302,7 @@ def test_video_page(server, browser, astronaut_video, tmp_path):
     assert "?job=" in p.page.url
     p.page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=10_000)
     job_url = p.page.url
-
-    bad = tmp_path / "notes.mp4"
-    bad.write_text("not a video")
-    p.page.set_input_files("#file", str(bad))  # the last result goes, the error shows
-    expect(status).to_have_class("status error", timeout=10_000)
-    expect(p.page.locator("#result")).to_be_hidden()
-    expect(p.page.locator("#progress")).to_be_hidden()
-    assert "?job=" not in p.page.url
-
-    blank = write_video(tmp_path / "blank.mp4", (np.full((120, 160, 3), 40, np.uint8),) * 10)
-    p.page.set_input_files("#file", str(blank))
-    expect(status).to_have_text("Done: 10 frames, no faces found", timeout=30_000)
-    expect(p.page.locator("#chart")).to_be_hidden()  # not an empty chart
-    expect(p.page.locator("#summary")).to_contain_text("No faces found")
-    p.close(allowed=["/api/videos"])  # the refused upload
+    job_api = server + "/api/videos/" + job_url.split("?job=")[1]
 
     for size in SIZES:  # the finished job, after a reload, at both sizes
         q = Page(browser, size)
@@ -318,6 +312,22 @@ def test_video_page(server, browser, astronaut_video, tmp_path):
         q.assert_fits()
         q.shot("video")
         q.close()
+
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    p.page.set_input_files("#file", str(bad))  # the last result goes, the error shows
+    expect(status).to_have_class("status error", timeout=10_000)
+    expect(p.page.locator("#result")).to_be_hidden()
+    expect(p.page.locator("#progress")).to_be_hidden()
+    assert "?job=" not in p.page.url
+    wait_until(lambda: p.page.request.get(job_api).status == 404)  # deleted on the server too
+
+    blank = write_video(tmp_path / "blank.mp4", (np.full((120, 160, 3), 40, np.uint8),) * 10)
+    p.page.set_input_files("#file", str(blank))
+    expect(status).to_have_text("Done: 10 frames, no faces found", timeout=30_000)
+    expect(p.page.locator("#chart")).to_be_hidden()  # not an empty chart
+    expect(p.page.locator("#summary")).to_contain_text("No faces found")
+    p.close(allowed=["/api/videos"])  # the refused upload
 
 
 @pytest.mark.parametrize("path", ["/", "/stream", "/image", "/video"])

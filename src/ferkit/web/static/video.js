@@ -1,5 +1,6 @@
 // Upload a video -> a background job (id kept in the URL, so a reload resumes polling) ->
-// the annotated video, the chart and downloads. Each upload starts from a clean page.
+// the annotated video, the chart and downloads. Each upload starts from a clean page, and
+// the job shown before is deleted on the server (its files are someone's face).
 const statusEl = document.getElementById("status");
 const progress = document.getElementById("progress");
 const result = document.getElementById("result");
@@ -8,6 +9,7 @@ const chart = document.getElementById("chart");
 let current = null;  // the job this page shows; an older poll stops when it changes
 
 function clear() {
+  if (current) fetch(`/api/videos/${current}`, { method: "DELETE" });
   current = null;
   result.hidden = true;
   player.pause();
