@@ -9,7 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from assets import CHROMIUM, astronaut_frames, start_server, write_video, write_y4m
+from assets import (
+    CHROMIUM,
+    astronaut_frames,
+    start_server,
+    three_faces,
+    write_video,
+    write_y4m,
+)
 from playwright.sync_api import expect, sync_playwright
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -230,7 +237,7 @@ def photos(tmp_path_factory, astronaut):
     folder = tmp_path_factory.mktemp("photos")
     big = cv2.resize(astronaut, (3000, 3000), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(folder / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    cv2.imwrite(str(folder / "astronaut.jpg"), astronaut)
+    cv2.imwrite(str(folder / "three.jpg"), three_faces(astronaut))
     cv2.imwrite(str(folder / "wall.png"), np.full((300, 400, 3), 128, np.uint8))
     (folder / "notes.jpg").write_text("not a photo")
     (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(int((LIMIT_MB + 0.5) * 2**20)))
@@ -253,6 +260,13 @@ def test_image_page(server, browser, photos, size):
     assert panels.first.locator("strong").inner_text() == texts[0]  # the box says which panel
     p.assert_fits()
     p.shot("image")
+
+    p.page.set_input_files("#file", str(photos / "three.jpg"))  # each box names its panel
+    expect(status).to_have_text("3 faces found", timeout=15_000)
+    texts = p.assert_labels_readable(3)
+    assert [t.split()[0] for t in texts] == ["#1", "#2", "#3"]
+    assert panels.locator("strong").all_inner_texts() == texts
+    p.shot("image-three")
 
     p.page.set_input_files("#file", str(photos / "notes.jpg"))  # an error clears the result
     expect(status).to_have_class("status error", timeout=10_000)
