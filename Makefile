@@ -2,23 +2,26 @@
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The browser tests drive Debian's Chromium; as root `make install` installs it, otherwise it
-# says in one line what to run. Both can be overridden (the tests of this Makefile do).
+# System packages: Debian's Chromium for the browser tests, and python3-venv where Python
+# came without it. As root `make install` installs what is missing with apt-get; otherwise
+# it says in one line what to run. CHROMIUM and AS_ROOT can be overridden (the tests do).
 CHROMIUM ?= /usr/bin/chromium
 AS_ROOT ?= $(shell [ "$$(id -u)" = 0 ] && echo yes)
-CHROMIUM_HINT := the browser tests need Chromium: run 'sudo apt-get install -y chromium', then 'make test'
+MISSING = $(strip $(if $(wildcard $(CHROMIUM)),,chromium) \
+  $(shell python3 -c "import ensurepip, venv" 2>/dev/null || echo python3-venv))
+HINT = run 'sudo apt-get install -y $(or $(MISSING),chromium)', then 'make test'
 
-.PHONY: install run test lint bench chromium
+.PHONY: install run test lint bench system
 
-install: $(STAMP) chromium
+install: system $(STAMP)
 
-chromium:
-ifeq ($(wildcard $(CHROMIUM)),)
+system:
+ifneq ($(MISSING),)
 ifeq ($(AS_ROOT),yes)
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MISSING) >/dev/null
 else
-	@echo "note: $(CHROMIUM_HINT)" >&2
+	@echo "note: the test suite needs $(MISSING): $(HINT)" >&2
 endif
 endif
 
@@ -34,7 +37,7 @@ run: install
 	$(BIN)/ferkit serve
 
 test: install
-	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM_HINT)" >&2; exit 2; }
+	@test -x $(CHROMIUM) || { echo "error: the browser tests need Chromium: $(HINT)" >&2; exit 2; }
 	$(BIN)/python -m pytest -q
 
 # All benchmarks (tables on stdout, JSON in bench/results/); the `fer` package is the peer.

@@ -109,15 +109,21 @@ def make(*args: str) -> subprocess.CompletedProcess:
 
 def test_make_install_brings_chromium_or_says_what_to_run(tmp_path):
     missing = str(tmp_path / "no-chromium")
-    as_root = make("-n", "chromium", f"CHROMIUM={missing}", "AS_ROOT=yes")
+    as_root = make("-n", "system", f"CHROMIUM={missing}", "AS_ROOT=yes")
     assert as_root.returncode == 0 and "apt-get install -y -qq chromium" in as_root.stdout
-    as_user = make("-s", "chromium", f"CHROMIUM={missing}", "AS_ROOT=")
+    as_user = make("-s", "system", f"CHROMIUM={missing}", "AS_ROOT=")
     assert as_user.returncode == 0 and as_user.stdout == ""
     assert as_user.stderr.strip().count("\n") == 0  # one line
-    assert "sudo apt-get install -y chromium" in as_user.stderr
-    present = make("-n", "chromium", "CHROMIUM=/bin/sh", "AS_ROOT=yes")
+    assert "run 'sudo apt-get install -y chromium'" in as_user.stderr
+    present = make("-n", "system", "CHROMIUM=/bin/sh", "AS_ROOT=yes")
     assert "apt-get" not in present.stdout
-    assert "install: $(STAMP) chromium" in (ROOT / "Makefile").read_text()
+    assert "install: system $(STAMP)" in (ROOT / "Makefile").read_text()
+    stamp = tmp_path / "installed"  # newer than pyproject.toml: nothing to install
+    stamp.touch()
+    no_browser = make("-s", "test", f"CHROMIUM={missing}", "AS_ROOT=", f"STAMP={stamp}")
+    assert (
+        no_browser.returncode != 0 and "error: the browser tests need Chromium" in no_browser.stderr
+    )
 
 
 def test_ci_is_a_thin_call_of_make_test():
