@@ -121,6 +121,36 @@ def test_each_epoch_has_its_own_order_whatever_epoch_a_stream_starts_at(face_fol
     assert not np.array_equal(np.asarray(first_epoch[0][1]), np.asarray(full[0][1]))
 
 
+def test_folds_are_stratified_and_keep_identical_faces_together():
+    from ferkit.train import stratified_folds
+
+    labels = np.repeat(np.arange(7), 6)
+    same = np.arange(len(labels))
+    same[[5, 40]] = 99  # one face twice, under two labels (FER2013 has such pairs)
+    folds = stratified_folds(labels, 3, seed=0, same=same)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(labels)))
+    assert [i for i, f in enumerate(folds) if 5 in f] == [i for i, f in enumerate(folds) if 40 in f]
+    counts = [np.bincount(labels[f], minlength=7) for f in folds]
+    assert sum(abs(c - 2).sum() for c in counts) <= 2  # 2 per class per fold but the pair's move
+
+
+def test_default_recipe_augmentation_is_what_explore_draws(monkeypatch, face_folders):
+    from ferkit import train
+    from ferkit.augment import AugmentConfig
+    from ferkit.explore import augmented_rows
+
+    faces = data.load(face_folders[0])
+
+    def sharpness(rows):
+        return np.median([cv2.Laplacian(img, cv2.CV_32F).var() for _, r in rows for img in r])
+
+    original = sharpness(augmented_rows(faces, 7)[:1])
+    assert sharpness(augmented_rows(faces, 7)[1:]) > original / 4  # no random blur in the recipe
+    blurred = {**train.RECIPES["default"], "augment": AugmentConfig(blur_prob=1.0).to_dict()}
+    monkeypatch.setitem(train.RECIPES, "default", blurred)
+    assert sharpness(augmented_rows(faces, 7)[1:]) < original / 20
+
+
 def test_sharp_faces_get_a_blurred_jpeg_twin_and_blurred_faces_themselves(tmp_path):
     from ferkit.train import TrainConfig, batches
 
@@ -223,7 +253,7 @@ def test_evaluate_warns_when_the_faces_were_trained_on(kfold_run, face_folders, 
     assert main(["evaluate", str(val), "--model", str(kfold_run), "--json"]) == 0
     out = capsys.readouterr()
     warning = [line for line in out.err.splitlines() if line.startswith("warning:")]
-    assert len(warning) == 1 and "28 of these 28 faces" in warning[0]
+    assert len(warning) == 1 and "28 of these 28 faces (100.0%)" in warning[0]
     assert json.loads(out.out)["trained_on"] == 28
     x, y = synthetic_faces(2, seed=11)  # faces it never saw
     fresh = write_folder(tmp_path / "fresh", x, y)

@@ -239,8 +239,8 @@ def cmd_evaluate(args) -> int:
     overlap = training_overlap(model.metadata, faces.images)
     if overlap:
         print(
-            f"warning: {overlap} of these {len(faces)} faces are in the model's training data: "
-            "this is not a held-out accuracy",
+            f"warning: {overlap} of these {len(faces)} faces ({overlap / len(faces):.1%}) are "
+            "in the model's training data (same pixels): the figure is not fully held-out",
             file=sys.stderr,
         )
     predicted = model.predict_scores(images).argmax(axis=1)
@@ -560,8 +560,10 @@ def _add_batch(sub) -> None:
 def cmd_batch(args) -> int:
     from ferkit.batch import run_batch
     from ferkit.engines import open_engine
+    from ferkit.recognizer import FacialExpressionModel
 
     _make_folder(args.out)
+    FacialExpressionModel.load(args.model, args.model_engine)  # a bad --model fails here, once
     options = {
         "model": str(args.model.resolve()) if args.model else None,
         "engine": args.model_engine,

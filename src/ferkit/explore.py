@@ -96,21 +96,32 @@ def explore(
     if augment:
         first = next(iter(splits.values()))
         plots.image_grid(
-            augmented_rows(first, per_class), out / "augmented.png", "training augmentation"
+            augmented_rows(first, per_class),
+            out / "augmented.png",
+            "training augmentation (the default recipe's)",
         )
     write_json(out / "explore.json", report)
     return report
 
 
-def augmented_rows(faces: FaceSet, per_class: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """The same faces, then three augmented draws of them (needs the training extra: Keras)."""
-    from ferkit.augment import N_UNIFORMS, AugmentConfig, augment
+def augmented_rows(
+    faces: FaceSet, per_class: int, seed: int = 0, recipe: str = "default"
+) -> list[tuple[str, np.ndarray]]:
+    """The same faces, then three training batches' worth of them as the recipe makes them
+    (its augmentation, mixup and blurred twin: `train.make_batch`); needs Keras."""
+    from ferkit.train import BATCH_UNIFORMS, RECIPES, TrainConfig, make_batch
 
+    cfg = TrainConfig([], **RECIPES[recipe])
     rng = np.random.default_rng(seed)
     faces_row = np.stack([imgs[0] for _, imgs in samples(faces, 1, seed) if len(imgs)])[:per_class]
     x = faces_row[..., None].astype("float32")
+    labels = np.zeros((len(x), len(EMOTIONS)), dtype="float32")
+    sharp = np.ones(len(x), dtype=bool)
     rows = [("original", faces_row)]
     for k in range(3):
-        u = rng.random((len(x), N_UNIFORMS), dtype=np.float32)
-        rows.append((f"augmented {k + 1}", np.asarray(augment(x, u, AugmentConfig()))[..., 0]))
+        u = rng.random((len(x), BATCH_UNIFORMS), dtype=np.float32)
+        batch = np.asarray(make_batch(x, labels, sharp, u, cfg)[0])
+        rows.append((f"{recipe} recipe {k + 1}", batch[..., 0]))
+        if batch.shape[-1] == 2:
+            rows.append((f"blurred twin {k + 1}", batch[..., 1]))
     return rows

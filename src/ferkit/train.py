@@ -111,15 +111,30 @@ def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """K disjoint index sets covering every face, each with the class shares of the whole."""
+def stratified_folds(
+    labels: np.ndarray, k: int, seed: int, same: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """K disjoint index sets covering every face, each with the class shares of the whole.
+
+    `same` (a fingerprint per face) keeps identical faces in one fold: publictest/ holds 20
+    pairs of pixel-identical faces, and a pair split across folds is trained on and scored.
+    """
     if not 2 <= k <= len(labels):
         raise FerkitError(f"--folds must be between 2 and the number of faces, got {k}")
     rng = np.random.default_rng(seed)
     order = np.concatenate(
         [rng.permutation(np.flatnonzero(labels == c)) for c in range(NUM_CLASSES)]
     )
-    return [np.sort(order[i::k]) for i in range(k)]
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    fold_of[order] = np.arange(len(labels)) % k
+    if same is not None:
+        _, first, inverse = np.unique(same, return_index=True, return_inverse=True)
+        fold_of = fold_of[first][inverse]
+    return [np.flatnonzero(fold_of == i) for i in range(k)]
+
+
+def sharp_folds(sharp: data.FaceSet, cfg: TrainConfig) -> list[np.ndarray]:
+    return stratified_folds(sharp.labels, cfg.folds, cfg.split_seed, fingerprints(sharp.images))
 
 
 def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet | None]:
@@ -131,7 +146,7 @@ def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet | None]:
     if cfg.folds and cfg.fold is None:  # the final model of a K-fold run: every sharp face
         return data.concat(sources + [val] * cfg.val_rest_repeat), None
     if cfg.folds:
-        held = stratified_folds(val.labels, cfg.folds, cfg.split_seed)[cfg.fold]
+        held = sharp_folds(val, cfg)[cfg.fold]
         keep = np.setdiff1d(np.arange(len(val)), held)
     elif cfg.val_split:
         keep, held = data.stratified_split(val.labels, cfg.val_split, cfg.split_seed)
@@ -544,7 +559,7 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
     from ferkit.serialize import JSON_NAME, WEIGHTS_NAME, write_metadata
 
     sharp = data.load(cfg.val)
-    folds = stratified_folds(sharp.labels, cfg.folds, cfg.split_seed)
+    folds = sharp_folds(sharp, cfg)
     predictions = np.full((cfg.epochs, len(sharp)), -1, dtype=np.int64)
     agreements = []
     for i, held in enumerate(folds):
