@@ -249,6 +249,8 @@ def test_image_page(server, browser, photos, size):
     p = Page(browser, size)
     p.page.goto(server + "/image")
     expect(p.page.locator(".hint")).to_be_visible()
+    expect(p.page.locator("label.picker")).to_have_text("Choose a photo…")  # not the bare input
+    assert p.page.eval_on_selector("#file", "i => getComputedStyle(i).opacity") == "0"
     status, panels = p.page.locator("#status"), p.page.locator(".face-scores")
 
     p.page.set_input_files("#file", str(photos / "big.jpg"))  # 3000 px, shown at page size
