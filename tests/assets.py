@@ -132,7 +132,9 @@ def tile_bomb_tiff(width: int = 64, tile: tuple[int, int] = (16384, 16368)) -> b
     ifd_at = 8 + len(body)
     ifd = struct.pack("<H", len(tags))
     for tag, kind, value in tags:
-        ifd += struct.pack("<HHI", tag, kind, 1) + struct.pack("<I" if kind == 4 else "<HH", value, *([0] if kind == 3 else []))
+        ifd += struct.pack("<HHI", tag, kind, 1) + struct.pack(
+            "<I" if kind == 4 else "<HH", value, *([0] if kind == 3 else [])
+        )
     return b"II*\x00" + struct.pack("<I", ifd_at) + body + ifd + b"\x00\x00\x00\x00"
 
 
