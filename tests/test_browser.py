@@ -162,7 +162,7 @@ def test_live_page_numbers_boxes_and_panels(server, browser, size):
     p.close()
 
 
-def test_live_page_reconnects_when_the_server_restarts(playwright, browser):
+def test_live_page_reconnects_when_the_server_restarts(browser):
     proc, port = start_server()
     p = Page(browser, "desktop")
     try:
