@@ -76,6 +76,14 @@ def test_video_checks_every_output_before_processing(tmp_path, short_clip):
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 
 
+@pytest.mark.parametrize("command", ["evaluate", "explore", "predict"])
+def test_an_output_folder_that_cannot_be_made_is_one_error_line(tmp_path, face_folders, command):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    run = ferkit(command, face_folders[1], "--out", blocker / "out")
+    assert_one_error_line(run, "out", "cannot create the folder")
+
+
 def test_predict_gives_each_image_its_own_output_and_a_csv(tmp_path, astronaut):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

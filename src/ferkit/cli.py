@@ -75,6 +75,7 @@ def cmd_explore(args) -> int:
     from ferkit import data
     from ferkit.explore import explore, format_quality, format_table
 
+    _make_folder(args.out)
     splits = {args.data.name or "data": data.load(args.data, usage=args.usage)}
     if args.val:
         splits[args.val.name if args.val.name not in splits else "val"] = data.load(args.val)
@@ -228,6 +229,8 @@ def cmd_evaluate(args) -> int:
     from ferkit.preprocess import blur
     from ferkit.recognizer import FacialExpressionModel
 
+    if args.out:
+        _make_folder(args.out)
     faces = data.load(args.data, usage=args.usage)
     if args.only:
         faces = faces.only(data.read_list(args.only))
@@ -253,7 +256,6 @@ def cmd_evaluate(args) -> int:
         from ferkit.files import write_json
         from ferkit.plots import confusion
 
-        args.out.mkdir(parents=True, exist_ok=True)
         confusion(np.array(result["confusion"]), args.out / "confusion.png")
         write_json(args.out / "metrics.json", result)
     print(json.dumps(result) if args.json else format_report(result))
