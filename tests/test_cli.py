@@ -46,6 +46,7 @@ def test_every_argument_has_help_and_every_command_examples():
         text = sub.format_help()
         assert "examples:" in text and f"ferkit {name} " in text.split("examples:")[1]
     assert "(default: auto)" in commands["predict"].format_help()  # --engine
+    assert all(text.count("default") <= 1 for text in commands["predict"].format_help().split("--"))
     assert "(default: 5000)" in commands["serve"].format_help()
 
 

@@ -23,7 +23,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+        has_default = action.default not in (None, False, argparse.SUPPRESS)
+        if action.option_strings and has_default and "default" not in text:  # not said already
             text += " (default: %(default)s)"
         return text
 
@@ -286,9 +287,10 @@ def _add_face_options(p) -> None:
     )
     p.add_argument(
         "--crop",
-        default="aligned",
-        choices=["aligned", "square", "box"],
-        help="model input: aligned to FER2013's framing by landmarks (default), square box, bare box",
+        default="square",
+        choices=["square", "aligned", "box"],
+        help="model input: the box made square (default), aligned to FER2013's framing by its "
+        "landmarks, or the bare box",
     )
 
 
