@@ -487,7 +487,11 @@ def _add_serve(sub) -> None:
         "--keep-data", action="store_true", help="keep this run's uploads and outputs after a stop"
     )
     p.add_argument(
-        "--max-upload-mb", type=float, default=100, help="largest photo or video accepted (MB)"
+        "--max-upload-mb",
+        type=float,
+        default=100,
+        metavar="MB",
+        help="largest photo or video accepted, in megabytes",
     )
     _add_model_options(p)
     _add_face_options(p)
