@@ -10,7 +10,7 @@ from ferkit.web import create_app
 def app(tmp_path_factory, astronaut_video):
     return create_app(
         {
-            "JOB_DIR": str(tmp_path_factory.mktemp("jobs")),
+            "DATA_DIR": str(tmp_path_factory.mktemp("jobs")),
             "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
             "SOURCE": str(astronaut_video),
         }
@@ -102,7 +102,7 @@ def test_video_job_rejects_non_videos_and_reports_corrupt(client, app):
 
 
 def test_full_job_queue_answers_429(tmp_path, astronaut_video):
-    app = create_app({"JOB_DIR": str(tmp_path), "MAX_JOBS": 1})
+    app = create_app({"DATA_DIR": str(tmp_path), "MAX_JOBS": 1})
     client = app.test_client()
     data = astronaut_video.read_bytes()
     codes = [
@@ -113,7 +113,7 @@ def test_full_job_queue_answers_429(tmp_path, astronaut_video):
 
 
 def test_finished_jobs_expire_with_their_files(tmp_path, astronaut_video):
-    app = create_app({"JOB_DIR": str(tmp_path), "JOB_TTL_S": 0})
+    app = create_app({"DATA_DIR": str(tmp_path), "JOB_TTL_S": 0})
     client = app.test_client()
     data = astronaut_video.read_bytes()
     job_id = client.post("/api/videos", data={"video": (io.BytesIO(data), "v.mp4")}).get_json()[
@@ -135,6 +135,6 @@ def test_server_stream_is_mjpeg(app):
 
 
 def test_server_stream_without_source_is_503(tmp_path):
-    app = create_app({"JOB_DIR": str(tmp_path), "SOURCE": str(tmp_path / "none.mp4")})
+    app = create_app({"DATA_DIR": str(tmp_path), "SOURCE": str(tmp_path / "none.mp4")})
     reply = app.test_client().get("/video_feed")
     assert reply.status_code == 503 and "cannot open" in reply.get_json()["error"]

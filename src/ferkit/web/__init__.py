@@ -3,15 +3,19 @@
 Configuration keys (pass a dict to `create_app`): MODEL_DIR and ENGINE (the model), DETECTOR,
 MIN_FACE and CROP (how faces are found and framed: see ferkit.pipeline),
 SOURCE (the server stream: camera index or video file), MAX_CONTENT_LENGTH (upload cap),
-JOB_DIR (private folder for uploads and outputs), JOB_TTL_S (how long finished jobs are
-kept), MAX_JOBS (queued video jobs before 429), LIVE_MAX_SIDE (live frames are downscaled).
+DATA_DIR (the app's data folder: uploads and outputs; default `$FERKIT_DATA` or
+`~/.local/state/ferkit`), KEEP_DATA (keep this run's files after a stop), JOB_TTL_S (how
+long finished jobs are kept), JOB_MAX_S (processing time one video may take), MAX_JOBS
+(queued video jobs before 429), LIVE_MAX (live WebSockets at once), LIVE_IDLE_S (a live
+socket with no frame for this long is closed).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
-import tempfile
+from pathlib import Path
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -25,12 +29,16 @@ DEFAULTS = {
     "ENGINE": "auto",
     "DETECTOR": "centerface",
     "MIN_FACE": None,
-    "CROP": "aligned",
+    "CROP": "square",
     "SOURCE": None,
     "MAX_CONTENT_LENGTH": 100 * 1024 * 1024,
-    "JOB_DIR": None,
+    "DATA_DIR": None,
+    "KEEP_DATA": False,
     "JOB_TTL_S": 3600,
+    "JOB_MAX_S": 180,
     "MAX_JOBS": 4,
+    "LIVE_MAX": 64,
+    "LIVE_IDLE_S": 30,
     # flask-sock: a live frame is a small JPEG; refuse messages over 4 MB
     "SOCK_SERVER_OPTIONS": {"max_message_size": 4 * 1024 * 1024, "ping_interval": 25},
 }
@@ -47,18 +55,23 @@ def create_app(config: dict | None = None, model=None) -> Flask:
     app.json.sort_keys = False  # keep scores in label order
     app.config.update(DEFAULTS)
     app.config.update({k: v for k, v in (config or {}).items() if v is not None})
-    if app.config["JOB_DIR"] is None:
-        app.config["JOB_DIR"] = tempfile.mkdtemp(prefix="ferkit-jobs-")
+    if app.config["DATA_DIR"] is None:
+        app.config["DATA_DIR"] = default_data_dir()
     model = model or FacialExpressionModel.load(app.config["MODEL_DIR"], app.config["ENGINE"])
     app.extensions["ferkit.pipeline"] = Pipeline(
         model, app.config["DETECTOR"], app.config["CROP"], app.config["MIN_FACE"]
     )
-    app.extensions["ferkit.jobs"] = JobQueue(
-        app.config["JOB_DIR"],
+    jobs = JobQueue(
+        app.config["DATA_DIR"],
         app.extensions["ferkit.pipeline"],
         app.config["MAX_JOBS"],
         app.config["JOB_TTL_S"],
+        app.config["JOB_MAX_S"],
     )
+    app.extensions["ferkit.jobs"] = jobs
+    app.config["SPOOL_DIR"] = str(jobs.root)  # request bodies the server's front holds
+    if jobs.removed_at_start:
+        log.info("removed the files of %d stopped server(s)", jobs.removed_at_start)
     app.extensions["ferkit.stream"] = stream.SharedCapture(
         app.config["SOURCE"], app.extensions["ferkit.pipeline"]
     )
@@ -97,27 +110,36 @@ def check_port(host: str, port: int) -> None:
         ) from err
 
 
-def serve(
-    config: dict, host: str = "127.0.0.1", port: int = 5000, threads: int = 16, model=None
-) -> None:
-    """Gunicorn with one process (one model in memory) and threads; Ctrl-C stops it.
+def default_data_dir() -> Path:
+    """`$FERKIT_DATA`, else the user's state folder (not /tmp: it must survive to be cleaned)."""
+    if os.environ.get("FERKIT_DATA"):
+        return Path(os.environ["FERKIT_DATA"])
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "ferkit"
 
-    Gunicorn's threaded worker hands WebSockets their socket, which waitress cannot. The
-    app is created in the worker process, after the fork, so its job thread lives there;
+
+def shutdown(app: Flask | None) -> None:
+    """Stop in order: the capture thread, the video jobs (files deleted unless KEEP_DATA),
+    then the model's sessions, so no thread runs inference while they are freed."""
+    if app is None or "ferkit.jobs" not in app.extensions:
+        return
+    app.extensions["ferkit.stream"].stop()
+    app.extensions.pop("ferkit.jobs").shutdown(keep=app.config["KEEP_DATA"])
+    app.extensions.pop("ferkit.pipeline")
+
+
+def serve(
+    config: dict, host: str = "127.0.0.1", port: int = 5000, threads: int = 128, model=None
+) -> None:
+    """One gunicorn process (one model in memory) with the buffering worker of
+    `ferkit.web.server`; Ctrl-C or SIGTERM stops it cleanly.
+
+    The app is created in the worker process, after the fork, so its job thread lives there;
     an ONNX model loaded before (to fail early on a bad one) is reused, not loaded again:
     with one intra-op thread, ONNX Runtime runs on the calling thread and survives the fork.
     """
-    from gunicorn.app.base import BaseApplication
+    from ferkit.web.server import RESERVED_THREADS, run
 
-    class Server(BaseApplication):
-        def load_config(self):
-            options = {"bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread"}
-            options |= {"threads": threads, "timeout": 300, "graceful_timeout": 5}
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self):
-            return create_app(config, model)
-
+    config = {"LIVE_MAX": max(1, threads - RESERVED_THREADS), **config}
     print(f"ferkit serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
-    Server().run()
+    run(lambda: create_app(config, model), host, port, threads, shutdown)

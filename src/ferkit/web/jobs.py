@@ -150,6 +150,7 @@ class JobQueue:
         return job
 
     def get(self, job_id: str) -> Job | None:
+        self.cleanup()  # an expired job is gone at once, not at the next tick of the timer
         with self.lock:
             return self.jobs.get(job_id)
 

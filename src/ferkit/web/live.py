@@ -1,12 +1,15 @@
 """Live camera: the browser sends JPEG frames over a WebSocket and gets JSON results back.
 
 The page keeps at most one frame in flight, so a slow server lowers the frame rate
-instead of building a queue.
+instead of building a queue. Each open socket holds a server thread, so at most LIVE_MAX
+are served at once (the next one is told the server is busy) and a socket that sends no
+frame for LIVE_IDLE_S is closed.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from flask import Blueprint, current_app
@@ -17,13 +20,38 @@ from ferkit.images import decode_image
 
 bp = Blueprint("live", __name__)
 sock = Sock()
+BUSY, IDLE = 1013, 1001  # WebSocket close codes: try again later, going away
+
+
+@bp.record_once
+def _slots(state) -> None:
+    state.app.extensions["ferkit.live_slots"] = threading.BoundedSemaphore(
+        state.app.config["LIVE_MAX"]
+    )
 
 
 @sock.route("/ws/live", bp=bp)
 def live(ws):
-    stream = current_app.extensions["ferkit.pipeline"].stream()
+    config = current_app.config
+    slots = current_app.extensions["ferkit.live_slots"]
+    if not slots.acquire(blocking=False):
+        busy = f"server busy: {config['LIVE_MAX']} live cameras are connected; try again later"
+        ws.send(json.dumps({"error": busy}))
+        ws.close(BUSY, "server busy")
+        return
+    try:
+        _serve(ws, current_app.extensions["ferkit.pipeline"].stream(), config["LIVE_IDLE_S"])
+    finally:
+        slots.release()
+
+
+def _serve(ws, stream, idle_s: float) -> None:
     while True:
-        message = ws.receive()
+        message = ws.receive(timeout=idle_s)
+        if message is None:
+            ws.send(json.dumps({"error": f"closed: no frame for {idle_s:g} s"}))
+            ws.close(IDLE, "idle")
+            return
         started = time.perf_counter()
         if not isinstance(message, bytes):
             ws.send(json.dumps({"error": "send each frame as a binary JPEG message"}))

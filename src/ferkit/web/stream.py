@@ -26,6 +26,15 @@ class SharedCapture:
         self.seq = 0
         self.failed: str | None = None
         self.thread: threading.Thread | None = None
+        self.stopped = False
+
+    def stop(self, timeout: float = 10) -> None:
+        """End the capture thread (the server stops) and wait for it to release the source."""
+        with self.cond:
+            self.stopped, thread = True, self.thread
+            self.cond.notify_all()
+        if thread is not None:
+            thread.join(timeout)
 
     def _open(self):
         capture = cv2.VideoCapture(self.source)
@@ -39,7 +48,7 @@ class SharedCapture:
         try:
             while not self.failed:
                 with self.cond:
-                    if self.viewers == 0:
+                    if self.viewers == 0 or self.stopped:
                         break
                 ok, image = capture.read()
                 if not ok:
@@ -63,7 +72,7 @@ class SharedCapture:
         """JPEG frames for one viewer, for as long as it watches."""
         with self.cond:
             self.viewers += 1
-            if self.thread is None:
+            if self.thread is None and not self.stopped:
                 self.failed = None
                 self.thread = threading.Thread(target=self._run, daemon=True, name="ferkit-stream")
                 self.thread.start()

@@ -1,0 +1,345 @@
+"""The web server: gunicorn, one process (one model in memory), a buffering front.
+
+Gunicorn's threaded worker hands a connection to a thread as soon as it sends a byte, and
+the thread then blocks until the request has arrived: 16 clients sending a header line
+every few seconds held all 16 threads and nobody else was served. Here the worker's event
+loop reads each request (head and body) itself, without a thread, under deadlines, and
+hands a thread only a complete request. A body over the upload cap is answered 413 on
+the bytes read, chunked or not, and nothing of it reaches the app. Live WebSockets do
+hold a thread each: they are capped (`LIVE_MAX`, a clear "busy" message beyond) and
+closed after `LIVE_IDLE_S` without a frame, and the pool keeps `RESERVED_THREADS` for
+requests. `bench/hostile_clients.py` measures this against the plain threaded worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import sys
+import tempfile
+import time
+from functools import partial
+
+from gunicorn import http
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
+
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers
+HEAD_TIMEOUT_S = 10.0  # the whole head must arrive within this
+BODY_GRACE_S, BODY_MIN_RATE = 10.0, 16 * 1024  # then at least 16 KB/s on average
+SPOOL_BYTES = 1024 * 1024  # bodies above this wait in an unnamed file, not in memory
+DRAIN_S = 5.0  # how long a refused request's remaining bytes are read and discarded
+RESERVED_THREADS = 16  # threads never given to live WebSockets
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, reason: str, message: str):
+        super().__init__(message)
+        self.code, self.reason = code, reason
+
+
+class _Front:
+    """One request being read by the event loop: the head, then the body (plain or chunked)."""
+
+    def __init__(self, cap: int, spool_dir: str | None, data: bytes = b""):
+        self.cap, self.spool_dir = cap, spool_dir
+        self.started = time.monotonic()
+        self.head = bytearray()
+        self.body = None  # a spooled file once the head is complete
+        self.length: int | None = None  # body bytes still expected (plain bodies)
+        self.chunked = False
+        self.pending = bytearray()  # undecoded chunked framing
+        self.state = "size"  # chunked framing: size line, data, CRLF, ..., trailer lines
+        self.chunk_left = 0  # data bytes left in the current chunk
+        self.received = 0
+        self.done = False
+        self.continue_ = False  # the client waits for "100 Continue" before the body
+        self.tail = b""  # bytes after this request (a pipelined next request)
+        if data:
+            self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        if self.body is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.head) > MAX_HEAD_BYTES:
+                    raise _Refused(431, "Request Header Fields Too Large", "request head too large")
+                return
+            data = bytes(self.head[end + 4 :])
+            del self.head[end + 4 :]
+            self._start_body()
+        if self.chunked:
+            self._feed_chunked(data)
+        else:
+            self._feed_plain(data)
+
+    def _start_body(self) -> None:
+        lines = bytes(self.head).split(b"\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        self.body = tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=self.spool_dir)
+        if headers.get(b"expect") == b"100-continue":  # answered here, not again by gunicorn
+            self.continue_ = True
+            self.head = bytearray(
+                b"\r\n".join(ln for ln in lines if not ln.lower().startswith(b"expect:"))
+            )
+            lines = bytes(self.head).split(b"\r\n")
+        if b"chunked" in headers.get(b"transfer-encoding", b""):
+            self.chunked = True
+            kept = [ln for ln in lines if not ln.lower().startswith(b"transfer-encoding:")]
+            self.head = bytearray(b"\r\n".join(kept))  # Content-Length is added when complete
+            return
+        try:
+            self.length = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            raise _Refused(400, "Bad Request", "bad Content-Length") from None
+        if self.length > self.cap:
+            raise self._too_large()
+
+    def _too_large(self) -> _Refused:
+        return _Refused(
+            413,
+            "Content Too Large",
+            f"upload too large (limit {self.cap / 2**20:.0f} MB)",
+        )
+
+    def _store(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > self.cap:
+            raise self._too_large()
+        self.body.write(data)
+
+    def _feed_plain(self, data: bytes) -> None:
+        take = min(len(data), self.length)
+        self._store(data[:take])
+        self.length -= take
+        if self.length == 0:
+            self.done, self.tail = True, data[take:]
+
+    def _feed_chunked(self, data: bytes) -> None:
+        self.pending += data
+        while not self.done:
+            if self.state == "data":
+                piece = bytes(self.pending[: self.chunk_left])
+                del self.pending[: len(piece)]
+                self._store(piece)
+                self.chunk_left -= len(piece)
+                if self.chunk_left:
+                    return
+                self.state = "crlf"
+                continue
+            if self.state == "crlf":  # after a chunk's data
+                if len(self.pending) < 2:
+                    return
+                del self.pending[:2]
+                self.state = "size"
+                continue
+            end = self.pending.find(b"\r\n")
+            if end < 0:
+                if len(self.pending) > 1024:
+                    raise _Refused(400, "Bad Request", "bad chunked encoding")
+                return
+            line = bytes(self.pending[:end])
+            del self.pending[: end + 2]
+            if self.state == "trailer":  # trailer lines, up to an empty one
+                if not line:
+                    self._finish_chunked()
+                continue
+            try:
+                size = int(line.split(b";")[0], 16)
+            except ValueError:
+                raise _Refused(400, "Bad Request", "bad chunked encoding") from None
+            if self.received + size > self.cap:
+                raise self._too_large()
+            self.state, self.chunk_left = ("data", size) if size else ("trailer", 0)
+
+    def _finish_chunked(self) -> None:
+        self.head = bytearray(
+            bytes(self.head[:-4]) + b"\r\nContent-Length: %d\r\n\r\n" % self.received
+        )
+        self.done, self.tail = True, bytes(self.pending)
+
+    def late(self, now: float) -> bool:
+        """Past the deadline: the head within HEAD_TIMEOUT_S, the body at BODY_MIN_RATE."""
+        if self.body is None:
+            return now - self.started > HEAD_TIMEOUT_S
+        return self.received < (now - self.started - BODY_GRACE_S) * BODY_MIN_RATE
+
+    def request(self):
+        """The complete request, as the parser reads it."""
+        yield bytes(self.head)
+        self.body.seek(0)
+        while chunk := self.body.read(SPOOL_BYTES):
+            yield chunk
+        self.body.close()
+
+
+class BufferingWorker(ThreadWorker):
+    """gthread whose event loop reads whole requests before a thread is given one."""
+
+    def init_process(self):
+        self.fronts: dict = {}  # connections whose request is being read
+        self.draining: dict = {}  # refused connections: read and discarded until a deadline
+        super().init_process()
+
+    def _app_config(self):
+        return getattr(self.wsgi, "config", {})
+
+    def enqueue_req(self, conn):
+        if getattr(conn, "ferkit_ready", False):
+            conn.ferkit_ready = False
+            return super().enqueue_req(conn)
+        config = self._app_config()
+        front = _Front(
+            config.get("MAX_CONTENT_LENGTH") or 100 * 2**20,
+            config.get("SPOOL_DIR"),
+            getattr(conn, "ferkit_tail", b""),
+        )
+        conn.ferkit_tail = b""
+        conn.initialized = conn.data_ready = True  # the parser is set when the request is in
+        if front.done:
+            return self._hand_over(conn, front)
+        conn.sock.setblocking(False)
+        self.fronts[conn] = front
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+
+    def _readable(self, conn, _sock) -> None:
+        front = self.fronts[conn]
+        try:
+            while not front.done:
+                try:
+                    data = conn.sock.recv(256 * 1024)
+                except BlockingIOError:
+                    return
+                if not data:
+                    return self._drop(conn)
+                front.feed(data)
+                if front.continue_:
+                    front.continue_ = False
+                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except _Refused as refused:
+            return self._drop(conn, refused)
+        except OSError:
+            return self._drop(conn)
+        self._forget(conn)
+        self._hand_over(conn, front)
+
+    def _hand_over(self, conn, front: _Front) -> None:
+        conn.ferkit_tail = front.tail
+        conn.parser = http.get_parser(self.cfg, front.request(), conn.client)
+        conn.sock.setblocking(True)
+        conn.ferkit_ready = True
+        self.enqueue_req(conn)
+
+    def _forget(self, conn) -> None:
+        front = self.fronts.pop(conn)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        return front
+
+    def _drop(self, conn, refused: _Refused | None = None) -> None:
+        """Close a connection whose request is not served; with `refused`, answer it first
+        and read what the client still sends for a while, so it sees the answer (closing
+        with unread bytes would reset the connection before the client reads it)."""
+        front = self._forget(conn)
+        if front.body is not None:
+            front.body.close()
+        if refused is None:
+            return self._close(conn)
+        body = json.dumps({"error": str(refused)}).encode()
+        head = (
+            f"HTTP/1.1 {refused.code} {refused.reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            conn.sock.send(head.encode() + body)
+        except OSError:
+            return self._close(conn)
+        self.draining[conn] = time.monotonic() + DRAIN_S
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._discard, conn))
+
+    def _discard(self, conn, _sock) -> None:
+        try:
+            while data := conn.sock.recv(256 * 1024):
+                del data
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._close(conn)  # the client finished sending (or went away)
+
+    def _close(self, conn) -> None:
+        if self.draining.pop(conn, None) is not None:
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self):
+        """Also close requests that arrive too slowly (or all of them when stopping)."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [c for c, f in self.fronts.items() if not self.alive or f.late(now)]:
+            self._drop(conn, _Refused(408, "Request Timeout", "request too slow"))
+        for conn in [c for c, until in self.draining.items() if not self.alive or until < now]:
+            self._close(conn)
+
+    def finish_request(self, conn, fs):
+        if getattr(conn, "ferkit_tail", b"") and not fs.cancelled() and fs.result():
+            return self.enqueue_req(conn)  # a pipelined request already read
+        return super().finish_request(conn, fs)
+
+
+def _exit_worker(on_exit, server, worker) -> None:
+    """Stop the app in order, then end the worker process at once.
+
+    The master process loaded the model (to refuse a bad one before forking), so ONNX
+    Runtime's global state came into the worker by fork; destroying it at interpreter exit
+    joins threads that exist only in the master, which aborted the worker
+    (`std::system_error: Invalid argument`). Like multiprocessing's forked children, the
+    worker leaves with os._exit once its own threads are stopped and its files removed.
+    """
+    try:
+        on_exit(getattr(worker, "wsgi", None))
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def run(app_factory, host: str, port: int, threads: int, on_exit) -> None:
+    """Gunicorn with one worker process and the buffering worker; Ctrl-C or SIGTERM stops it.
+
+    The app is created in the worker process, after the fork, so its threads live there;
+    `on_exit(app)` runs in the worker as it exits (stop threads, delete files).
+    """
+
+    class Server(BaseApplication):
+        def load_config(self):
+            options = {
+                "bind": f"{host}:{port}",
+                "workers": 1,
+                "worker_class": f"{__name__}.BufferingWorker",
+                "threads": threads,
+                "timeout": 300,
+                "graceful_timeout": 5,
+                "worker_connections": 1000,
+                "worker_exit": partial(_exit_worker, on_exit),
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app_factory()
+
+    Server().run()
