@@ -268,8 +268,8 @@ def _add_model_options(p) -> None:
     p.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "keras", "onnx"],
-        help="auto: ONNX Runtime when the folder has model.onnx, else Keras",
+        choices=["auto", "keras", "onnx", "int8"],
+        help="auto: ONNX Runtime on model.int8.onnx, else model.onnx, when the folder has one; else Keras",
     )
 
 
@@ -445,16 +445,32 @@ def _add_export(sub) -> None:
     p = _command(
         sub,
         "export",
-        "export a model folder to ONNX (model.onnx)",
-        ["ferkit export runs/default"],
+        "export a model folder to ONNX (model.onnx, and model.int8.onnx with --int8)",
+        [
+            "ferkit export runs/default",
+            "ferkit export runs/default --int8 data/fer2013/publictest",
+        ],
     )
     p.add_argument("model", type=Path, help="model folder with model.json and model.weights.h5")
+    p.add_argument(
+        "--int8",
+        type=Path,
+        metavar="DATA",
+        help="also write an int8 model calibrated on faces of DATA the model trained on",
+    )
 
 
 def cmd_export(args) -> int:
     from ferkit.export import export_onnx
 
     print(f"wrote {export_onnx(args.model)}")
+    if args.int8:
+        from ferkit import data
+        from ferkit.export import calibration_faces, export_int8
+
+        faces = calibration_faces(args.model, data.load(args.int8).images)
+        path, same = export_int8(args.model, faces)
+        print(f"wrote {path} (same answer as float32 on {same:.1%} of {len(faces)} faces)")
     return 0
 
 
@@ -487,6 +503,15 @@ def _add_serve(sub) -> None:
         "--keep-data", action="store_true", help="keep this run's uploads and outputs after a stop"
     )
     p.add_argument(
+        "--live-max", type=int, help="live cameras served at once (default: threads - 16)"
+    )
+    p.add_argument(
+        "--live-idle",
+        type=float,
+        default=30,
+        help="close a live camera's socket after this many seconds without a frame",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=100,
@@ -514,13 +539,15 @@ def cmd_serve(args) -> int:
             "CROP": args.crop,
             "DATA_DIR": args.data_dir,
             "KEEP_DATA": args.keep_data,
+            "LIVE_MAX": args.live_max,
+            "LIVE_IDLE_S": args.live_idle,
             "MAX_CONTENT_LENGTH": int(args.max_upload_mb * 2**20),
         },
         args.host,
         args.port,
         args.threads,
-        # TensorFlow hangs in a forked worker, so only ONNX Runtime's model is handed over
-        model=model if model.engine == "onnx" else None,
+        # TensorFlow hangs in a forked worker, so only ONNX Runtime's models are handed over
+        model=model if model.keras_model is None else None,
     )
     return 0
 
@@ -559,8 +586,8 @@ def _add_batch(sub) -> None:
     p.add_argument(
         "--model-engine",
         default="auto",
-        choices=["auto", "keras", "onnx"],
-        help="auto: ONNX Runtime when the model folder has model.onnx, else Keras",
+        choices=["auto", "keras", "onnx", "int8"],
+        help="auto: ONNX Runtime on model.int8.onnx, else model.onnx, when the model folder has one; else Keras",
     )
     _add_face_options(p)
 
