@@ -3,8 +3,8 @@
 Per stage (decode, detect, classify, draw) in ms, end-to-end FPS for ferkit and for
 `fer`'s `FER().detect_emotions` (Haar, its default), and the speed of `ferkit video` on a
 30 fps 640x480 clip as a multiple of real time. ferkit is measured twice: on a lone photo
-(a full-frame face search) and on a stream of frames (video, webcam), where its tracking
-detector searches near the faces it already follows.
+(a full-frame CenterFace search) and on a stream of frames (video, webcam), where its
+`Stream` searches near the faces it already follows.
 
     .venv/bin/python bench/pipeline_speed.py [--repeats 100]
 """
@@ -21,7 +21,6 @@ import numpy as np
 from common import report
 from media import astronaut, astronaut_frames, one_face, three_faces, write_video
 
-from ferkit.faces import TrackingDetector, crop, detect_faces
 from ferkit.overlay import draw
 from ferkit.pipeline import Pipeline
 from ferkit.video import VideoOutputs, process_video
@@ -37,21 +36,21 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def stages(pipeline: Pipeline, frame: np.ndarray, repeats: int) -> dict:
+def stages(pipeline: Pipeline, frame: np.ndarray, repeats: int, stream: bool) -> dict:
+    """Per-stage times; with `stream`, detection follows the faces as in a video."""
     jpeg = cv2.imencode(".jpg", frame)[1]
-    detector = pipeline.detector
-    boxes = detect_faces(frame, detector)
-    results = pipeline(frame)
+    run = pipeline.stream() if stream else pipeline
+    detect = run.detect if stream else pipeline.detector.detect
+    found = detect(frame)
+    faces = run(frame)
     return {
-        "faces": len(boxes),
+        "faces": len(found),
         "decode_ms": median_ms(lambda: cv2.imdecode(jpeg, cv2.IMREAD_COLOR), repeats),
-        "detect_ms": median_ms(lambda: detect_faces(frame, detector), repeats),
-        "classify_ms": median_ms(
-            lambda: pipeline.model.predict_scores([crop(frame, b) for b in boxes]), repeats
-        ),
-        "draw_ms": median_ms(lambda: draw(frame, results), repeats),
+        "detect_ms": median_ms(lambda: detect(frame), repeats),
+        "classify_ms": median_ms(lambda: pipeline.classify(frame, found), repeats),
+        "draw_ms": median_ms(lambda: draw(frame, faces), repeats),
         "end_to_end_ms": median_ms(
-            lambda: draw(frame, pipeline(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))), repeats
+            lambda: draw(frame, run(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))), repeats
         ),
     }
 
@@ -80,12 +79,8 @@ def main() -> None:
     rows = []
     for name, frame in (("one face", one_face()), ("three faces", three_faces())):
         ours = [
-            {"tool": "ferkit photo", "frame": name, **stages(pipeline, frame, args.repeats)},
-            {
-                "tool": "ferkit stream",
-                "frame": name,
-                **stages(Pipeline(pipeline.model, TrackingDetector()), frame, args.repeats),
-            },
+            {"tool": "ferkit photo", "frame": name, **stages(pipeline, frame, args.repeats, False)},
+            {"tool": "ferkit stream", "frame": name, **stages(pipeline, frame, args.repeats, True)},
         ]
         rows += ours
         theirs = peer(frame, args.repeats)
@@ -101,7 +96,7 @@ def main() -> None:
         for every in (1, 2):
             start = time.perf_counter()
             out = VideoOutputs(Path(tmp) / "out.mp4")
-            summary = process_video(src, out, pipeline.for_stream(), every=every, show_bar=False)
+            summary = process_video(src, out, pipeline.stream(), every=every, show_bar=False)
             elapsed = time.perf_counter() - start
             realtime[f"every_{every}"] = summary["frames"] / summary["fps"] / elapsed
             print(

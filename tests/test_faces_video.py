@@ -26,7 +26,7 @@ def test_pipeline_faces_and_drawing(pipeline, astronaut, multi_face_frame):
     assert len(faces) == 1
     face = faces[0].to_dict()
     assert list(face["scores"]) == list(EMOTIONS) and face["emotion"] in EMOTIONS
-    assert abs(sum(face["scores"].values()) - 1) < 1e-3
+    assert abs(sum(face["scores"].values()) - 1) < 0.02  # rounded, maybe from an int8 model
     assert face["emotion"] == "happy"  # she smiles
     assert face["face_id"] == 1 and 0.5 < face["detection"] <= 1 and len(face["landmarks"]) == 5
     x, y, w, h = face["box"]

@@ -32,7 +32,7 @@ TILE, OVERLAP = 640, 192  # a level larger than a tile is searched in tiles
 class Detector(Protocol):
     def detect(self, frame: np.ndarray) -> Detections: ...
 
-    def detect_near(self, frame: np.ndarray, box) -> Detections: ...
+    def detect_near(self, frame: np.ndarray, boxes: np.ndarray) -> list[Detections]: ...
 
 
 def default_min_face(width: int, height: int) -> float:
@@ -45,7 +45,7 @@ def default_min_face(width: int, height: int) -> float:
 
 
 class CenterFaceDetector:
-    def __init__(self, min_face: float | None = None, threshold: float = 0.5):
+    def __init__(self, min_face: float | None = None, threshold: float = 0.2):
         from ferkit.centerface import CenterFace
 
         self.net = CenterFace()
@@ -71,16 +71,20 @@ class CenterFaceDetector:
         found = Detections.merge(parts)
         return found.larger_than(0.8 * self.min_face) if self.min_face else found
 
-    def detect_near(self, frame: np.ndarray, box) -> Detections:
-        """One small pass over twice the box, scaled so the face is about 80 px."""
+    def detect_near(self, frame: np.ndarray, boxes: np.ndarray) -> list[Detections]:
+        """Each face looked for in twice its box, scaled so the face is about 48 px: one
+        batched pass over small images (~96 px each)."""
         bgr = to_bgr8(frame)
-        x, y, w, h = (float(v) for v in box)
-        side = max(w, h)
-        x0, y0 = int(max(0, x + w / 2 - side)), int(max(0, y + h / 2 - side))
-        roi = bgr[y0 : int(y + h / 2 + side), x0 : int(x + w / 2 + side)]
-        scale = min(1.0, 80 / max(side, 1))
-        small = _resize(roi, scale)
-        return self.net.run(small, self.threshold).scaled(scale, x0, y0)
+        rois, places = [], []
+        for x, y, w, h in np.asarray(boxes, np.float64):
+            side = max(w, h)
+            x0, y0 = int(max(0, x + w / 2 - side)), int(max(0, y + h / 2 - side))
+            roi = bgr[y0 : int(y + h / 2 + side), x0 : int(x + w / 2 + side)]
+            scale = min(1.0, 48 / max(side, 1))
+            rois.append(_resize(roi, scale))
+            places.append((scale, x0, y0))
+        found = self.net.run_many(rois, self.threshold)
+        return [f.scaled(*place) for f, place in zip(found, places, strict=True)]
 
     def _level(self, bgr: np.ndarray, scale: float) -> Detections:
         small = _resize(bgr, scale)
@@ -131,8 +135,11 @@ class HaarDetector:
             scale = max(scale, min(1.0, 24 / self.min_face))
         return self._detect(gray, scale, max(12, int((self.min_face or 24) * scale)), 0)
 
-    def detect_near(self, frame: np.ndarray, box) -> Detections:
+    def detect_near(self, frame: np.ndarray, boxes: np.ndarray) -> list[Detections]:
         gray = to_gray8(frame)
+        return [self._near(gray, box) for box in boxes]
+
+    def _near(self, gray: np.ndarray, box) -> Detections:
         x, y, w, h = (int(v) for v in box)
         x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
         roi = gray[y0 : y + h + h // 2, x0 : x + w + w // 2]
@@ -161,8 +168,8 @@ class WholeImageDetector:
         h, w = frame.shape[:2]
         return Detections(np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32), None)
 
-    def detect_near(self, frame: np.ndarray, box) -> Detections:
-        return self.detect(frame)
+    def detect_near(self, frame: np.ndarray, boxes: np.ndarray) -> list[Detections]:
+        return [self.detect(frame) for _ in boxes]
 
 
 def make_detector(name: str = "centerface", min_face: float | None = None) -> Detector:

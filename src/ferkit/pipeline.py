@@ -23,15 +23,15 @@ class Pipeline:
     """A model and a detector; safe to share between threads (the web app serves many at once).
 
     `detector` is a `--detector` name (centerface, haar, none) or a detector object; `crop`
-    is how a face becomes the model's input: aligned to FER2013's framing by its landmarks
-    (default), the box made square with a margin, or the bare box.
+    is how a face becomes the model's input: the box made square with a 5% margin (default,
+    the best measured), aligned to FER2013's framing by its landmarks, or the bare box.
     """
 
     def __init__(
         self,
         model: FacialExpressionModel | None = None,
         detector: Detector | str = "centerface",
-        crop: str = "aligned",
+        crop: str = "square",
         min_face: float | None = None,
     ):
         if crop not in CROPS:

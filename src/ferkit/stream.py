@@ -23,7 +23,7 @@ class Stream:
         smooth: bool = True,
         refresh: int = 15,
         min_frames: int = 3,
-        min_detection: float = 0.6,
+        min_detection: float = 0.4,
     ):
         self.pipeline = pipeline
         self.tracker = Tracker(
@@ -38,14 +38,15 @@ class Stream:
         """The confirmed faces in this frame, numbered and smoothed."""
         self.pipeline.check(frame)
         self.frames += 1
-        found = self._detect(frame)
+        found = self.detect(frame)
         return self.tracker.update(self.pipeline.classify(frame, found))
 
-    def _detect(self, frame: np.ndarray) -> Detections:
+    def detect(self, frame: np.ndarray) -> Detections:
+        """Near the faces followed, or the whole frame when it is time or a face was lost."""
         detector = self.pipeline.detector
         self._since_full += 1
         if len(self._found) and self._since_full < self.refresh:
-            near = [detector.detect_near(frame, box) for box in self._found.boxes]
+            near = detector.detect_near(frame, self._found.boxes)
             if all(len(n) for n in near):
                 best = [n.select(np.array([int(np.argmax(n.scores))])) for n in near]
                 self._found = Detections.merge(best)

@@ -48,7 +48,7 @@ class Tracker:
     min_iou: float = 0.2
     max_missing: int = 15
     min_frames: int = 3
-    min_detection: float = 0.6
+    min_detection: float = 0.4
     tracks: list[Track] = field(default_factory=list)
     confirmed: int = 0  # public numbers given so far
 

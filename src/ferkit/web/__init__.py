@@ -129,7 +129,12 @@ def shutdown(app: Flask | None) -> None:
 
 
 def serve(
-    config: dict, host: str = "127.0.0.1", port: int = 5000, threads: int = 128, model=None
+    config: dict,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    threads: int = 128,
+    model=None,
+    worker: str = "buffering",
 ) -> None:
     """One gunicorn process (one model in memory) with the buffering worker of
     `ferkit.web.server`; Ctrl-C or SIGTERM stops it cleanly.
@@ -140,6 +145,7 @@ def serve(
     """
     from ferkit.web.server import RESERVED_THREADS, run
 
-    config = {"LIVE_MAX": max(1, threads - RESERVED_THREADS), **config}
+    if config.get("LIVE_MAX") is None:
+        config = {**config, "LIVE_MAX": max(1, threads - RESERVED_THREADS)}
     print(f"ferkit serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
-    run(lambda: create_app(config, model), host, port, threads, shutdown)
+    run(lambda: create_app(config, model), host, port, threads, shutdown, worker)
