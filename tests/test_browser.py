@@ -144,6 +144,19 @@ def test_live_websocket_protocol(server, astronaut):
     ws.close()
 
 
+def test_live_face_numbers_stay_stable(server, astronaut):
+    """The live socket keeps one Stream: a moving, zooming face keeps number 1 throughout."""
+    from simple_websocket import Client
+
+    ws = Client.connect(server.replace("http", "ws") + "/ws/live")
+    ids = []
+    for frame in astronaut_frames(astronaut, 30):
+        ws.send(cv2.imencode(".jpg", frame)[1].tobytes())
+        ids.append([f["face_id"] for f in json.loads(ws.receive(timeout=10))["faces"]])
+    ws.close()
+    assert ids[-27:] == [[1]] * 27  # confirmed within 3 frames, then always face 1
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_live_page_numbers_boxes_and_panels(server, browser, size):
     p = Page(browser, size)
