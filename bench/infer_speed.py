@@ -1,5 +1,6 @@
-"""Per-face latency (batch 1) and throughput (batch 64) for each engine, in one run,
-and the time from CLI start to the first prediction.
+"""Per-face latency (batch 1) and throughput (batch 64) for each engine (Keras, float32
+ONNX, int8 ONNX), in one run, the time from CLI start to the first prediction, and ONNX
+Runtime's thread setting (1 or 2 intra-op threads) at batch 1.
 
     .venv/bin/python bench/infer_speed.py [--repeats 200]
 """
@@ -45,13 +46,40 @@ def cli_first_prediction(engine: str) -> float:
         return time.perf_counter() - start
 
 
+def thread_rows(faces: np.ndarray, repeats: int) -> list[dict]:
+    """Batch-1 latency of both ONNX files with 1 and 2 intra-op threads, interleaved so that
+    load from other processes hits every setting alike (the app uses 1: its requests run in
+    parallel threads already)."""
+    import onnxruntime as ort
+
+    from ferkit.recognizer import embedded_model_dir
+    from ferkit.serialize import INT8_NAME, ONNX_NAME
+
+    sessions = {}
+    for name in (ONNX_NAME, INT8_NAME):
+        for threads in (1, 2):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            session = ort.InferenceSession(
+                str(embedded_model_dir() / name), options, providers=["CPUExecutionProvider"]
+            )
+            sessions[f"{name}, {threads} thread(s)"] = session
+    batch = faces[:1, ..., None].astype("float32")
+    times = {key: [] for key in sessions}
+    for _ in range(3):
+        for key, session in sessions.items():
+            feed = {session.get_inputs()[0].name: batch}
+            times[key].append(timed(lambda s=session, f=feed: s.run(None, f), repeats))
+    return [{"engine": key, "batch1_ms": 1000 * min(t)} for key, t in times.items()]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=200)
     args = p.parse_args()
     faces = np.random.default_rng(0).integers(0, 255, (64, 48, 48), dtype=np.uint8)
     rows = []
-    for engine in ("keras", "onnx"):
+    for engine in ("keras", "onnx", "int8"):
         model = FacialExpressionModel.load(engine=engine, tta=False)
         rows.append(
             {
@@ -72,6 +100,7 @@ def main() -> None:
                     * timed(lambda m=model: m.keras_model.predict(batch, verbose=0), 30),
                 }
             )
+    rows += thread_rows(faces, args.repeats)
     report(
         "infer_speed",
         ["engine", "batch1_ms", "batch64_faces_per_s", "cli_to_first_prediction_s"],

@@ -260,3 +260,32 @@ def test_evaluate_warns_when_the_faces_were_trained_on(kfold_run, face_folders, 
     assert main(["evaluate", str(fresh), "--model", str(kfold_run), "--json"]) == 0
     out = capsys.readouterr()
     assert "warning" not in out.err and json.loads(out.out)["trained_on"] == 0
+
+
+def test_int8_export_calibrates_on_trained_faces_and_is_served_first(
+    kfold_run, face_folders, tmp_path, capsys
+):
+    from ferkit.recognizer import FacialExpressionModel
+
+    model = shutil.copytree(kfold_run, tmp_path / "model")
+    assert main(["export", str(model), "--int8", str(face_folders[1])]) == 0
+    assert "model.int8.onnx (same answer as float32 on" in capsys.readouterr().out
+    served = FacialExpressionModel.load(model)
+    assert served.engine == "int8"
+    x, _ = synthetic_faces(3, seed=4)
+    float_scores = FacialExpressionModel.load(model, "onnx").predict_scores(x)
+    assert np.abs(served.predict_scores(x) - float_scores).max() < 0.05
+    x, y = synthetic_faces(1, seed=12)  # faces the model never trained on cannot calibrate it
+    never_seen = write_folder(tmp_path / "never", x, y)
+    assert main(["export", str(model), "--int8", str(never_seen)]) == 2
+    assert "none of the calibration faces" in capsys.readouterr().err
+
+
+def test_embedded_int8_model_gives_the_float_answers(astronaut):
+    from ferkit.recognizer import FacialExpressionModel
+
+    faces = [astronaut[60:170, 170:280], astronaut[20:240, 130:330], astronaut[:48, :48]]
+    int8 = FacialExpressionModel.load(engine="int8").predict_scores(faces)
+    exact = FacialExpressionModel.load(engine="onnx").predict_scores(faces)
+    np.testing.assert_array_equal(int8.argmax(axis=1), exact.argmax(axis=1))
+    assert np.abs(int8 - exact).max() < 0.05

@@ -108,13 +108,19 @@ def encode_fingerprints(hashes: np.ndarray) -> dict:
     }
 
 
-def training_overlap(metadata: dict, images: np.ndarray) -> int | None:
-    """How many of `images` the model trained on; None when its metadata does not say."""
+def trained_on(metadata: dict, images: np.ndarray) -> np.ndarray | None:
+    """Which of `images` the model trained on (a mask); None when its metadata does not say."""
     trained = metadata.get("trained_on")
     if not trained:
         return None
     known = np.frombuffer(base64.b64decode(trained["faces"]), dtype="<u8")
-    return int(np.isin(fingerprints(images), known).sum())
+    return np.isin(fingerprints(images), known)
+
+
+def training_overlap(metadata: dict, images: np.ndarray) -> int | None:
+    """How many of `images` the model trained on; None when its metadata does not say."""
+    mask = trained_on(metadata, images)
+    return None if mask is None else int(mask.sum())
 
 
 def agreement(sharp_scores: np.ndarray, blurred_scores: np.ndarray) -> float:

