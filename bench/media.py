@@ -8,22 +8,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from assets import (  # noqa: E402
     CHROMIUM,
+    ROOT,
     astronaut,
     astronaut_frames,
+    dask_cluster,
     one_face,
+    png16_rgba,
     start_server,
     three_faces,
+    tile_bomb_tiff,
     write_video,
     write_y4m,
 )
 
 __all__ = [
     "CHROMIUM",
+    "ROOT",
     "astronaut",
     "astronaut_frames",
+    "dask_cluster",
     "one_face",
+    "png16_rgba",
     "start_server",
     "three_faces",
+    "tile_bomb_tiff",
     "write_video",
     "write_y4m",
 ]

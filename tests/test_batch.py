@@ -274,3 +274,21 @@ def test_user_mistakes_exit_2(tmp_path, capsys):
     cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
     assert main(["batch", str(photo), "--out", str(tmp_path / "o"), "--engine", "dask"]) == 2
     assert "--address" in capsys.readouterr().err
+
+
+def test_annotate_writes_copies_and_a_plain_run_does_not_satisfy_it(corpus, tmp_path, capsys):
+    src = tmp_path / "two"
+    src.mkdir()
+    for name in ("clips/clip0.mp4", "one.jpg"):
+        (src / Path(name).name).write_bytes((corpus / name).read_bytes())
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "--out", str(out), "--quiet"]) == 0
+    assert not list(out.rglob("*.annotated.*"))
+    assert main(["batch", str(src), "--out", str(out), "--quiet", "--annotate"]) == 0
+    assert "2 file(s) analysed, 0 already done" in capsys.readouterr().out
+    png = cv2.imread(str(out / "files" / "one.jpg.annotated.png"))
+    assert png.shape == cv2.imread(str(src / "one.jpg")).shape
+    with av.open(str(out / "files" / "clip0.mp4.annotated.mp4")) as video:
+        assert video.streams.video[0].frames == FRAMES
+    entries = finished(out).values()
+    assert all("annotated" in e["outputs"] for e in entries)

@@ -11,7 +11,6 @@ flight: nothing is recorded before its outputs are complete.
 from __future__ import annotations
 
 import glob
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from ferkit.analysis import Outcome, Task
 from ferkit.errors import FerkitError
 from ferkit.images import sniff
 from ferkit.manifest import Manifest, stamp
-
-log = logging.getLogger(__name__)
 
 PHOTOS_PER_TASK = 8  # photos take milliseconds: one task each would be mostly overhead
 FILES = "files"  # per-file outputs go under OUT/files/

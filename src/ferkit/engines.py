@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -50,7 +51,7 @@ class LocalEngine:
             pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=init_worker,
+                initializer=_start_worker,
                 initargs=self.initargs,
             )
             running: dict = {}
@@ -72,10 +73,18 @@ class LocalEngine:
                     else:
                         queue.append(task)
             finally:
+                if running:  # stopped early (Ctrl-C): no waiting for work nobody will collect
+                    for process in getattr(pool, "_processes", None) or {}.values():
+                        process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         pass
+
+
+def _start_worker(options: dict | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    init_worker(options)
 
 
 def open_engine(name: str, address: str | None, workers: int | None, options: dict):

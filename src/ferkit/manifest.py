@@ -11,13 +11,10 @@ finished only once its outputs are in place, so the manifest never claims missin
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from ferkit.errors import FerkitError
 from ferkit.files import write_json
-
-log = logging.getLogger(__name__)
 
 NAME = "manifest.json"
 VERSION = 1
