@@ -108,10 +108,13 @@ def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen,
         stderr=subprocess.PIPE,
         text=True,
     )
+    proc.log = []  # its stderr lines, for tests that read what it logged
     for line in proc.stderr:  # gunicorn logs this once the socket is bound
+        proc.log.append(line)
         if "Booting worker" in line:
             break
-    threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+    # keep the pipe drained
+    threading.Thread(target=lambda: proc.log.extend(proc.stderr), daemon=True).start()
     return proc, port
 
 
@@ -180,3 +183,18 @@ def dask_cluster(folder: Path, workers: int = 2):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def exif_rotated_jpeg(image: np.ndarray) -> bytes:
+    """A JPEG as a phone writes a portrait shot: pixels stored rotated, EXIF Orientation 6."""
+    import io
+
+    from PIL import Image
+
+    stored = cv2.cvtColor(np.ascontiguousarray(np.rot90(image, 1)), cv2.COLOR_BGR2RGB)
+    photo = Image.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    out = io.BytesIO()
+    photo.save(out, "JPEG", quality=92, exif=exif.tobytes())
+    return out.getvalue()

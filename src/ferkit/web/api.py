@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
-from ferkit.images import decode_image, sniff
+from ferkit.images import decoded, sniff
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ def health():
 
 @bp.post("/predict")
 def predict():
-    image = decode_image(_upload("image"), "upload")  # a FerkitError is a 400 (create_app)
-    faces = current_app.extensions["ferkit.pipeline"](image)
+    with decoded(_upload("image"), "upload") as image:  # a FerkitError is a 400 (create_app)
+        faces = current_app.extensions["ferkit.pipeline"](image)
     return jsonify(faces=[f.to_dict() for f in faces], width=image.shape[1], height=image.shape[0])
 
 

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app
 from flask_sock import Sock
 
 from ferkit.errors import FerkitError
-from ferkit.images import decode_image
+from ferkit.images import decoded
 
 bp = Blueprint("live", __name__)
 sock = Sock()
@@ -57,8 +57,8 @@ def _serve(ws, stream, idle_s: float) -> None:
             ws.send(json.dumps({"error": "send each frame as a binary JPEG message"}))
             continue
         try:
-            image = decode_image(message, "frame")
-            faces = [face.to_dict() for face in stream(image)]
+            with decoded(message, "frame") as image:  # a large frame holds its pixel budget
+                faces = [face.to_dict() for face in stream(image)]
             reply = {"faces": faces, "width": image.shape[1], "height": image.shape[0]}
         except FerkitError as err:
             reply = {"error": str(err)}

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import selectors
+import socket
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 HEAD_TIMEOUT_S = 10.0  # the whole head must arrive within this
 BODY_GRACE_S, BODY_MIN_RATE = 10.0, 16 * 1024  # then at least 16 KB/s on average
 SPOOL_BYTES = 1024 * 1024  # bodies above this wait in an unnamed file, not in memory
-DRAIN_S = 5.0  # how long a refused request's remaining bytes are read and discarded
+DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and discarded
 RESERVED_THREADS = 16  # threads never given to live WebSockets
 
 
@@ -56,6 +57,7 @@ class _Front:
         self.received = 0
         self.done = False
         self.continue_ = False  # the client waits for "100 Continue" before the body
+        self.upgrade = False  # a WebSocket handshake
         self.tail = b""  # bytes after this request (a pipelined next request)
         if data:
             self.feed(data)
@@ -82,6 +84,7 @@ class _Front:
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip().lower()
+        self.upgrade = b"upgrade" in headers.get(b"connection", b"")
         self.body = tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=self.spool_dir)
         if headers.get(b"expect") == b"100-continue":  # answered here, not again by gunicorn
             self.continue_ = True
@@ -230,7 +233,7 @@ class BufferingWorker(ThreadWorker):
         self._hand_over(conn, front)
 
     def _hand_over(self, conn, front: _Front) -> None:
-        conn.ferkit_tail = front.tail
+        conn.ferkit_tail, conn.ferkit_upgrade = front.tail, front.upgrade
         conn.parser = http.get_parser(self.cfg, front.request(), conn.client)
         conn.sock.setblocking(True)
         conn.ferkit_ready = True
@@ -260,6 +263,17 @@ class BufferingWorker(ThreadWorker):
         )
         try:
             conn.sock.send(head.encode() + body)
+        except OSError:
+            return self._close(conn)
+        self._linger(conn)
+
+    def _linger(self, conn) -> None:
+        """Half-close, then read and discard in the event loop until the client closes or
+        DRAIN_S passes. (gunicorn's own graceful close waits up to 2 s in the event loop
+        itself: clients that never close stalled every other connection.)"""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.setblocking(False)
         except OSError:
             return self._close(conn)
         self.draining[conn] = time.monotonic() + DRAIN_S
@@ -294,7 +308,19 @@ class BufferingWorker(ThreadWorker):
             self._close(conn)
 
     def finish_request(self, conn, fs):
-        if getattr(conn, "ferkit_tail", b"") and not fs.cancelled() and fs.result():
+        if getattr(conn, "ferkit_upgrade", False):
+            # A WebSocket's thread owns its socket and closes it; end its reads with EOF
+            # (what was sent, the close frame included, is still delivered).
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+            self.nr_conns -= 1
+            return
+        result = None if fs.cancelled() or fs.exception() else fs.result()
+        if result is False:  # served, and the connection is not kept alive
+            return self._linger(conn)
+        if result is True and getattr(conn, "ferkit_tail", b""):
             return self.enqueue_req(conn)  # a pipelined request already read
         return super().finish_request(conn, fs)
 
@@ -317,11 +343,17 @@ def _exit_worker(on_exit, server, worker) -> None:
         os._exit(0)
 
 
-def run(app_factory, host: str, port: int, threads: int, on_exit) -> None:
+WORKERS = {"buffering": f"{__name__}.BufferingWorker", "gthread": "gthread"}
+
+
+def run(
+    app_factory, host: str, port: int, threads: int, on_exit, worker: str = "buffering"
+) -> None:
     """Gunicorn with one worker process and the buffering worker; Ctrl-C or SIGTERM stops it.
 
     The app is created in the worker process, after the fork, so its threads live there;
-    `on_exit(app)` runs in the worker as it exits (stop threads, delete files).
+    `on_exit(app)` runs in the worker as it exits (stop threads, delete files). `worker`
+    "gthread" is gunicorn's own threaded worker, for comparison (bench/hostile_clients.py).
     """
 
     class Server(BaseApplication):
@@ -329,7 +361,7 @@ def run(app_factory, host: str, port: int, threads: int, on_exit) -> None:
             options = {
                 "bind": f"{host}:{port}",
                 "workers": 1,
-                "worker_class": f"{__name__}.BufferingWorker",
+                "worker_class": WORKERS[worker],
                 "threads": threads,
                 "timeout": 300,
                 "graceful_timeout": 5,

@@ -1,0 +1,250 @@
+"""Hostile clients and faults against a real `ferkit serve` on loopback: idle and slow
+sockets, decompression bombs, uploads over the cap, phone photos, kill -9, DELETE, SIGTERM.
+
+Counts and waits are bounded; waits poll a condition against a deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import assets
+import cv2
+import numpy as np
+import psutil
+import pytest
+from simple_websocket import Client
+
+from ferkit.cli import main as ferkit
+
+
+def wait_for(condition, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def call(port: int, method: str, path: str, body=None, headers=None, timeout: float = 30):
+    """(status, parsed JSON) of one request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    return response.status, json.loads(data) if data else None
+
+
+def health_within(port: int, seconds: float) -> bool:
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=seconds) as r:
+            return r.status == 200 and time.perf_counter() - started < seconds
+    except OSError:
+        return False
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file a server left, its lock file aside."""
+    return [p for p in folder.rglob("*") if p.is_file() and p.name != ".lock"]
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the tests that leave it running: few threads, so holding them shows."""
+    data = tmp_path_factory.mktemp("data")
+    proc, port = assets.start_server(
+        "--threads", "20", "--live-max", "3", "--live-idle", "2", "--data-dir", str(data)
+    )
+    wait_for(lambda: health_within(port, 1), 60, "the server")
+    yield port, data
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    """A clip that takes several seconds to process (the job is running when we act)."""
+    frames = list(assets.astronaut_frames(assets.astronaut(), 30))
+    path = tmp_path_factory.mktemp("video") / "long.mp4"
+    return assets.write_video(path, frames * 10)
+
+
+def test_slow_clients_hold_no_thread(server):
+    port, _ = server
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]  # 2x threads
+    try:
+        for s in socks:
+            s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+        for _ in range(2):  # keep dripping, as slowloris does
+            for s in socks:
+                s.sendall(b"c")
+            assert health_within(port, 1)
+        status, body = call(port, "POST", "/api/predict", jpeg(assets.one_face()))
+        assert status == 200 and body["faces"]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_live_sockets_are_capped_and_idle_ones_closed(server):
+    port, _ = server
+    idle = [Client.connect(f"ws://127.0.0.1:{port}/ws/live") for _ in range(3)]  # the cap
+    try:
+        extra = Client.connect(f"ws://127.0.0.1:{port}/ws/live")
+        assert "busy" in json.loads(extra.receive(timeout=5))["error"]
+        wait_for(lambda: not extra.connected, 5, "the busy socket to close")
+        assert extra.close_reason == 1013  # try again later
+        assert health_within(port, 1)
+        for ws in idle:  # --live-idle 2: each is told why and closed
+            assert "no frame" in json.loads(ws.receive(timeout=10))["error"]
+            wait_for(lambda ws=ws: not ws.connected, 5, "the idle socket to close")
+        live = Client.connect(f"ws://127.0.0.1:{port}/ws/live")  # a slot is free again
+        live.send(jpeg(assets.one_face()))
+        reply = json.loads(live.receive(timeout=10))
+        assert "faces" in reply and reply["width"] == 640  # served (faces count after 3 frames)
+        live.close()
+    finally:
+        for ws in idle:
+            if ws.connected:
+                ws.close()
+
+
+def test_raw_idle_handshakes_do_not_block_health(server):
+    """Sockets that complete the WebSocket handshake and never answer anything."""
+    port, _ = server
+    socks = []
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(
+            b"GET /ws/live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        socks.append(s)
+    try:
+        assert health_within(port, 1)
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.parametrize(
+    "make, kind, message",
+    [
+        (assets.tile_bomb_tiff, "image/tiff", "TIFF tile too large"),
+        (assets.png16_rgba, "image/png", "too large to decode"),
+    ],
+)
+def test_decompression_bombs_refused_before_decoding(server, make, kind, message):
+    port, _ = server
+    data = make()
+    assert len(data) < 400_000
+    started = time.perf_counter()
+    status, body = call(port, "POST", "/api/predict", data, {"Content-Type": kind})
+    assert status == 400 and message in body["error"] and " at 0x" not in body["error"]
+    assert time.perf_counter() - started < 5
+    ws = Client.connect(f"ws://127.0.0.1:{port}/ws/live")
+    ws.send(data)
+    assert message in json.loads(ws.receive(timeout=10))["error"]
+    ws.close()
+
+
+@pytest.mark.parametrize("path, kind", [("/api/predict", "image/jpeg"), ("/api/videos", "")])
+def test_chunked_upload_over_the_cap_is_413_and_nothing_stored(server, astronaut_video, path, kind):
+    port, data_dir = server
+    head = jpeg(assets.one_face()) if kind else astronaut_video.read_bytes()
+
+    def body():
+        yield head
+        for _ in range(101):  # 101 MB more: over the 100 MB cap
+            yield bytes(1 << 20)
+
+    headers = {"Content-Type": kind or "video/mp4"}
+    status, reply = call(port, "POST", path, body(), headers)  # http.client sends it chunked
+    assert status == 413 and "limit" in reply["error"]
+    assert files_under(data_dir) == []
+
+
+def test_phone_photo_is_turned_upright(server, tmp_path, astronaut, capsys):
+    port, _ = server
+    photo = assets.exif_rotated_jpeg(astronaut)
+    status, body = call(port, "POST", "/api/predict", photo, {"Content-Type": "image/jpeg"})
+    assert status == 200 and body["width"] == body["height"] == 512
+    assert [f["emotion"] for f in body["faces"]] == ["happy"]
+    ws = Client.connect(f"ws://127.0.0.1:{port}/ws/live")
+    ws.send(photo)
+    assert json.loads(ws.receive(timeout=10))["width"] == 512
+    ws.close()
+    (tmp_path / "phone.jpg").write_bytes(photo)
+    assert ferkit(["predict", str(tmp_path / "phone.jpg"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["width"] == 512 and [f["emotion"] for f in record["faces"]] == ["happy"]
+
+
+def test_delete_cancels_a_running_job_and_its_files(server, long_video):
+    port, data_dir = server
+    status, job = call(port, "POST", "/api/videos", long_video.read_bytes())
+    assert status == 202
+    wait_for(lambda: call(port, "GET", f"/api/videos/{job['id']}")[1]["progress"] > 0, 60, "start")
+    assert call(port, "DELETE", f"/api/videos/{job['id']}") == (
+        200,
+        {"id": job["id"], "status": "deleted"},
+    )
+    assert call(port, "GET", f"/api/videos/{job['id']}")[0] == 404
+    wait_for(lambda: files_under(data_dir) == [], 30, "the job's files to go")
+    assert call(port, "DELETE", f"/api/videos/{job['id']}")[0] == 404
+
+
+def test_kill_9_during_a_job_then_restart_leaves_no_files(tmp_path, long_video):
+    proc, port = assets.start_server("--data-dir", str(tmp_path))
+    try:
+        status, job = call(port, "POST", "/api/videos", long_video.read_bytes())
+        assert status == 202 and files_under(tmp_path)
+        wait_for(lambda: call(port, "GET", f"/api/videos/{job['id']}")[1]["progress"] > 0, 60)
+        worker = psutil.Process(proc.pid).children()[0]
+        worker.send_signal(signal.SIGKILL)  # gunicorn's master starts a new worker
+        wait_for(lambda: worker.pid not in [c.pid for c in psutil.Process(proc.pid).children()])
+        wait_for(lambda: health_within(port, 1), 60, "the new worker")
+        assert files_under(tmp_path) == []
+        assert len(list((tmp_path / "jobs").iterdir())) == 1  # the new worker's, empty
+        assert call(port, "GET", f"/api/videos/{job['id']}")[0] == 404
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_sigterm_after_live_traffic_exits_cleanly_and_removes_files(tmp_path, astronaut_video):
+    proc, port = assets.start_server("--data-dir", str(tmp_path), "--source", str(astronaut_video))
+    wait_for(lambda: health_within(port, 1), 60, "the server")
+    ws = Client.connect(f"ws://127.0.0.1:{port}/ws/live")
+    for _ in range(5):
+        ws.send(jpeg(assets.one_face()))
+        assert "faces" in json.loads(ws.receive(timeout=10))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/video_feed", timeout=10) as feed:
+        assert b"image/jpeg" in feed.read(4096)  # the capture thread runs
+    status, _ = call(port, "POST", "/api/videos", astronaut_video.read_bytes())
+    assert status == 202
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    log = "".join(proc.log)
+    assert "SIGABRT" not in log and "terminate called" not in log, log[-2000:]
+    assert list((tmp_path / "jobs").iterdir()) == []
