@@ -67,10 +67,13 @@ def test_finds_faces_on_small_and_very_large_canvases(detector, astronaut):
     assert len(detector.detect(np.full((4000, 6000, 3), 128, np.uint8))) == 0
 
 
-def test_min_face_finds_smaller_faces(astronaut):
-    canvas = paste_faces(astronaut, (1920, 1080), [(100, 100, 50), (900, 400, 300)])
-    assert len(make_detector("centerface").detect(canvas)) == 1  # 50 px < 1920 / 16
-    assert len(make_detector("centerface", min_face=20).detect(canvas)) == 2
+def test_min_face_sets_the_smallest_face(astronaut):
+    canvas = paste_faces(astronaut, (1920, 1080), [(100, 100, 30), (900, 400, 300)])
+    assert len(make_detector("centerface").detect(canvas)) == 1  # a 30 px head: below 40 px
+    assert len(make_detector("centerface", min_face=10).detect(canvas)) == 2
+    canvas = paste_faces(astronaut, (1920, 1080), [(100, 100, 60), (900, 400, 300)])
+    assert len(make_detector("centerface").detect(canvas)) == 2
+    assert len(make_detector("centerface", min_face=150).detect(canvas)) == 1  # too small now
     with pytest.raises(FerkitError, match="min-face"):
         make_detector("centerface", min_face=2)
 
