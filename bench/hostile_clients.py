@@ -111,18 +111,25 @@ def live_client(port: int, jpeg: bytes, frames: int) -> tuple[list[float], str |
     except Exception as err:
         return times, f"connect: {type(err).__name__}"
     try:
-        for _ in range(frames):
-            started = time.perf_counter()
-            ws.send(jpeg)
-            reply = ws.receive(timeout=5)
-            if reply is None:
-                return times, "no reply within 5 s"
-            if "faces" not in json.loads(reply):
-                return times, json.loads(reply).get("error", "no faces key")
-            times.append(time.perf_counter() - started)
-            time.sleep(max(0.0, 0.1 - (time.perf_counter() - started)))
+        return _frames(ws, jpeg, frames, times)
+    except Exception as err:  # the server closed or reset the socket
+        return times, f"{type(err).__name__}: {err}"
     finally:
-        ws.close()
+        if ws.connected:
+            ws.close()
+
+
+def _frames(ws, jpeg: bytes, frames: int, times: list[float]) -> tuple[list[float], str | None]:
+    for _ in range(frames):
+        started = time.perf_counter()
+        ws.send(jpeg)
+        reply = ws.receive(timeout=5)
+        if reply is None:
+            return times, "no reply within 5 s"
+        if "faces" not in json.loads(reply):
+            return times, json.loads(reply).get("error", "no faces key")
+        times.append(time.perf_counter() - started)
+        time.sleep(max(0.0, 0.1 - (time.perf_counter() - started)))
     return times, None
 
 

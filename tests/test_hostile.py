@@ -15,16 +15,22 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from fractions import Fraction
 from pathlib import Path
 
 import assets
+import av
 import cv2
 import numpy as np
 import psutil
 import pytest
 from simple_websocket import Client
 
+from ferkit import data
 from ferkit.cli import main as ferkit
+from ferkit.errors import FerkitError
+from ferkit.images import decode_image
+from ferkit.web import create_app, shutdown
 
 
 def wait_for(condition, timeout: float = 30, what: str = "condition"):
@@ -248,3 +254,43 @@ def test_sigterm_after_live_traffic_exits_cleanly_and_removes_files(tmp_path, as
     log = "".join(proc.log)
     assert "SIGABRT" not in log and "terminate called" not in log, log[-2000:]
     assert list((tmp_path / "jobs").iterdir()) == []
+
+
+def test_videos_over_the_caps_fail_with_the_limit(tmp_path, astronaut_video):
+    """Resolution and duration caps are read from the header; a job has a time cap."""
+    app = create_app({"DATA_DIR": str(tmp_path), "JOB_MAX_S": 0})
+    client = app.test_client()
+    big = assets.write_video(tmp_path / "big.mp4", [np.zeros((1200, 2000, 3), np.uint8)] * 2)
+    long = tmp_path / "long.mp4"
+    with av.open(str(long), "w") as out:  # 2 frames, 700 s apart
+        stream = out.add_stream("libx264", rate=Fraction(1, 700))
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(2):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8))))
+        out.mux(stream.encode())
+    expected = {
+        big: "limit 1920x1080",
+        long: "limit 600 s",
+        astronaut_video: "took over 0 s, the limit for one video",
+    }
+    for path, message in expected.items():
+        reply = client.post("/api/videos", data=path.read_bytes(), content_type="video/mp4")
+        job = app.extensions["ferkit.jobs"].get(reply.get_json()["id"])
+        assert job.finished.wait(30) and job.status == "failed"
+        assert message in job.error and str(tmp_path) not in job.error
+    shutdown(app)
+    assert list((tmp_path / "jobs").iterdir()) == []
+
+
+def test_small_faults_give_clear_errors(tmp_path):
+    with pytest.raises(FerkitError) as err:
+        decode_image(b"\xff\xd8\xff\xe0 not really a JPEG", "x.jpg")
+    assert str(err.value).startswith("x.jpg: corrupt image") and " at 0x" not in str(err.value)
+    pixels = " ".join(["7"] * 48 * 48)
+    bom = tmp_path / "bom.csv"
+    bom.write_text(f"\ufeffemotion,pixels,Usage\n3,{pixels},Training\n", encoding="utf-8")
+    assert data.load_csv(bom).labels.tolist() == [3]
+    huge = tmp_path / "huge.csv"
+    huge.write_text(f"emotion,pixels,Usage\n3,{'1 ' * 70_000},Training\n")
+    with pytest.raises(FerkitError, match=r"huge.csv: line 2: malformed CSV \(field larger"):
+        data.load_csv(huge)
