@@ -135,9 +135,19 @@ def _add_train(sub) -> None:
         help="weight of the blur-consistency term (each sharp face also trained as its blurred twin)",
     )
     p.add_argument(
+        "--ema",
+        type=float,
+        help="keep a moving average of the weights with this momentum (e.g. 0.999); it is validated and shipped",
+    )
+    p.add_argument(
         "--folds",
         type=int,
         help="K-fold over --val: out-of-fold scores fix the epoch count, then a final model on all of it",
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        help="train only this fold (1..K) of the --folds run, e.g. one per process; --resume finishes it",
     )
     p.add_argument("--seed", type=int, help="random seed (weights, shuffling, augmentation)")
     p.add_argument(
@@ -163,7 +173,7 @@ def cmd_train(args) -> int:
     for key in (
         "val", "val_split", "split_seed", "val_rest_repeat", "arch", "epochs", "batch_size",
         "learning_rate", "label_smoothing", "class_weight", "seed", "max_minutes", "precision",
-        "mixup", "consistency", "folds",
+        "mixup", "consistency", "ema", "folds",
     ):  # fmt: skip
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
@@ -177,14 +187,21 @@ def cmd_train(args) -> int:
             }
     cfg = TrainConfig(sources=[str(p) for p in args.data], **settings)
     try:
-        meta = train(cfg, args.out, resume=args.resume, verbose=2 if args.quiet else 1)
+        meta = train(
+            cfg, args.out, resume=args.resume, verbose=2 if args.quiet else 1, only_fold=args.fold
+        )
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: continue with 'ferkit train --resume --out {args.out}'",
             file=sys.stderr,
         )
         return 130
-    if "out_of_fold" in meta["metrics"]:
+    if args.fold is not None:
+        print(
+            f"fold {args.fold}: best validation accuracy {meta['metrics']['best_val_accuracy']:.2%}; "
+            f"once every fold is done: ferkit train --resume --out {args.out}"
+        )
+    elif "out_of_fold" in meta["metrics"]:
         oof = meta["metrics"]["out_of_fold"]
         low, high = oof["interval_95"]["accuracy"]
         print(
@@ -503,7 +520,9 @@ def _add_serve(sub) -> None:
         "--keep-data", action="store_true", help="keep this run's uploads and outputs after a stop"
     )
     p.add_argument(
-        "--live-max", type=int, help="live cameras served at once (default: threads - 16)"
+        "--live-max",
+        type=int,
+        help="live cameras and stream viewers served at once (default: threads - 16)",
     )
     p.add_argument(
         "--live-idle",

@@ -6,8 +6,8 @@ SOURCE (the server stream: camera index or video file), MAX_CONTENT_LENGTH (uplo
 DATA_DIR (the app's data folder: uploads and outputs; default `$FERKIT_DATA` or
 `~/.local/state/ferkit`), KEEP_DATA (keep this run's files after a stop), JOB_TTL_S (how
 long finished jobs are kept), JOB_MAX_S (processing time one video may take), MAX_JOBS
-(queued video jobs before 429), LIVE_MAX (live WebSockets at once), LIVE_IDLE_S (a live
-socket with no frame for this long is closed).
+(queued video jobs before 429), LIVE_MAX (live sockets and MJPEG viewers at once),
+LIVE_IDLE_S (a live socket with no frame for this long is closed).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ DEFAULTS = {
     "DATA_DIR": None,
     "KEEP_DATA": False,
     "JOB_TTL_S": 3600,
-    "JOB_MAX_S": 180,
+    "JOB_MAX_S": 120,
     "MAX_JOBS": 4,
     "LIVE_MAX": 64,
     "LIVE_IDLE_S": 30,

@@ -2,8 +2,8 @@
 
 The page keeps at most one frame in flight, so a slow server lowers the frame rate
 instead of building a queue. Each open socket holds a server thread, so at most LIVE_MAX
-are served at once (the next one is told the server is busy) and a socket that sends no
-frame for LIVE_IDLE_S is closed.
+live viewers (these sockets and MJPEG viewers) are served at once, the next one is told
+the server is busy, and a socket that sends no frame for LIVE_IDLE_S is closed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def live(ws):
     config = current_app.config
     slots = current_app.extensions["ferkit.live_slots"]
     if not slots.acquire(blocking=False):
-        busy = f"server busy: {config['LIVE_MAX']} live cameras are connected; try again later"
+        busy = f"server busy: {config['LIVE_MAX']} live viewers are connected; try again later"
         ws.send(json.dumps({"error": busy}))
         ws.close(BUSY, "server busy")
         return

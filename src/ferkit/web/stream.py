@@ -93,9 +93,13 @@ class SharedCapture:
 @bp.get("/video_feed")
 def video_feed():
     capture: SharedCapture = current_app.extensions["ferkit.stream"]
+    slots = current_app.extensions["ferkit.live_slots"]  # a viewer holds a thread, as a camera
+    if not slots.acquire(blocking=False):
+        abort(503, f"server busy: {current_app.config['LIVE_MAX']} live viewers; try again later")
     frames = capture.frames()
     first = next(frames, None)
     if first is None:
+        slots.release()
         abort(503, capture.failed or "the stream source gave no frame")
 
     def body():
@@ -103,4 +107,6 @@ def video_feed():
         for frame in frames:
             yield b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + frame + b"\r\n"
 
-    return Response(body(), mimetype="multipart/x-mixed-replace; boundary=frame")
+    response = Response(body(), mimetype="multipart/x-mixed-replace; boundary=frame")
+    response.call_on_close(slots.release)
+    return response
