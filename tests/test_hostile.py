@@ -294,3 +294,25 @@ def test_small_faults_give_clear_errors(tmp_path):
     huge.write_text(f"emotion,pixels,Usage\n3,{'1 ' * 70_000},Training\n")
     with pytest.raises(FerkitError, match=r"huge.csv: line 2: malformed CSV \(field larger"):
         data.load_csv(huge)
+
+
+def test_phone_photo_upright_on_the_image_page(server, tmp_path):
+    """The page shows the photo as the browser orients it, and the server's boxes match."""
+    from playwright.sync_api import expect, sync_playwright
+
+    port, _ = server
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(assets.exif_rotated_jpeg(assets.one_face()))  # stored 480x640
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=assets.CHROMIUM, args=["--no-sandbox"], headless=True
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"http://127.0.0.1:{port}/image")
+        with page.expect_response("**/api/predict") as response:
+            page.set_input_files("#file", str(path))
+        reply = response.value.json()
+        expect(page.locator("#status")).to_have_text("1 face found", timeout=15_000)
+        shown = page.eval_on_selector("#photo", "i => [i.naturalWidth, i.naturalHeight]")
+        browser.close()
+    assert [reply["width"], reply["height"]] == shown == [640, 480]
