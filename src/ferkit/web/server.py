@@ -44,7 +44,7 @@ class _Refused(Exception):
 class _Front:
     """One request being read by the event loop: the head, then the body (plain or chunked)."""
 
-    def __init__(self, cap: int, spool_dir: str | None, data: bytes = b""):
+    def __init__(self, cap: int, spool_dir: str | None):
         self.cap, self.spool_dir = cap, spool_dir
         self.started = time.monotonic()
         self.head = bytearray()
@@ -59,8 +59,6 @@ class _Front:
         self.continue_ = False  # the client waits for "100 Continue" before the body
         self.upgrade = False  # a WebSocket handshake
         self.tail = b""  # bytes after this request (a pipelined next request)
-        if data:
-            self.feed(data)
 
     def feed(self, data: bytes) -> None:
         if self.body is None:
@@ -94,7 +92,8 @@ class _Front:
             lines = bytes(self.head).split(b"\r\n")
         if b"chunked" in headers.get(b"transfer-encoding", b""):
             self.chunked = True
-            kept = [ln for ln in lines if not ln.lower().startswith(b"transfer-encoding:")]
+            framing = (b"transfer-encoding:", b"content-length:")  # both: a smuggling attempt
+            kept = [ln for ln in lines if not ln.lower().startswith(framing)]
             self.head = bytearray(b"\r\n".join(kept))  # Content-Length is added when complete
             return
         try:
@@ -198,39 +197,41 @@ class BufferingWorker(ThreadWorker):
             conn.ferkit_ready = False
             return super().enqueue_req(conn)
         config = self._app_config()
-        front = _Front(
-            config.get("MAX_CONTENT_LENGTH") or 100 * 2**20,
-            config.get("SPOOL_DIR"),
-            getattr(conn, "ferkit_tail", b""),
-        )
-        conn.ferkit_tail = b""
+        cap = config.get("MAX_CONTENT_LENGTH") or 100 * 2**20
+        self.fronts[conn] = _Front(cap, config.get("SPOOL_DIR"))
         conn.initialized = conn.data_ready = True  # the parser is set when the request is in
-        if front.done:
-            return self._hand_over(conn, front)
         conn.sock.setblocking(False)
-        self.fronts[conn] = front
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+        tail, conn.ferkit_tail = getattr(conn, "ferkit_tail", b""), b""
+        if tail:  # a pipelined request read with the previous one
+            self._feed(conn, tail)
 
     def _readable(self, conn, _sock) -> None:
+        while conn in self.fronts:
+            try:
+                data = conn.sock.recv(256 * 1024)
+            except BlockingIOError:
+                return
+            except OSError:
+                return self._drop(conn)
+            if not data:
+                return self._drop(conn)
+            self._feed(conn, data)
+
+    def _feed(self, conn, data: bytes) -> None:
         front = self.fronts[conn]
         try:
-            while not front.done:
-                try:
-                    data = conn.sock.recv(256 * 1024)
-                except BlockingIOError:
-                    return
-                if not data:
-                    return self._drop(conn)
-                front.feed(data)
-                if front.continue_:
-                    front.continue_ = False
-                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            front.feed(data)
+            if front.continue_:
+                front.continue_ = False
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         except _Refused as refused:
             return self._drop(conn, refused)
         except OSError:
             return self._drop(conn)
-        self._forget(conn)
-        self._hand_over(conn, front)
+        if front.done:
+            self._forget(conn)
+            self._hand_over(conn, front)
 
     def _hand_over(self, conn, front: _Front) -> None:
         conn.ferkit_tail, conn.ferkit_upgrade = front.tail, front.upgrade
@@ -239,7 +240,7 @@ class BufferingWorker(ThreadWorker):
         conn.ferkit_ready = True
         self.enqueue_req(conn)
 
-    def _forget(self, conn) -> None:
+    def _forget(self, conn) -> _Front:
         front = self.fronts.pop(conn)
         try:
             self.poller.unregister(conn.sock)
@@ -303,7 +304,10 @@ class BufferingWorker(ThreadWorker):
         super().murder_pending()
         now = time.monotonic()
         for conn in [c for c, f in self.fronts.items() if not self.alive or f.late(now)]:
-            self._drop(conn, _Refused(408, "Request Timeout", "request too slow"))
+            if self.alive:
+                self._drop(conn, _Refused(408, "Request Timeout", "request too slow"))
+            else:
+                self._drop(conn, _Refused(503, "Service Unavailable", "the server is stopping"))
         for conn in [c for c, until in self.draining.items() if not self.alive or until < now]:
             self._close(conn)
 
