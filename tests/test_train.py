@@ -199,13 +199,17 @@ def test_consistency_loss_is_cross_entropy_on_both_views_plus_js():
 
 @pytest.fixture(scope="module")
 def kfold_run(tmp_path_factory, face_folders):
+    """Fold 1 alone (as parallel processes run them), then --resume: fold 2, the final model."""
     train, val = face_folders
     out = tmp_path_factory.mktemp("kfold") / "run"
     args = ["train", train, "--val", val, "--folds", "2", "--epochs", "2", "--arch", "vgg"] + [
         "--batch-size", "16", "--consistency", "1", "--mixup", "0.3", "--erase", "0.5",
         "--out", out, "--quiet",
     ]  # fmt: skip
-    assert main([str(a) for a in args]) == 0
+    assert main([str(a) for a in args + ["--fold", "1"]]) == 0
+    assert (out / "fold-1" / "model.json").exists() and not (out / "fold-2").exists()
+    assert main([str(a) for a in args + ["--fold", "3"]]) == 2  # there are 2
+    assert main(["train", "--resume", "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -289,3 +293,29 @@ def test_embedded_int8_model_gives_the_float_answers(astronaut):
     exact = FacialExpressionModel.load(engine="onnx").predict_scores(faces)
     np.testing.assert_array_equal(int8.argmax(axis=1), exact.argmax(axis=1))
     assert np.abs(int8 - exact).max() < 0.05
+
+
+def test_ema_weights_are_what_is_validated_and_kept(face_folders, tmp_path):
+    import keras
+
+    from ferkit.model import build_trainer, ema_weights
+    from ferkit.train import TrainConfig, train
+
+    trainer = build_trainer("vgg", 1e-3, ema=0.5)
+    x, y = synthetic_faces(2)
+    for _ in range(3):  # train_on_batch, unlike fit, leaves the average beside the weights
+        trainer.train_on_batch(x[..., None].astype("float32"), np.eye(7)[y])
+    trained = keras.ops.convert_to_numpy(trainer.net.trainable_variables[0])
+    average = keras.ops.convert_to_numpy(trainer.optimizer._model_variables_moving_average[0])
+    assert not np.allclose(trained, average)
+    with ema_weights(trainer):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(trainer.net.trainable_variables[0]), average
+        )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(trainer.net.trainable_variables[0]), trained
+    )
+    train_dir, val_dir = face_folders
+    cfg = TrainConfig([str(train_dir)], val=str(val_dir), epochs=1, batch_size=32, ema=0.9)
+    meta = train(cfg, tmp_path / "run", verbose=0)
+    assert meta["training"]["config"]["ema"] == 0.9 and (tmp_path / "run" / "model.json").exists()

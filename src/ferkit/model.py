@@ -7,6 +7,7 @@ the saved model carries its own input scaling.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import keras
 from keras import layers
@@ -139,15 +140,41 @@ def build_trainer(
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     label_smoothing: float = 0.0,
     consistency: float = 0.0,
+    ema: float | None = None,
 ) -> Trainer:
     """A compiled, built `Trainer` (Adam, cross-entropy, accuracy) around a fresh network;
-    built with its optimizer state, so a backup can be loaded into it before `fit`."""
+    built with its optimizer state, so a backup can be loaded into it before `fit`. With
+    `ema` (a momentum such as 0.999) Adam also keeps an exponential moving average of the
+    weights (`ema_weights` puts it in the net)."""
     trainer = Trainer(network(arch), consistency, label_smoothing)
+    optimizer = keras.optimizers.Adam(
+        learning_rate, use_ema=ema is not None, ema_momentum=ema if ema is not None else 0.99
+    )
     trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=["accuracy"],
     )
     trainer(keras.ops.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1)))
     trainer.optimizer.build(trainer.trainable_variables)
     return trainer
+
+
+@contextmanager
+def ema_weights(trainer: keras.Model):
+    """Inside the block the net holds the moving average of its weights (when the optimizer
+    keeps one), the weights to validate, checkpoint and ship; the trained ones come back after.
+    Keras's `SwapEMAWeights` does this for `evaluate` only, not for checkpoints or `predict`."""
+    optimizer = trainer.optimizer
+    if not getattr(optimizer, "use_ema", False):
+        yield
+        return
+    variables = optimizer._trainable_variables  # what Adam averages, in its order
+    trained = [keras.ops.convert_to_numpy(v) for v in variables]
+    for variable, average in zip(variables, optimizer._model_variables_moving_average, strict=True):
+        variable.assign(average)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, trained, strict=True):
+            variable.assign(value)

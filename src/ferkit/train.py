@@ -44,6 +44,7 @@ from ferkit.errors import FerkitError
 from ferkit.evaluate import bootstrap_interval, encode_fingerprints, fingerprints, metrics
 from ferkit.files import temp_path, write_atomic, write_json
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
+from ferkit.model import build_trainer, ema_weights, network
 from ferkit.plots import training_curves
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class TrainConfig:
     precision: str = "float32"  # or "mixed_bfloat16": ~2x faster on CPUs with AVX512-BF16
     mixup: float = 0.0  # the partner face's weight is uniform in [0, mixup]
     consistency: float = 0.0  # weight of the sharp/blurred-twin Jensen-Shannon term
+    ema: float | None = None  # momentum of a weight moving average (validated and shipped)
     folds: int | None = None  # K-fold over the --val set
     fold: int | None = None  # which fold this run holds out (None: all of --val trained on)
     stop_after: int | None = None  # epochs to train (the schedule still spans `epochs`)
@@ -397,15 +399,16 @@ class _EpochFiles(keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         self.rows.append({"epoch": epoch, **logs})
         _write_history(self.out / "history.csv", self.rows)
-        if self.cfg.fold is not None:  # the held-out fold's answers, for out-of-fold scores
-            scores = self.net.predict(self.val_images, batch_size=512, verbose=0)
-            self.predictions.append(np.asarray(scores).argmax(axis=1).astype(np.int8))
-            tmp = temp_path(self.out / "val_predictions.npy")
-            np.save(tmp, np.stack(self.predictions))
-            os.replace(tmp, self.out / "val_predictions.npy")
-        if logs.get("val_accuracy", -1.0) > self.best:
-            self.best = logs["val_accuracy"]
-            self._save(self.net, self.out / "best.weights.h5")
+        with ema_weights(self.model):  # what is validated is what is kept
+            if self.cfg.fold is not None:  # the held-out fold's answers, for out-of-fold scores
+                scores = self.net.predict(self.val_images, batch_size=512, verbose=0)
+                self.predictions.append(np.asarray(scores).argmax(axis=1).astype(np.int8))
+                tmp = temp_path(self.out / "val_predictions.npy")
+                np.save(tmp, np.stack(self.predictions))
+                os.replace(tmp, self.out / "val_predictions.npy")
+            if logs.get("val_accuracy", -1.0) > self.best:
+                self.best = logs["val_accuracy"]
+                self._save(self.net, self.out / "best.weights.h5")
         training_curves(_columns(self.rows), self.out / "curves.png")
         (self.out / "backup").mkdir(exist_ok=True)
         self._save(self.model, self.out / "backup" / f"epoch-{epoch + 1:04d}.weights.h5", True)
@@ -452,18 +455,45 @@ def train(
     resume: bool = False,
     verbose: int = 1,
     callbacks: list | None = None,
+    only_fold: int | None = None,
 ) -> dict:
-    """Train the run in `out` (a K-fold run when `cfg.folds`); returns the model's metadata."""
+    """Train the run in `out` (a K-fold run when `cfg.folds`); returns the model's metadata.
+
+    `only_fold` (1-based) trains that fold of a K-fold run and stops, so that the folds can
+    run as parallel processes (a GPU is shared by several); `--resume` then finishes the run.
+    """
     out = Path(out)
+    if only_fold is not None:
+        return _train_fold(cfg, out, only_fold, resume, verbose, callbacks)
     cfg = prepare_run(cfg, out, resume)
     if cfg.folds and cfg.fold is None and cfg.stop_after is None:
         return train_folds(cfg, out, verbose, callbacks)
     return _train_one(cfg, out, verbose, callbacks)
 
 
+def _train_fold(
+    cfg: TrainConfig, out: Path, number: int, resume: bool, verbose: int, callbacks
+) -> dict:
+    """One fold of a K-fold run; several processes may start the same run at once, so the
+    run's config is written when missing and otherwise must be the same."""
+    config_path = out / "config.json"
+    if resume or config_path.exists():
+        saved = prepare_run(cfg, out, resume=True)
+        if not resume and saved != cfg:
+            raise FerkitError(f"{out}: another run is there; add --resume to continue it")
+        cfg = saved
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(config_path, asdict(cfg))
+    if not cfg.folds or not 1 <= number <= cfg.folds:
+        raise FerkitError(f"--fold must be between 1 and --folds, got {number}")
+    sub = out / f"fold-{number}"
+    sub_cfg = prepare_run(replace(cfg, fold=number - 1), sub, (sub / "config.json").exists())
+    return _train_one(sub_cfg, sub, verbose, callbacks)
+
+
 def _train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None) -> dict:
     """Fit one run (resuming from its backup if any) and save its model files."""
-    from ferkit.model import build_trainer, network
     from ferkit.serialize import save_model_files
 
     train_set, val_set = assemble(cfg)
@@ -475,7 +505,7 @@ def _train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate, steps * cfg.epochs, alpha=0.01
     )
-    trainer = build_trainer(cfg.arch, schedule, cfg.label_smoothing, cfg.consistency)
+    trainer = build_trainer(cfg.arch, schedule, cfg.label_smoothing, cfg.consistency, cfg.ema)
     first = restore_backup(trainer, out / "backup") if (out / "backup").exists() else 0
     rows = [r for r in _read_history(out / "history.csv") if r["epoch"] < first]
     last = min(cfg.epochs, cfg.stop_after or cfg.epochs)
@@ -491,18 +521,22 @@ def _train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None
             validation_data=(val_x, one_hot(val_set.labels)) if val_set else None,
             shuffle=False,  # the stream is ordered by `epoch_order` already
             class_weight=class_weights(train_set.labels, cfg.class_weight),
-            callbacks=[_EpochFiles(out, trainer.net, cfg, rows, val_x)] + (callbacks or []),
+            callbacks=[_EpochFiles(out, trainer.net, cfg, rows, val_x)]
+            + ([keras.callbacks.SwapEMAWeights()] if cfg.ema else [])  # validate the average
+            + (callbacks or []),
             verbose=verbose,
         )
     seconds = time.monotonic() - started
     net = trainer.net
     if val_set is not None and (out / "best.weights.h5").exists():
         net.load_weights(out / "best.weights.h5")
-    if cfg.precision != "float32":  # ship a float32 twin: same weights, no bf16 in the JSON
-        keras.mixed_precision.set_global_policy("float32")
         weights = net.get_weights()
-        net = network(cfg.arch)
-        net.set_weights(weights)
+    else:  # the last epoch's (average) weights: a K-fold final run, or no validation
+        with ema_weights(trainer):
+            weights = net.get_weights()
+    keras.mixed_precision.set_global_policy("float32")  # ship float32: no bf16 in the JSON
+    net = network(cfg.arch)
+    net.set_weights(weights)
     history = _columns(_read_history(out / "history.csv"))
     metadata = model_metadata(cfg, net, train_set)
     metadata["training"].update(
@@ -605,7 +639,9 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
     )
     final = out / "final"
     final_cfg = prepare_run(
-        replace(cfg, fold=None, stop_after=best + 1), final, (final / "config.json").exists()
+        replace(cfg, fold=None, stop_after=best + 1, max_minutes=None),  # every chosen epoch
+        final,
+        (final / "config.json").exists(),
     )
     metadata = _train_one(final_cfg, final, verbose, callbacks)
     metadata["metrics"] = {"out_of_fold": {k: v for k, v in report.items() if k != "per_epoch"}}
