@@ -91,7 +91,7 @@ def long_video(tmp_path_factory) -> Path:
     """A clip that takes several seconds to process (the job is running when we act)."""
     frames = list(assets.astronaut_frames(assets.astronaut(), 30))
     path = tmp_path_factory.mktemp("video") / "long.mp4"
-    return assets.write_video(path, frames * 10)
+    return assets.write_video(path, frames * 5)
 
 
 def test_slow_clients_hold_no_thread(server):
@@ -233,9 +233,29 @@ def test_kill_9_during_a_job_then_restart_leaves_no_files(tmp_path, long_video):
         assert files_under(tmp_path) == []
         assert len(list((tmp_path / "jobs").iterdir())) == 1  # the new worker's, empty
         assert call(port, "GET", f"/api/videos/{job['id']}")[0] == 404
+        assert call(port, "POST", "/api/videos", long_video.read_bytes())[0] == 202
+        for process in [*psutil.Process(proc.pid).children(), psutil.Process(proc.pid)]:
+            process.send_signal(signal.SIGKILL)  # master and worker at once
+        proc.wait(10)
+        assert files_under(tmp_path)  # the upload is still there: nobody cleaned up
+        proc, port = assets.start_server("--data-dir", str(tmp_path))
+        wait_for(lambda: health_within(port, 1), 60, "the new server")
+        assert files_under(tmp_path) == []
+        assert len(list((tmp_path / "jobs").iterdir())) == 1
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_finished_jobs_are_deleted_by_a_timer(tmp_path, astronaut_video):
+    app = create_app({"DATA_DIR": str(tmp_path), "JOB_TTL_S": 0.5})
+    reply = app.test_client().post(
+        "/api/videos", data=astronaut_video.read_bytes(), content_type="video/mp4"
+    )
+    job = app.extensions["ferkit.jobs"].jobs[reply.get_json()["id"]]
+    assert job.finished.wait(60) and job.status == "done" and files_under(tmp_path)
+    wait_for(lambda: files_under(tmp_path) == [], 10, "the timer")  # nobody asked for the job
+    shutdown(app)
 
 
 def test_sigterm_after_live_traffic_exits_cleanly_and_removes_files(tmp_path, astronaut_video):

@@ -32,6 +32,7 @@ HEAD_TIMEOUT_S = 10.0  # the whole head must arrive within this
 BODY_GRACE_S, BODY_MIN_RATE = 10.0, 16 * 1024  # then at least 16 KB/s on average
 SPOOL_BYTES = 1024 * 1024  # bodies above this wait in an unnamed file, not in memory
 DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and discarded
+STOP_GRACE_S = 1.0  # a stop lets requests in progress finish for this long
 RESERVED_THREADS = 16  # threads never given to live WebSockets
 
 
@@ -187,6 +188,8 @@ class BufferingWorker(ThreadWorker):
     def init_process(self):
         self.fronts: dict = {}  # connections whose request is being read
         self.draining: dict = {}  # refused connections: read and discarded until a deadline
+        self.serving: set = set()  # connections a thread is serving
+        self.stopped_at: float | None = None
         super().init_process()
 
     def _app_config(self):
@@ -238,6 +241,7 @@ class BufferingWorker(ThreadWorker):
         conn.parser = http.get_parser(self.cfg, front.request(), conn.client)
         conn.sock.setblocking(True)
         conn.ferkit_ready = True
+        self.serving.add(conn)
         self.enqueue_req(conn)
 
     def _forget(self, conn) -> _Front:
@@ -300,9 +304,19 @@ class BufferingWorker(ThreadWorker):
         conn.close()
 
     def murder_pending(self):
-        """Also close requests that arrive too slowly (or all of them when stopping)."""
+        """Also close requests that arrive too slowly (or all of them when stopping), and,
+        STOP_GRACE_S into a stop, the sockets of what still holds a thread (live cameras,
+        MJPEG viewers), so the worker is done well before gunicorn's graceful timeout."""
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive:
+            self.stopped_at = self.stopped_at or now
+            if now - self.stopped_at > STOP_GRACE_S:
+                for conn in self.serving:
+                    try:
+                        conn.sock.shutdown(socket.SHUT_RDWR)  # its thread's next I/O fails
+                    except OSError:
+                        pass
         for conn in [c for c, f in self.fronts.items() if not self.alive or f.late(now)]:
             if self.alive:
                 self._drop(conn, _Refused(408, "Request Timeout", "request too slow"))
@@ -312,6 +326,7 @@ class BufferingWorker(ThreadWorker):
             self._close(conn)
 
     def finish_request(self, conn, fs):
+        self.serving.discard(conn)
         if getattr(conn, "ferkit_upgrade", False):
             # A WebSocket's thread owns its socket and closes it; end its reads with EOF
             # (what was sent, the close frame included, is still delivered).
@@ -368,7 +383,7 @@ def run(
                 "worker_class": WORKERS[worker],
                 "threads": threads,
                 "timeout": 300,
-                "graceful_timeout": 5,
+                "graceful_timeout": 10,  # the worker needs ~STOP_GRACE_S + its app's stop
                 "worker_connections": 1000,
                 "worker_exit": partial(_exit_worker, on_exit),
             }
