@@ -45,7 +45,7 @@ class Face:
             "detection": round(float(self.detection), 3),
         }
         if self.landmarks is not None:
-            out["landmarks"] = np.round(self.landmarks, 1).tolist()
+            out["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks]
         return out
 
     def csv_row(self) -> list:
