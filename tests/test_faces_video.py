@@ -166,3 +166,24 @@ def test_video_without_faces(tmp_path, capsys):
 def test_astronaut_frames_are_640x480(astronaut):
     frame = next(astronaut_frames(astronaut, 2))
     assert frame.shape == (480, 640, 3)
+
+
+def test_short_tracks_are_left_out_of_video_outputs(tmp_path, astronaut, capsys):
+    """A second face shown for two frames only is no track (unless --min-track 1 asks)."""
+    head = cv2.resize(astronaut[20:240, 130:330], (110, 110))
+    frames = list(astronaut_frames(astronaut, 20))
+    for frame in frames[15:17]:  # frame 15: a full-frame search (every 15 frames)
+        frame[360:470, 10:120] = head
+    src = write_video(tmp_path / "flash.mp4", frames)
+    tracks = {}
+    for min_track in (3, 1):
+        out = tmp_path / f"s{min_track}.json"
+        args = ["video", str(src), "--out", str(tmp_path / "o.mp4"), "--json", str(out)]
+        args += ["--csv", str(tmp_path / f"f{min_track}.csv"), "--min-track", str(min_track)]
+        assert main(args) == 0
+        tracks[min_track] = json.loads(out.read_text())["faces"]
+    assert list(tracks[3]) == ["1"] and tracks[3]["1"]["frames"] >= 17
+    assert len(tracks[1]) == 2  # the flash is a face of its own when nothing is left out
+    rows = list(csv.DictReader(open(tmp_path / "f3.csv")))
+    assert {r["face_id"] for r in rows} == {"1"}
+    assert main(["video", str(src), "--out", str(tmp_path / "o.mp4"), "--min-track", "0"]) == 2

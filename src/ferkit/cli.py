@@ -434,6 +434,13 @@ def _add_video(sub) -> None:
     p.add_argument(
         "--no-smooth", action="store_true", help="no score smoothing (faces are still tracked)"
     )
+    p.add_argument(
+        "--min-track",
+        type=int,
+        default=3,
+        help="frames a face must be seen in before it counts (shorter tracks are left out of "
+        "the video, CSV, chart and summary; default: %(default)s)",
+    )
     _add_model_options(p)
     _add_face_options(p)
 
@@ -447,7 +454,9 @@ def cmd_video(args) -> int:
         _output_folder(path)
     outputs = VideoOutputs(args.out, args.csv, args.json, args.chart)
     try:
-        stream = _pipeline(args).stream(smooth=not args.no_smooth)
+        if args.min_track < 1:
+            raise FerkitError(f"--min-track must be 1 or more, got {args.min_track}")
+        stream = _pipeline(args).stream(smooth=not args.no_smooth, min_frames=args.min_track)
         summary = process_video(args.input, outputs, stream, args.every)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written", file=sys.stderr)
