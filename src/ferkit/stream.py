@@ -9,17 +9,22 @@ within half a second at 30 fps) or as soon as a face is lost.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ferkit.detections import Detections
 from ferkit.face import Face
 from ferkit.tracking import Tracker
 
+if TYPE_CHECKING:  # the pipeline makes streams: no import at run time
+    from ferkit.pipeline import Pipeline
+
 
 class Stream:
     def __init__(
         self,
-        pipeline,
+        pipeline: Pipeline,
         smooth: bool = True,
         refresh: int = 15,
         min_frames: int = 3,
@@ -30,14 +35,12 @@ class Stream:
             alpha=0.3 if smooth else 1.0, min_frames=min_frames, min_detection=min_detection
         )
         self.refresh = refresh
-        self.frames = 0
         self._found = Detections.empty()
         self._since_full = 0
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         """The confirmed faces in this frame, numbered and smoothed."""
         self.pipeline.check(frame)
-        self.frames += 1
         found = self.detect(frame)
         return self.tracker.update(self.pipeline.classify(frame, found))
 
