@@ -76,7 +76,7 @@ def remove_dead_folders(base: Path) -> int:
         if not folder.is_dir() or (folder / KEPT_NAME).exists():
             continue
         try:
-            with open(folder / LOCK_NAME, "a") as fh:
+            with open(folder / LOCK_NAME, "rb") as fh:  # never created here: see below
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             continue  # a live process holds it
@@ -97,7 +97,7 @@ class JobQueue:
         pipeline: Pipeline,
         max_jobs: int = 4,
         ttl_s: float = 3600,
-        max_job_s: float = 180,
+        max_job_s: float = 120,
     ):
         base = Path(data_dir) / "jobs"
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -226,12 +226,12 @@ class JobQueue:
                 shutil.rmtree(job.folder, ignore_errors=True)
 
     def _guarded(
-        self, job: Job, recognize: Callable[[np.ndarray], list[dict]]
-    ) -> Callable[[np.ndarray], list[dict]]:
+        self, job: Job, recognize: Callable[[np.ndarray], list]
+    ) -> Callable[[np.ndarray], list]:
         """`recognize`, checked before every frame: stopping, deleted, or over the time cap."""
         deadline = time.monotonic() + self.max_job_s
 
-        def guarded(image: np.ndarray) -> list[dict]:
+        def guarded(image: np.ndarray) -> list:
             if self.stopping.is_set():
                 raise _Stopped("the server stopped")
             if job.cancelled.is_set():
