@@ -2,9 +2,9 @@
 
 A small file can declare a huge picture (a decompression bomb), so every size a file
 declares is checked before a pixel is decoded: the picture itself and, for TIFF, each tile
-the decoder will allocate. Large pictures share a budget of pixels in flight (decoded
-and being recognised), so a burst
-of large uploads cannot add up. EXIF orientation is applied, as phones expect.
+the decoder will allocate. Large pictures share a budget of pixels in flight (decoded and
+being recognised), so a burst of large uploads cannot add up. EXIF orientation is
+applied, as phones expect.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ferkit.errors import FerkitError
 
 MAX_PIXELS = 40_000_000  # larger is a decompression bomb, not a photo
 # Decoded samples a file may declare (width x height x channels x bytes a sample): a 40 MP
-# 8-bit RGB photo fits; a 6300x6300 16-bit RGBA PNG (318 MB) does not.
+# 8-bit RGB photo fits; a 6300x6300 16-bit RGBA PNG (303 MB) does not.
 MAX_DECODED_BYTES = 160 * 2**20
 # Pictures of LARGE_PIXELS or more wait for a share of IN_FLIGHT_PIXELS (two of the largest
 # at once): 8 uploads of 40 MP held 2.3 GB when they all ran at once. Smaller ones (live
