@@ -5,7 +5,8 @@ landmarks land where they sit, on average, in FER2013 images gives the model the
 it was trained on; a detector box (CenterFace's is tighter than FER2013's, Haar's is close)
 does not. `FER_LANDMARKS` was measured on this repository's data: CenterFace run on the
 1,827 training faces of `publictest/` it found (upscaled 3x with a replicated border), the
-landmarks averaged in 48x48 coordinates (standard deviation about 3-4 px).
+landmarks averaged in 48x48 coordinates (standard deviation about 3-4 px;
+`scripts/fer_landmarks.py` measures it again).
 """
 
 from __future__ import annotations
