@@ -1,9 +1,10 @@
 """Face crops framed like FER2013: the 48x48 model input made straight from the frame.
 
-FER2013's faces were framed by its makers' own detector. Warping each face so that its 5
-landmarks land where they sit, on average, in FER2013 images gives the model the framing
-it was trained on; a detector box (CenterFace's is tighter than FER2013's, Haar's is close)
-does not. `FER_LANDMARKS` was measured on this repository's data: CenterFace run on the
+FER2013's faces were framed by its makers' own detector; CenterFace's bare box is tighter.
+Two ways back to FER2013's framing: the box made square with a small margin (the default:
+it labelled the most FER2013 faces in frames right, `bench/detect.py`), or a warp that puts
+the 5 landmarks where they sit, on average, in FER2013 images (`--crop aligned`, 0.9 points
+behind: the average framing fits an individual face less well than its own box). `FER_LANDMARKS` was measured on this repository's data: CenterFace run on the
 1,827 training faces of `publictest/` it found (upscaled 3x with a replicated border), the
 landmarks averaged in 48x48 coordinates (standard deviation about 3-4 px;
 `scripts/fer_landmarks.py` measures it again).
