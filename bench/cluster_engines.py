@@ -32,7 +32,7 @@ from media import dask_cluster
 
 from ferkit.analysis import init_worker, run_task
 from ferkit.batch import run_batch
-from ferkit.engines import failed
+from ferkit.engines import LocalEngine, failed
 
 OPTIONS = {"model": None, "engine": "auto", "detector": "centerface"}
 MARKERS = {"ray": ("ray", "raylet", "gcs_server"), "dask": ("dask", "distributed")}
@@ -101,6 +101,15 @@ class RayEngine:
 
 
 @contextlib.contextmanager
+def profiler_off():
+    os.environ["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = "False"
+    try:
+        yield
+    finally:
+        del os.environ["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"]
+
+
+@contextlib.contextmanager
 def ray_cluster(folder: Path):
     """`ray start --head` with 2 CPUs on loopback; `ray stop` at the end."""
     ray = Path(sys.executable).parent / "ray"
@@ -119,7 +128,21 @@ def ray_cluster(folder: Path):
         subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
 
 
+def local_baseline(corpus: Path, tmp: Path) -> dict:
+    """`--engine local` (2 workers) through the same driver; its time includes starting the
+    pool and loading the models, which the warm clusters have done before their jobs."""
+    t0 = time.perf_counter()
+    run_batch([str(corpus)], tmp / "local", LocalEngine(2, OPTIONS), show_bar=False)
+    return {
+        "engine": "local (baseline)",
+        "job_s": time.perf_counter() - t0,
+        "face_rows": len(faces(tmp / "local")),
+    }
+
+
 def measure(name: str, corpus: Path, tmp: Path) -> dict:
+    slug = name.replace(", ", "-").replace(" ", "-")
+    first = tmp / f"{slug}-1"
     since = time.time()
     start = time.perf_counter()
     if name == "ray":
@@ -129,6 +152,8 @@ def measure(name: str, corpus: Path, tmp: Path) -> dict:
         pids = engine.pids
     else:
         stack = contextlib.ExitStack()
+        if name == "dask, profiler off":  # the workers' statistical profiler samples every 10 ms
+            stack.enter_context(profiler_off())
         address = stack.enter_context(dask_cluster(tmp, workers=2))
         from ferkit.cluster import DaskEngine
 
@@ -137,32 +162,32 @@ def measure(name: str, corpus: Path, tmp: Path) -> dict:
     startup = time.perf_counter() - start
     with stack:
         try:
-            idle = rss_mb(cluster_processes(name, since))
+            idle = rss_mb(cluster_processes(engine_kind(name), since))
             peak = [idle]
             stop = threading.Event()
 
             def sample():
                 while not stop.wait(0.2):
-                    peak.append(rss_mb(cluster_processes(name, since)))
+                    peak.append(rss_mb(cluster_processes(engine_kind(name), since)))
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             t0 = time.perf_counter()
-            run_batch([str(corpus)], tmp / f"{name}-1", engine, show_bar=False)
+            run_batch([str(corpus)], first, engine, show_bar=False)
             job = time.perf_counter() - t0
             stop.set()
             sampler.join()
-            killed = tmp / f"{name}-2"
+            killed = tmp / f"{slug}-2"
             t0 = time.perf_counter()
             killer = threading.Thread(target=kill_one_busy, args=(killed, pids), daemon=True)
             killer.start()
             second = run_batch([str(corpus)], killed, engine, show_bar=False)
             job_killed = time.perf_counter() - t0
             killer.join()
-            same = faces(tmp / f"{name}-1") == faces(killed)
+            same = faces(first) == faces(killed)
         finally:
             engine.close()
-        table = faces(tmp / f"{name}-1")
+        table = faces(first)
     return {
         "engine": name,
         "startup_s": startup,
@@ -173,7 +198,12 @@ def measure(name: str, corpus: Path, tmp: Path) -> dict:
         "failed_after_kill": len(second.errors),
         "table_identical": same,
         "face_rows": len(table),
+        "same_as_local": table == faces(tmp / "local"),
     }
+
+
+def engine_kind(name: str) -> str:
+    return "ray" if name == "ray" else "dask"
 
 
 def kill_one_busy(out: Path, pids: list[int]) -> None:
@@ -199,10 +229,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_corpus(tmp / "corpus", args.clips, args.seconds, args.photos)
-        for name in ("dask", "ray"):
+        rows.append(local_baseline(tmp / "corpus", tmp))
+        for name in ("dask", "dask, profiler off", "ray"):
             rows.append(measure(name, tmp / "corpus", tmp))
     columns = ["engine", "startup_s", "idle_mb", "peak_mb", "job_s", "job_with_kill_s"]
-    report("cluster_engines", [*columns, "failed_after_kill", "table_identical", "face_rows"], rows)
+    report(
+        "cluster_engines",
+        [*columns, "failed_after_kill", "table_identical", "same_as_local", "face_rows"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

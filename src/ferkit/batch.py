@@ -130,6 +130,8 @@ def run_batch(
                         finished.append(job)
                     files_bar.update(1)
             manifest.save()
+    order = {p: i for i, p in enumerate(paths)}  # tables in input order, whatever finished first
+    finished.sort(key=lambda j: order[j.path])
     named = [(str(j.path), manifest.files[str(j.source)]) for j in finished]
     report.rows = tables.write_tables(out, named, report.errors)
     return report

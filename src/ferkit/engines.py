@@ -72,9 +72,10 @@ class LocalEngine:
                         yield task, failed(task, f"its worker died {RETRIES} times")
                     else:
                         queue.append(task)
+                running.clear()
             finally:
                 if running:  # stopped early (Ctrl-C): no waiting for work nobody will collect
-                    for process in getattr(pool, "_processes", None) or {}.values():
+                    for process in (pool._processes or {}).values():  # no public way before 3.14
                         process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
 
