@@ -48,6 +48,7 @@ class Task:
     warmup: int = 0
     every: int = 1
     smooth: bool = True
+    min_track: int = 3  # frames before a face counts (`Stream`'s min_frames)
     annotate: tuple[str | None, ...] = ()  # per path: where to write the annotated copy
 
 
@@ -107,7 +108,7 @@ def _photo(path: str, target: str | None) -> Outcome:
 
 def _video(path: str, task: Task) -> Outcome:
     """Frames [start - warmup, stop) through a fresh `Stream` (the driver stitches ids)."""
-    stream = _pipeline.stream(smooth=task.smooth)
+    stream = _pipeline.stream(smooth=task.smooth, min_frames=task.min_track)
     rows, frames, first, faces = [], 0, True, []
     for n, t, image in frame_range(Path(path), max(0, task.start - task.warmup), task.stop):
         if first or n % task.every == 0:
@@ -126,7 +127,7 @@ def _annotated_video(path: str, target: str, task: Task) -> Outcome:
         summary = process_video(
             Path(path),
             VideoOutputs(Path(target), csv_path),
-            _pipeline.stream(smooth=task.smooth),
+            _pipeline.stream(smooth=task.smooth, min_frames=task.min_track),
             task.every,
             show_bar=False,
         )

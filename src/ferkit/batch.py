@@ -11,7 +11,7 @@ flight: nothing is recorded before its outputs are complete.
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -100,12 +100,15 @@ def run_batch(
     chunk_frames: int = 4500,
     every: int = 1,
     smooth: bool = True,
+    min_track: int = 3,
     annotate: bool = False,
     show_bar: bool = True,
 ) -> Report:
     """Analyse every file not finished yet, then rebuild the tables; see the module doc."""
     if every < 1:
         raise FerkitError(f"--every must be 1 or more, got {every}")
+    if min_track < 1:
+        raise FerkitError(f"--min-track must be 1 or more, got {min_track}")
     out = Path(out)
     paths = discover(inputs, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,7 +116,8 @@ def run_batch(
     report = Report()
     # an annotated video is made by `ferkit video`'s own code, in one piece
     jobs, finished = _plan(paths, manifest, report, 0 if annotate else chunk_frames, annotate)
-    tasks = _tasks(jobs, out, every, smooth, annotate)
+    settings = Task("video", (), every=every, smooth=smooth, min_track=min_track)
+    tasks = _tasks(jobs, out, settings, annotate)
     files_bar = tqdm(total=len(jobs), unit="file", disable=not show_bar, position=0)
     frames_bar = tqdm(
         total=sum(j.frames for j in jobs.values()), unit="frame", disable=not show_bar, position=1
@@ -164,7 +168,9 @@ def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: i
     return jobs, finished
 
 
-def _tasks(jobs: dict[Path, Job], out: Path, every: int, smooth: bool, annotate: bool):
+def _tasks(jobs: dict[Path, Job], out: Path, settings: Task, annotate: bool) -> list[Task]:
+    """Photos in small groups, videos in chunks; `settings` carries every, smooth, min_track."""
+
     def target(job: Job) -> str | None:
         ext = ".png" if job.kind == "photo" else ".mp4"
         return str((out / FILES / f"{job.name}.annotated{ext}").resolve()) if annotate else None
@@ -173,32 +179,25 @@ def _tasks(jobs: dict[Path, Job], out: Path, every: int, smooth: bool, annotate:
     photos = [j for j in jobs.values() if j.kind == "photo"]
     for i in range(0, len(photos), PHOTOS_PER_TASK):
         group = photos[i : i + PHOTOS_PER_TASK]
-        tasks.append(
-            Task(
-                "photo",
-                tuple(str(j.source) for j in group),
-                annotate=tuple(target(j) for j in group) if annotate else (),
-            )
-        )
+        paths = tuple(str(j.source) for j in group)
+        targets = tuple(target(j) for j in group) if annotate else ()
+        tasks.append(replace(settings, kind="photo", paths=paths, annotate=targets))
+    warmup = chunks.WARMUP + settings.min_track  # tracks confirmed and settled by the edge
     for job in jobs.values():
-        if job.kind != "video":
-            continue
-        for start, stop in job.ranges:
-            tasks.append(
-                Task(
-                    "video",
-                    (str(job.source),),
-                    start,
-                    stop,
-                    chunks.WARMUP,
-                    every,
-                    smooth,
-                    annotate=(target(job),) if annotate else (),
-                )
-            )
-    for job in jobs.values():  # annotated copies are made in place by the workers
-        if annotate:
+        if annotate:  # annotated copies are written in place by the workers
             (out / FILES / job.name).parent.mkdir(parents=True, exist_ok=True)
+        if job.kind == "video":
+            for start, stop in job.ranges:
+                tasks.append(
+                    replace(
+                        settings,
+                        paths=(str(job.source),),
+                        start=start,
+                        stop=stop,
+                        warmup=warmup,
+                        annotate=(target(job),) if annotate else (),
+                    )
+                )
     return tasks
 
 

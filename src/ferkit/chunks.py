@@ -17,7 +17,7 @@ from pathlib import Path
 from ferkit.tracking import Tracker, iou
 from ferkit.video import open_video
 
-WARMUP = 30  # frames: enough to confirm a track (3) and settle its smoothed scores
+WARMUP = 30  # frames to settle smoothed scores (a chunk adds --min-track to confirm tracks)
 
 
 def probe(path: Path) -> tuple[int, float]:

@@ -609,6 +609,12 @@ def _add_batch(sub) -> None:
     p.add_argument("--annotate", action="store_true", help="also write annotated media")
     p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
     p.add_argument("--no-smooth", action="store_true", help="no score smoothing")
+    p.add_argument(
+        "--min-track",
+        type=int,
+        default=3,
+        help="frames a face must be seen in before it counts (as for video; default: %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
     p.add_argument(
@@ -643,6 +649,7 @@ def cmd_batch(args) -> int:
             chunk_frames=args.chunk_frames,
             every=args.every,
             smooth=not args.no_smooth,
+            min_track=args.min_track,
             annotate=args.annotate,
             show_bar=not args.quiet,
         )
