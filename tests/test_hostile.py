@@ -336,3 +336,14 @@ def test_phone_photo_upright_on_the_image_page(server, tmp_path):
         shown = page.eval_on_selector("#photo", "i => [i.naturalWidth, i.naturalHeight]")
         browser.close()
     assert [reply["width"], reply["height"]] == shown == [640, 480]
+
+
+def test_keep_data_keeps_a_stopped_servers_files(tmp_path):
+    kept = create_app({"DATA_DIR": str(tmp_path), "KEEP_DATA": True})
+    folder = kept.extensions["ferkit.jobs"].root
+    (folder / "output.mp4").write_bytes(b"a result the user wants")
+    shutdown(kept)
+    later = create_app({"DATA_DIR": str(tmp_path)})  # its start-up sweep leaves kept folders
+    assert (folder / "output.mp4").exists()
+    shutdown(later)
+    assert sorted((tmp_path / "jobs").iterdir()) == [folder]
