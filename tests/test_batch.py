@@ -193,6 +193,23 @@ def test_killed_run_loses_only_files_in_flight_and_resumes(corpus, reference, tm
     assert faces_table(out) == faces_table(reference)
 
 
+def test_ctrl_c_stops_at_once_and_keeps_finished_files(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = batch(corpus, out, "--workers", "2")
+    try:
+        wait_for(lambda: finished(out), what="a first finished file")
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert "interrupted: finished files are kept" in stderr
+    assert "Traceback" not in stderr
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    assert finished(out)
+
+
 def test_stitch_keeps_ids_across_chunk_edges():
     box = [10, 10, 50, 50]
     row = lambda n, fid, b: [n, n / 30, fid, *b, 0.9, "happy", *[0.1] * 7]  # noqa: E731
