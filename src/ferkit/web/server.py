@@ -385,6 +385,7 @@ def run(
                 "timeout": 300,
                 "graceful_timeout": 10,  # the worker needs ~STOP_GRACE_S + its app's stop
                 "worker_connections": 1000,
+                "control_socket_disable": True,  # unused; two servers would share its path
                 "worker_exit": partial(_exit_worker, on_exit),
             }
             for key, value in options.items():
