@@ -30,7 +30,7 @@ from gunicorn.workers.gthread import ThreadWorker
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 HEAD_TIMEOUT_S = 10.0  # the whole head must arrive within this
 BODY_GRACE_S, BODY_MIN_RATE = 10.0, 16 * 1024  # then at least 16 KB/s on average
-SPOOL_BYTES = 1024 * 1024  # bodies above this wait in an unnamed file, not in memory
+SPOOL_BYTES = 256 * 1024  # bodies above this wait in an unnamed file, not in memory
 DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and discarded
 STOP_GRACE_S = 1.0  # a stop lets requests in progress finish for this long
 RESERVED_THREADS = 16  # threads never given to live WebSockets
@@ -108,7 +108,7 @@ class _Front:
         return _Refused(
             413,
             "Content Too Large",
-            f"upload too large (limit {self.cap / 2**20:.0f} MB)",
+            f"the upload is larger than the server's limit of {self.cap / 2**20:g} MB",
         )
 
     def _store(self, data: bytes) -> None:
