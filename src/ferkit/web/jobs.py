@@ -10,6 +10,7 @@ process's folder unless asked to keep it.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
@@ -115,6 +116,9 @@ class JobQueue:
         self.sweeper = threading.Thread(target=self._sweep, daemon=True, name="ferkit-expiry")
         self.worker.start()
         self.sweeper.start()
+        # outside `ferkit serve` (tests, notebooks): stop between two frames at exit, since
+        # an encoder killed mid-write can crash the interpreter, and delete the files
+        atexit.register(self.shutdown)
 
     def shutdown(self, keep: bool = False, timeout: float = 30) -> None:
         """Stop the worker between two frames, then delete every file unless `keep`."""
