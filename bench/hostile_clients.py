@@ -196,8 +196,8 @@ def post(port: int, data: bytes, content_type: str) -> int:
         return err.code
 
 
-def measure_uploads(label: str, port: int, proc, data: bytes, kind: str) -> dict:
-    """8 uploads at once; the server's peak memory over its memory before."""
+def measure_uploads(port: int, proc, label: str, data: bytes, kind: str, at_once: int) -> dict:
+    """`at_once` uploads at once; the worker's memory before and at its peak."""
     worker = psutil.Process(proc.pid).children()[0]
     before, peak, codes = worker.memory_info().rss, 0, []
     done = threading.Event()
@@ -212,7 +212,8 @@ def measure_uploads(label: str, port: int, proc, data: bytes, kind: str) -> dict
     sampler.start()
     started = time.perf_counter()
     threads = [
-        threading.Thread(target=lambda: codes.append(post(port, data, kind))) for _ in range(8)
+        threading.Thread(target=lambda: codes.append(post(port, data, kind)))
+        for _ in range(at_once)
     ]
     for t in threads:
         t.start()
@@ -223,7 +224,7 @@ def measure_uploads(label: str, port: int, proc, data: bytes, kind: str) -> dict
     return {
         "upload": label,
         "bytes": len(data),
-        "at_once": 8,
+        "at_once": at_once,
         "statuses": ",".join(str(c) for c in sorted(codes)),
         "seconds": time.perf_counter() - started,
         "worker_rss_before_mb": before / 2**20,
@@ -251,17 +252,16 @@ def main() -> None:
     )  # fmt: skip
 
     big = np.random.default_rng(0).integers(0, 255, (5000, 8000, 3), np.uint8)
-    uploads = {
-        "TIFF, 64x64 declared, one 16384x16368 tile": (tile_bomb_tiff(), "image/tiff"),
-        "PNG, 6300x6300 16-bit RGBA": (png16_rgba(), "image/png"),
-        "JPEG, 8000x5000 (40 MP, noise)": (cv2.imencode(".jpg", big)[1].tobytes(), "image/jpeg"),
-    }
+    photo = cv2.imencode(".jpg", big)[1].tobytes()
+    uploads = [  # (label, body, content type, how many at once)
+        ("TIFF, 64x64 declared, one 16384x16368 tile", tile_bomb_tiff(), "image/tiff", 8),
+        ("PNG, 6300x6300 16-bit RGBA", png16_rgba(), "image/png", 8),
+        ("JPEG, 8000x5000 (40 MP, noise)", photo, "image/jpeg", 1),
+        ("JPEG, 8000x5000 (40 MP, noise)", photo, "image/jpeg", 8),
+    ]
     proc, port = start("buffering", 128, tempfile.mkdtemp(prefix="ferkit-bench-"))
     try:
-        upload_rows = [
-            measure_uploads(label, port, proc, data, kind)
-            for label, (data, kind) in uploads.items()
-        ]
+        upload_rows = [measure_uploads(port, proc, *upload) for upload in uploads]
     finally:
         proc.terminate()
         proc.wait(30)
