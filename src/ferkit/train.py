@@ -376,6 +376,17 @@ def restore_backup(trainer: keras.Model, folder: Path) -> int:
     return 0
 
 
+def predict(net, images: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Scores by plain calls in inference mode: safe inside `fit` (on JAX, `predict` of a
+    model whose trainer is mid-fit trips over the trainer's donated weight buffers)."""
+    return np.concatenate(
+        [
+            keras.ops.convert_to_numpy(net(images[i : i + chunk], training=False))
+            for i in range(0, len(images), chunk)
+        ]
+    )
+
+
 class _EpochFiles(keras.callbacks.Callback):
     """Everything a run writes at an epoch's end, in an order that a kill between any two
     steps leaves consistent: history, best weights and curves first, the backup last (a
@@ -401,8 +412,8 @@ class _EpochFiles(keras.callbacks.Callback):
         _write_history(self.out / "history.csv", self.rows)
         with ema_weights(self.model):  # what is validated is what is kept
             if self.cfg.fold is not None:  # the held-out fold's answers, for out-of-fold scores
-                scores = self.net.predict(self.val_images, batch_size=512, verbose=0)
-                self.predictions.append(np.asarray(scores).argmax(axis=1).astype(np.int8))
+                scores = predict(self.net, self.val_images)
+                self.predictions.append(scores.argmax(axis=1).astype(np.int8))
                 tmp = temp_path(self.out / "val_predictions.npy")
                 np.save(tmp, np.stack(self.predictions))
                 os.replace(tmp, self.out / "val_predictions.npy")
@@ -581,10 +592,7 @@ def blur_agreement(net, images: np.ndarray, seed: int = 0) -> float:
     x = images[..., None].astype("float32")
     u = np.random.default_rng(seed).random(len(x), dtype=np.float32)
     twin = jpeg(keras.ops.convert_to_numpy(blurred_twin(x, u)))
-    sharp_scores = net.predict(x, batch_size=512, verbose=0)
-    return agreement(
-        np.asarray(sharp_scores), np.asarray(net.predict(twin, batch_size=512, verbose=0))
-    )
+    return agreement(predict(net, x), predict(net, twin))
 
 
 def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None) -> dict:
