@@ -75,7 +75,7 @@ class LocalEngine:
                 running.clear()
             finally:
                 if running:  # stopped early (Ctrl-C): no waiting for work nobody will collect
-                    for process in (pool._processes or {}).values():  # no public way before 3.14
+                    for process in multiprocessing.active_children():  # the pool's workers
                         process.terminate()
                 pool.shutdown(wait=False, cancel_futures=True)
 
