@@ -18,8 +18,11 @@ def temp_path(path: Path) -> Path:
 
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = temp_path(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:  # a failed or interrupted write leaves no temporary file either
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj) -> None:
