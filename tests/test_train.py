@@ -319,3 +319,22 @@ def test_ema_weights_are_what_is_validated_and_kept(face_folders, tmp_path):
     cfg = TrainConfig([str(train_dir)], val=str(val_dir), epochs=1, batch_size=32, ema=0.9)
     meta = train(cfg, tmp_path / "run", verbose=0)
     assert meta["training"]["config"]["ema"] == 0.9 and (tmp_path / "run" / "model.json").exists()
+
+
+def test_pydataset_stream_for_other_backends_follows_the_same_epoch_orders(face_folders):
+    from ferkit.train import TrainConfig, _Batches, batches, epoch_order, one_hot, sharp_mask
+
+    faces = data.load(face_folders[0])
+    cfg = TrainConfig([], batch_size=64, seed=2, consistency=1.0)
+    stream, steps = batches(faces, cfg, 1, 3)
+    orders = np.stack([epoch_order(len(faces), cfg.seed, e) for e in (1, 2)])
+    images, labels = faces.images[..., None], one_hot(faces.labels)
+    py = _Batches(images, labels, sharp_mask(faces.images), orders, cfg, steps)
+    assert len(py) == 2 * steps
+    for i, (_, y_tf) in enumerate(stream):  # the same faces in the same batches
+        x, y = py[i]
+        np.testing.assert_array_equal(y, np.asarray(y_tf))
+        assert x.shape == (len(y), 48, 48, 2)
+        np.testing.assert_array_equal(x[..., 1], np.round(x[..., 1]))  # twins JPEG-decoded
+    x_again, _ = py[3]
+    np.testing.assert_array_equal(x_again, py[3][0])  # batch i depends on (seed, step) only
