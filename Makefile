@@ -41,7 +41,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # All benchmarks (tables on stdout, JSON in bench/results/); the `fer` package is the peer.
-BENCHES := train_speed accuracy infer_speed pipeline_speed live_page web_load hostile_clients
+BENCHES := train_speed accuracy infer_speed detect pipeline_speed live_page web_load hostile_clients batch
 bench: install
 	$(BIN)/python -m pip install -q --no-deps fer==25.10.3
 	$(BIN)/python -m pip install -q requests
