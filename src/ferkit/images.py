@@ -91,6 +91,7 @@ def decoded(data: bytes, name: str = "image") -> Iterator[np.ndarray]:
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         except cv2.error:
             image = None
+        del data  # the file is not needed while the caller works on the picture
         if image is None or image.size == 0:
             raise FerkitError(f"{name}: corrupt image (could not decode it)")
         yield image

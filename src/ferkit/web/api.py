@@ -41,7 +41,7 @@ def _upload(kind: str) -> bytes:
             abort(400, f"expected the multipart field '{kind}'")
         data = request.files[kind].read()
     else:
-        data = request.get_data()
+        data = request.get_data(cache=False)  # one copy of the body, freed after decoding
     if not data:
         abort(400, f"no {kind}: send the multipart field '{kind}' or the file as the body")
     if sniff(data) != kind:
