@@ -353,13 +353,17 @@ def _exit_worker(on_exit, server, worker) -> None:
     (`std::system_error: Invalid argument`). Like multiprocessing's forked children, the
     worker leaves with os._exit once its own threads are stopped and its files removed.
     """
+    status = 0
     try:
         on_exit(getattr(worker, "wsgi", None))
+    except Exception:
+        logging.getLogger(__name__).exception("the app did not stop cleanly")
+        status = 1
     finally:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(status)
 
 
 WORKERS = {"buffering": f"{__name__}.BufferingWorker", "gthread": "gthread"}
