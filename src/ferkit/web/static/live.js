@@ -42,12 +42,15 @@ function connect() {
   ws = new WebSocket(`${proto}://${location.host}/ws/live`);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => { failures = 0; setStatus(statusEl, "Live", "ok"); stats.hidden = false; send(); };
-  ws.onclose = () => {
+  ws.onclose = (event) => {
     clearFaces();  // never leave the last box frozen on a live picture
     stats.hidden = true;
     const wait = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
     failures += 1;
-    setStatus(statusEl, `Lost the connection to the server; reconnecting in ${wait / 1000} s…`, "error");
+    const why = event.code === 1013
+      ? "The server is busy (too many live viewers)"  // its reason came as an error reply too
+      : "Lost the connection to the server";
+    setStatus(statusEl, `${why}; reconnecting in ${wait / 1000} s…`, "error");
     setTimeout(connect, wait);
   };
   ws.onmessage = (event) => {
