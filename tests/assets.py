@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import av
@@ -198,3 +199,15 @@ def exif_rotated_jpeg(image: np.ndarray) -> bytes:
     out = io.BytesIO()
     photo.save(out, "JPEG", quality=92, exif=exif.tobytes())
     return out.getvalue()
+
+
+def wait_for(condition, timeout: float = 60, what: str = "condition"):
+    """Poll `condition` until it returns something true (which is returned), or fail after
+    `timeout` seconds: a bounded wait on a state, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -19,7 +18,7 @@ import psutil
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from assets import astronaut_frames, dask_cluster, one_face, three_faces, write_video
+from assets import astronaut_frames, dask_cluster, one_face, three_faces, wait_for, write_video
 from distributed import Client
 
 from ferkit.chunks import ranges, stitch
@@ -65,16 +64,6 @@ def batch(corpus: Path, out: Path, *extra: str) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def finished(out: Path) -> dict:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import psutil
 import pytest
+from assets import wait_for
 from simple_websocket import Client
 
 from ferkit import data
@@ -31,16 +32,6 @@ from ferkit.cli import main as ferkit
 from ferkit.errors import FerkitError
 from ferkit.images import decode_image
 from ferkit.web import create_app, shutdown
-
-
-def wait_for(condition, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def call(port: int, method: str, path: str, body=None, headers=None, timeout: float = 30):
