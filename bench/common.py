@@ -39,3 +39,14 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return "-" if value is None else str(value)
+
+
+def median_ms(fn, repeats: int = 30) -> float:
+    """The median time of `fn()` in ms, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * sorted(times)[len(times) // 2]

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
-from common import report
+from common import median_ms, report
 from media import astronaut
 
 from ferkit import data
@@ -146,16 +146,6 @@ def fer_frames(faces, rng):
         yield cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), (x + 108, y + 108, 216)
 
 
-def ms(fn, repeats=30) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
@@ -260,7 +250,7 @@ def main() -> None:
             {
                 "test": "time 640x480",
                 "detector": name,
-                "ms_per_image": ms(lambda d=detect: d(frame)),
+                "ms_per_image": median_ms(lambda d=detect: d(frame)),
             }
         )
 

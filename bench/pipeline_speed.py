@@ -18,22 +18,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import report
+from common import median_ms, report
 from media import astronaut, astronaut_frames, one_face, three_faces, write_video
 
 from ferkit.overlay import draw
 from ferkit.pipeline import Pipeline
 from ferkit.video import VideoOutputs, process_video
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
 
 
 def stages(pipeline: Pipeline, frame: np.ndarray, repeats: int, stream: bool) -> dict:
