@@ -156,6 +156,24 @@ def test_tracker_confirms_numbers_and_smooths():
     assert last.emotion == "happy" and last.scores[EMOTIONS.index("sad")] == 0.5
 
 
+def test_tracker_gives_back_faces_seen_before_confirmation():
+    tracker = Tracker(min_frames=3)
+    outs = [tracker.update([_face((10 + i, 10, 50, 50))]) for i in range(3)]
+    assert [len(o) for o in outs] == [0, 0, 1]
+    assert [(u, f.face_id, f.box) for u, f in tracker.late] == [
+        (1, 1, (10, 10, 50, 50)),
+        (2, 1, (11, 10, 50, 50)),
+    ]
+
+
+def test_stream_frames_show_a_face_from_its_first_frame(astronaut):
+    stream = Pipeline().stream()
+    frames = [(n, n / 30, f) for n, f in enumerate(astronaut_frames(astronaut, 12))]
+    out = list(stream.frames(frames, every=2))
+    assert [n for n, *_ in out] == list(range(12))  # every frame, in order
+    assert all([f.face_id for f in faces] == [1] for *_, faces in out)
+
+
 def test_stream_gives_one_track_on_a_zoom_clip(astronaut):
     stream = Pipeline().stream()
     frames = list(astronaut_frames(astronaut, 45))

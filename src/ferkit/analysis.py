@@ -109,13 +109,12 @@ def _photo(path: str, target: str | None) -> Outcome:
 def _video(path: str, task: Task) -> Outcome:
     """Frames [start - warmup, stop) through a fresh `Stream` (the driver stitches ids)."""
     stream = _pipeline.stream(smooth=task.smooth, min_frames=task.min_track)
-    rows, frames, first, faces = [], 0, True, []
-    for n, t, image in frame_range(Path(path), max(0, task.start - task.warmup), task.stop):
-        if first or n % task.every == 0:
-            faces, first = stream(image), False
+    rows, frames = [], 0
+    decoded = frame_range(Path(path), max(0, task.start - task.warmup), task.stop)
+    for n, t, _image, faces in stream.frames(decoded, task.every):
         rows += [[n, round(t, 3), *f.csv_row()] for f in faces]
         frames += n >= task.start
-    if first and task.start == 0:
+    if stream.tracker.updates == 0 and task.start == 0:
         raise FerkitError(f"{path}: the video has no decodable frames")
     return Outcome(path, rows, frames)
 

@@ -9,6 +9,8 @@ within half a second at 30 fps) or as soon as a face is lost.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,3 +59,28 @@ class Stream:
         self._since_full = 0
         self._found = detector.detect(frame)
         return self._found
+
+    def frames(
+        self, frames: Iterable[tuple[int, float, np.ndarray]], every: int = 1
+    ) -> Iterator[tuple[int, float, np.ndarray, list[Face]]]:
+        """A saved video's (n, t, image) frames with their faces, every `every`-th frame
+        classified (and the first), the others showing the last faces found.
+
+        Frames come out a few classified frames late: a face is numbered only once its track
+        is confirmed, and the frames it was seen in before that get it too, so a video and
+        its tables show a face from its first frame.
+        """
+        window: deque = deque()  # [n, t, image, faces, update] not yet handed out
+        faces: list[Face] = []
+        for n, t, image in frames:
+            if not window and self.tracker.updates == 0 or n % every == 0:
+                faces = self(image)
+                self.tracker.late, late = [], self.tracker.late
+                for entry in window:
+                    entry[3] = entry[3] + [f for u, f in late if u == entry[4]]
+                oldest = self.tracker.updates - self.tracker.min_frames + 1
+                while window and window[0][4] < oldest:
+                    yield tuple(window.popleft()[:4])
+            window.append([n, t, image, faces, self.tracker.updates])
+        while window:
+            yield tuple(window.popleft()[:4])

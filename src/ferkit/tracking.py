@@ -36,6 +36,7 @@ class Track:
     frames: int = 1
     missing: int = 0
     face_id: int = 0  # 0 until confirmed
+    pending: list[tuple[int, Face]] = field(default_factory=list)  # (update, face) until then
 
     @property
     def detection(self) -> float:
@@ -51,9 +52,16 @@ class Tracker:
     min_detection: float = 0.4
     tracks: list[Track] = field(default_factory=list)
     confirmed: int = 0  # public numbers given so far
+    updates: int = 0  # calls of `update` so far
+    late: list[tuple[int, Face]] = field(default_factory=list)
 
     def update(self, faces: list[Face]) -> list[Face]:
-        """The confirmed faces of this frame, numbered by track and smoothed."""
+        """The confirmed faces of this frame, numbered by track and smoothed.
+
+        A track's faces from before it was confirmed go to `late`, numbered, with the index
+        of the update they came from, for callers that can still show them (a saved video).
+        """
+        self.updates += 1
         matched = self._match(faces)
         out, seen = [], set()
         for i, face in enumerate(faces):
@@ -67,13 +75,16 @@ class Tracker:
                 track.frames += 1
                 track.detection_sum += face.detection
             seen.add(id(track))
+            smoothed = face.with_(scores=track.scores.astype(np.float32))
             if not track.face_id and self._confirms(track):
                 self.confirmed += 1
                 track.face_id = self.confirmed
+                self.late += [(u, f.with_(face_id=track.face_id)) for u, f in track.pending]
+                track.pending.clear()
             if track.face_id:
-                out.append(
-                    face.with_(scores=track.scores.astype(np.float32), face_id=track.face_id)
-                )
+                out.append(smoothed.with_(face_id=track.face_id))
+            else:
+                track.pending.append((self.updates, smoothed))
         for track in self.tracks:
             if id(track) not in seen:
                 track.missing += 1

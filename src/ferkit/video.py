@@ -28,6 +28,7 @@ from ferkit.face import Face
 from ferkit.files import temp_path
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
+from ferkit.stream import Stream
 
 AUDIO_IN_MP4 = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 CSV_FIELDS = ["frame", "time_s", *FACE_FIELDS]
@@ -96,16 +97,17 @@ def _check_caps(path: Path, container, long: bool = False) -> None:
 def process_video(
     src: Path,
     outputs: VideoOutputs,
-    stream: Callable[[np.ndarray], list[Face]],
+    stream: Stream,
     every: int = 1,
     progress: Callable[[float], None] | None = None,
     show_bar: bool = True,
 ) -> dict:
     """Annotate every frame (classify every `every`-th) with a `Stream`; returns the summary.
 
-    `stream` is a `Pipeline.stream()` (or any frame -> faces callable that keeps its own
-    state): it numbers the faces, smooths their scores and leaves out false faces, so the
-    video, the CSV, the summary and the chart all show the same tracks.
+    `stream` (a `Pipeline.stream()`) numbers the faces, smooths their scores and leaves out
+    false faces, so the video, the CSV, the summary and the chart all show the same tracks.
+    `progress` is called after every frame with the share done (0.0 when the length is not
+    known); an exception raised there stops the work and leaves no output.
     """
     if every < 1:
         raise FerkitError(f"--every must be 1 or more, got {every}")
@@ -134,21 +136,20 @@ def _run(src, outputs, tmps, stream, every, progress, show_bar) -> dict:
         )
         writer = _Writer(tmps[outputs.video], video, rate, audio)
         try:
-            faces: list[Face] = []
+            decoded = (
+                (n, float(frame.time) if frame.time is not None else n / float(rate), to_bgr(frame))
+                for n, frame in enumerate(_frames(container, src, audio, writer.put))
+            )
             bar = tqdm(total=total or None, unit="frame", disable=not show_bar, desc=src.name)
             with bar:
-                for n, frame in enumerate(_frames(container, src, audio, writer.put)):
-                    image = to_bgr(frame)
-                    if n % every == 0:
-                        faces = stream(image)
-                    t = float(frame.time) if frame.time is not None else n / float(rate)
+                for n, t, image, faces in stream.frames(decoded, every):
                     _record(n, t, faces, rows, per_face)
                     times.append(t)
                     mean_scores.append(_mean_scores(faces))
                     writer.put(draw(image, faces)[: writer.height, : writer.width])
                     bar.update(1)
-                    if progress is not None and total:
-                        progress(min(1.0, (n + 1) / total))
+                    if progress is not None:
+                        progress(min(1.0, (n + 1) / total) if total else 0.0)
             if not times:
                 raise FerkitError(f"{src}: the video has no decodable frames")
         finally:

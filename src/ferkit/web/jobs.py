@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ferkit.errors import FerkitError
 from ferkit.pipeline import Pipeline
 from ferkit.video import VideoOutputs, process_video
@@ -206,8 +204,8 @@ class JobQueue:
             job.summary = process_video(
                 job.folder / "upload.bin",
                 outputs,
-                self._guarded(job, self.pipeline.stream()),
-                progress=lambda p: setattr(job, "progress", p),
+                self.pipeline.stream(),
+                progress=self._progress(job),
                 show_bar=False,
             )
             job.summary["video"] = "upload"
@@ -229,13 +227,13 @@ class JobQueue:
             if job.cancelled.is_set():
                 shutil.rmtree(job.folder, ignore_errors=True)
 
-    def _guarded(
-        self, job: Job, recognize: Callable[[np.ndarray], list]
-    ) -> Callable[[np.ndarray], list]:
-        """`recognize`, checked before every frame: stopping, deleted, or over the time cap."""
+    def _progress(self, job: Job) -> Callable[[float], None]:
+        """The job's progress, called after every frame: also where it stops when the server
+        stops, the job is deleted, or it runs over the time cap."""
         deadline = time.monotonic() + self.max_job_s
 
-        def guarded(image: np.ndarray) -> list:
+        def progress(value: float) -> None:
+            job.progress = value
             if self.stopping.is_set():
                 raise _Stopped("the server stopped")
             if job.cancelled.is_set():
@@ -245,6 +243,5 @@ class JobQueue:
                     f"took over {self.max_job_s:.0f} s, the limit for one video "
                     "(send a shorter or smaller clip)"
                 )
-            return recognize(image)
 
-        return guarded
+        return progress
