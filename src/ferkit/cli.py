@@ -114,7 +114,7 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--recipe", choices=["seed", "default"], help="preset settings (flags still override)"
     )
-    p.add_argument("--arch", help="architecture: seed or vgg")
+    p.add_argument("--arch", help="architecture: seed, vgg or vgg_wide")
     p.add_argument("--epochs", type=int, help="passes over the training data")
     p.add_argument("--batch-size", type=int, help="images per training step")
     p.add_argument("--learning-rate", type=float, help="Adam's initial learning rate")
@@ -300,7 +300,8 @@ def _add_face_options(p) -> None:
     p.add_argument(
         "--min-face",
         type=float,
-        help="smallest face to look for, in pixels (default: 1/16 of the image's long side, 20-60)",
+        help="smallest face to look for, in pixels (default: 1/16 of the image's long side, "
+        "20-40 px; 1%% of it above 4000 px)",
     )
     p.add_argument(
         "--crop",
@@ -343,10 +344,20 @@ def _add_predict(sub) -> None:
 def _image_paths(inputs: list[Path]) -> list[Path]:
     paths = []
     for item in inputs:
+        if not item.exists():  # a name typed wrong is a user mistake, not a bad file
+            raise FerkitError(f"{item}: no such file or folder")
         paths += sorted(f for f in item.rglob("*") if f.is_file()) if item.is_dir() else [item]
     if not paths:
         raise FerkitError(f"no images found in {', '.join(str(i) for i in inputs)}")
     return paths
+
+
+def _never_overwrite(inputs: list[Path], outputs: list[Path | None]) -> None:
+    """Refuse outputs that would replace an input (`--out clip.mp4` for clip.mp4)."""
+    given = {p.resolve() for p in inputs if p.exists()}
+    for path in outputs:
+        if path is not None and path.resolve() in given:
+            raise FerkitError(f"{path}: this output would overwrite an input; choose another name")
 
 
 def _output_names(paths: list[Path]) -> list[str]:
@@ -381,6 +392,10 @@ def cmd_predict(args) -> int:
     paths = _image_paths(args.inputs)
     if args.out:
         _make_folder(args.out)
+        outputs = [
+            args.out / f"{n}{ext}" for n in _output_names(paths) for ext in (".png", ".json")
+        ]
+        _never_overwrite(paths, outputs)
     _output_folder(args.csv)
     pipeline = _pipeline(args)
     failed, rows = 0, []
@@ -452,6 +467,7 @@ def cmd_video(args) -> int:
         raise FerkitError(f"{args.out}: the output must be an .mp4 file")
     for path in (args.out, args.csv, args.json, args.chart):
         _output_folder(path)
+    _never_overwrite([args.input], [args.out, args.csv, args.json, args.chart])
     outputs = VideoOutputs(args.out, args.csv, args.json, args.chart)
     try:
         if args.min_track < 1:
@@ -706,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `ferkit ... | head`: the reader has gone, which is no error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return 0
     except OSError as err:  # a file the user named that cannot be read or written
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)

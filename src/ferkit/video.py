@@ -26,6 +26,7 @@ from ferkit.errors import FerkitError
 from ferkit.face import CSV_FIELDS as FACE_FIELDS
 from ferkit.face import Face
 from ferkit.files import temp_path
+from ferkit.images import sniff
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
 from ferkit.stream import Stream
@@ -58,6 +59,9 @@ def open_video(path: Path, long: bool = False):
     """
     if not Path(path).is_file():
         raise FerkitError(f"{path}: no such video file")
+    with open(path, "rb") as fh:
+        if sniff(fh.read(16)) == "image":
+            raise FerkitError(f"{path}: a photo, not a video (use 'ferkit predict' for photos)")
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, ValueError) as err:
@@ -65,6 +69,8 @@ def open_video(path: Path, long: bool = False):
     try:
         if not container.streams.video:
             raise FerkitError(f"{path}: has no video stream")
+        if not container.streams.video[0].codec_context.width:
+            raise FerkitError(f"{path}: not a readable video (no frame size)")
         _check_caps(path, container, long)
     except FerkitError:
         container.close()
@@ -152,8 +158,10 @@ def _run(src, outputs, tmps, stream, every, progress, show_bar) -> dict:
                         progress(min(1.0, (n + 1) / total) if total else 0.0)
             if not times:
                 raise FerkitError(f"{src}: the video has no decodable frames")
-        finally:
-            writer.close()
+        except BaseException:
+            writer.close(check=False)  # what failed first is what the user should hear
+            raise
+        writer.close()
     finally:
         container.close()
     summary = _summary(src, len(times), float(rate), per_face)
@@ -193,12 +201,16 @@ class _Writer:
             raise self.error
         self.queue.put(item)
 
-    def close(self) -> None:
+    def close(self, check: bool = True) -> None:
         """Flush the encoder and close the file; re-raise what went wrong in the thread."""
         self.queue.put(None)
         self.thread.join()
-        self.out.close()
-        if self.error is not None:
+        try:
+            self.out.close()
+        except av.error.FFmpegError:
+            if check:
+                raise
+        if check and self.error is not None:
             raise self.error
 
     def _run(self) -> None:
