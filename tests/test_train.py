@@ -338,3 +338,13 @@ def test_pydataset_stream_for_other_backends_follows_the_same_epoch_orders(face_
         np.testing.assert_array_equal(x[..., 1], np.round(x[..., 1]))  # twins JPEG-decoded
     x_again, _ = py[3]
     np.testing.assert_array_equal(x_again, py[3][0])  # batch i depends on (seed, step) only
+
+
+def test_architectures_within_the_inference_budget():
+    from ferkit.model import multiply_adds, network
+
+    budget = {"seed": 290_475_520, "vgg": 118_040_320, "vgg_wide": 264_648_448}
+    for arch, macs in budget.items():
+        net = network(arch)
+        assert multiply_adds(net) == macs and net.output_shape == (None, 7)
+    assert budget["vgg_wide"] <= 300_000_000  # issue 13's budget for a wider net
