@@ -188,3 +188,15 @@ def test_short_tracks_are_left_out_of_video_outputs(tmp_path, astronaut, capsys)
     rows = list(csv.DictReader(open(tmp_path / "f3.csv")))
     assert {r["face_id"] for r in rows} == {"1"}
     assert main(["video", str(src), "--out", str(tmp_path / "o.mp4"), "--min-track", "0"]) == 2
+
+
+def test_score_bars_stay_whole_near_the_frame_edge():
+    """A face at the bottom gets its 7 labelled bars beside it, none cut off."""
+    from ferkit.face import Face
+
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    scores = np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32)
+    drawn = draw(frame, [Face((250, 380, 90, 90), scores)])
+    ys, xs = np.nonzero((drawn == 40).all(axis=2))  # the bars' dark background
+    assert xs.min() > 250 + 90 and ys.max() < 480  # beside the box, inside the frame
+    assert ys.max() - ys.min() >= 7 * 12  # seven rows of readable text
