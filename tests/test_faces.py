@@ -166,6 +166,14 @@ def test_tracker_gives_back_faces_seen_before_confirmation():
     ]
 
 
+def test_faces_confirmed_together_are_numbered_left_to_right():
+    tracker = Tracker(min_frames=2)
+    boxes = [(400, 10, 50, 50), (10, 10, 50, 50), (200, 10, 50, 50)]  # given right, left, middle
+    tracker.update([_face(b) for b in boxes])
+    faces = tracker.update([_face(b) for b in boxes])
+    assert sorted((f.box[0], f.face_id) for f in faces) == [(10, 1), (200, 2), (400, 3)]
+
+
 def test_stream_frames_show_a_face_from_its_first_frame(astronaut):
     stream = Pipeline().stream()
     frames = [(n, n / 30, f) for n, f in enumerate(astronaut_frames(astronaut, 12))]

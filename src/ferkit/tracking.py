@@ -63,7 +63,7 @@ class Tracker:
         """
         self.updates += 1
         matched = self._match(faces)
-        out, seen = [], set()
+        current = []  # (track, smoothed face) in this frame
         for i, face in enumerate(faces):
             track = matched.get(i)
             if track is None:
@@ -74,17 +74,21 @@ class Tracker:
                 track.box, track.missing = face.box, 0
                 track.frames += 1
                 track.detection_sum += face.detection
-            seen.add(id(track))
-            smoothed = face.with_(scores=track.scores.astype(np.float32))
+            current.append((track, face.with_(scores=track.scores.astype(np.float32))))
+        # faces confirmed in the same frame are numbered left to right, as in a photo
+        for track, _ in sorted(current, key=lambda c: c[1].box[0]):
             if not track.face_id and self._confirms(track):
                 self.confirmed += 1
                 track.face_id = self.confirmed
                 self.late += [(u, f.with_(face_id=track.face_id)) for u, f in track.pending]
                 track.pending.clear()
+        out = []
+        for track, face in current:
             if track.face_id:
-                out.append(smoothed.with_(face_id=track.face_id))
+                out.append(face.with_(face_id=track.face_id))
             else:
-                track.pending.append((self.updates, smoothed))
+                track.pending.append((self.updates, face))
+        seen = {id(track) for track, _ in current}
         for track in self.tracks:
             if id(track) not in seen:
                 track.missing += 1
