@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ferkit.errors import FerkitError
 from ferkit.pipeline import Pipeline
-from ferkit.video import VideoOutputs, process_video
+from ferkit.video import VideoOutputs, open_video, process_video
 from ferkit.web.logs import current_id
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,20 @@ class JobQueue:
         self._lock_file.close()
 
     def submit(self, data: bytes) -> Job | None:
-        """Queue a video; None when the queue is full (nothing is then kept)."""
+        """Queue a video; None when the queue is full (nothing is then kept).
+
+        A video that is unreadable or over the caps (size, length) is refused here, from its
+        header, with a FerkitError (a 400) rather than a job that fails later.
+        """
         job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8))
         job.folder.mkdir(mode=0o700)
-        (job.folder / "upload.bin").write_bytes(data)
+        upload = job.folder / "upload.bin"
+        upload.write_bytes(data)
+        try:
+            open_video(upload).close()
+        except FerkitError as err:
+            shutil.rmtree(job.folder, ignore_errors=True)
+            raise FerkitError(str(err).replace(str(upload), "upload")) from None
         with self.lock:
             self.jobs[job.id] = job  # known before the worker can pick it up
         try:
