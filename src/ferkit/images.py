@@ -118,7 +118,7 @@ def check_declared_size(data: bytes, name: str) -> tuple[int, int]:
     except FerkitError:
         raise
     except Exception as err:  # PIL's messages name its in-memory buffer: give our own
-        raise FerkitError(f"{name}: corrupt image ({type(err).__name__})") from err
+        raise FerkitError(f"{name}: corrupt image (its header could not be read)") from err
     if width * height > MAX_PIXELS:
         raise FerkitError(
             f"{name}: too large ({width}x{height} pixels; the limit is {MAX_PIXELS:,})"
