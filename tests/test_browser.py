@@ -251,6 +251,7 @@ def photos(tmp_path_factory, astronaut):
     big = cv2.resize(astronaut, (3000, 3000), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(folder / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 80])
     cv2.imwrite(str(folder / "three.jpg"), three_faces(astronaut))
+    cv2.imwrite(str(folder / "three.tif"), three_faces(astronaut))  # Chromium cannot show TIFF
     cv2.imwrite(str(folder / "wall.png"), np.full((300, 400, 3), 128, np.uint8))
     (folder / "notes.jpg").write_text("not a photo")
     (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(int((LIMIT_MB + 0.5) * 2**20)))
@@ -282,6 +283,10 @@ def test_image_page(server, browser, photos, size):
     assert [t.split()[0] for t in texts] == ["#1", "#2", "#3"]
     assert panels.locator("strong").all_inner_texts() == texts
     p.shot("image-three")
+
+    p.page.set_input_files("#file", str(photos / "three.tif"))  # read, but not showable
+    expect(status).to_contain_text("3 faces found; this browser cannot show", timeout=15_000)
+    expect(panels).to_have_count(3)
 
     p.page.set_input_files("#file", str(photos / "notes.jpg"))  # an error clears the result
     expect(status).to_have_class("status error", timeout=10_000)

@@ -31,7 +31,11 @@ async function predict(file) {
     setStatus(statusEl, n ? `${n} face${n > 1 ? "s" : ""} found` : "No face found in this photo.", n ? "ok" : "info");
     panels.innerHTML = facePanels(reply.faces, "No face found: try a photo where faces are frontal and at least 40 pixels tall.");
   };
-  photo.onerror = () => setStatus(statusEl, "Error: this browser cannot show the photo", "error");
+  photo.onerror = () => {  // e.g. TIFF: the server read it, the browser cannot show it
+    const n = reply.faces.length;
+    setStatus(statusEl, `${n} face${n === 1 ? "" : "s"} found; this browser cannot show this kind of picture (TIFF?), so the faces are listed without it.`, "info");
+    panels.innerHTML = facePanels(reply.faces, "No face found in this photo.");
+  };
   photo.src = URL.createObjectURL(file);
 }
 
