@@ -105,6 +105,7 @@ def emotions_over_time(times: np.ndarray, scores: np.ndarray, path: Path, title:
     ax.set_xlabel("time (s)")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1)
+    ax.set_xlim(0, max(float(times.max()) if len(times) else 0.0, 1e-3))  # also with no face
     ax.legend(ncol=4, fontsize=8)
     ax.set_title(title or "emotions over time (mean over the faces in each frame)")
     save(fig, path)
