@@ -58,12 +58,12 @@ def read_metadata(folder: Path) -> dict:
 
 def load_keras_model(model_json: str | Path, weights: str | Path) -> Any:
     """Rebuild the architecture from JSON (Keras safe mode: no code in the file runs) and load weights."""
-    import keras
-
     model_json, weights = Path(model_json), Path(weights)
-    for path in (model_json, weights):
+    for path in (model_json, weights):  # before TensorFlow loads (and logs): a quick answer
         if not path.is_file():
             raise FerkitError(f"{path}: model file not found")
+    import keras
+
     try:
         model = keras.models.model_from_json(model_json.read_text())
     except Exception as err:
