@@ -252,6 +252,19 @@ def test_final_model_trains_on_every_sharp_face_for_the_chosen_epochs(kfold_run,
     ).read_bytes()
 
 
+def test_kfold_run_killed_after_its_final_model_resumes_without_training(kfold_run, tmp_path):
+    run = _copy(kfold_run, tmp_path)
+    for name in ("metadata.json", "model.json", "model.weights.h5"):
+        (run / name).unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*.weights.h5")}
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+    assert (run / "model.weights.h5").read_bytes() == (
+        run / "final" / "model.weights.h5"
+    ).read_bytes()
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing was trained again
+    assert "out_of_fold" in json.loads((run / "metadata.json").read_text())["metrics"]
+
+
 def test_evaluate_warns_when_the_faces_were_trained_on(kfold_run, face_folders, tmp_path, capsys):
     _, val = face_folders
     assert main(["evaluate", str(val), "--model", str(kfold_run), "--json"]) == 0

@@ -423,7 +423,7 @@ class _EpochFiles(keras.callbacks.Callback):
         training_curves(_columns(self.rows), self.out / "curves.png")
         (self.out / "backup").mkdir(exist_ok=True)
         self._save(self.model, self.out / "backup" / f"epoch-{epoch + 1:04d}.weights.h5", True)
-        for done, old in _backup_files(self.out / "backup")[2:]:  # keep two complete
+        for _, old in _backup_files(self.out / "backup")[2:]:  # keep two complete
             old.unlink(missing_ok=True)
         minutes = (time.monotonic() - self.started) / 60
         if self.cfg.max_minutes and minutes > self.cfg.max_minutes:
@@ -595,6 +595,11 @@ def blur_agreement(net, images: np.ndarray, seed: int = 0) -> float:
     return agreement(predict(net, x), predict(net, twin))
 
 
+def _complete(run: Path) -> bool:
+    """A run whose model files were saved (the backup goes only after that)."""
+    return (run / "metadata.json").exists() and not (run / "backup").exists()
+
+
 def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None) -> dict:
     """K runs over the folds, out-of-fold scores per epoch, the epoch count they pick, and a
     final model on every sharp face for that many epochs (its files are copied into `out`)."""
@@ -606,7 +611,7 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
     agreements = []
     for i, held in enumerate(folds):
         sub = out / f"fold-{i + 1}"
-        if not (sub / "model.json").exists() or (sub / "backup").exists():
+        if not _complete(sub):
             log.info("fold %d of %d", i + 1, cfg.folds)
             sub_cfg = prepare_run(replace(cfg, fold=i), sub, (sub / "config.json").exists())
             _train_one(sub_cfg, sub, verbose, callbacks)
@@ -615,9 +620,8 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
         agreements.append(
             json.loads((sub / "metadata.json").read_text())["metrics"]["blur_agreement"]
         )
-    complete = int(
-        (predictions >= 0).all(axis=1).sum()
-    )  # epochs every fold reached (--max-minutes)
+    # the epochs every fold reached (--max-minutes may stop some early)
+    complete = int((predictions >= 0).all(axis=1).sum())
     if complete == 0:
         raise FerkitError(f"{out}: no epoch was completed by every fold")
     per_epoch = [metrics(sharp.labels, predictions[e]) for e in range(complete)]
@@ -646,12 +650,15 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
         best + 1,
     )
     final = out / "final"
-    final_cfg = prepare_run(
-        replace(cfg, fold=None, stop_after=best + 1, max_minutes=None),  # every chosen epoch
-        final,
-        (final / "config.json").exists(),
-    )
-    metadata = _train_one(final_cfg, final, verbose, callbacks)
+    if _complete(final):  # a kill came after it finished
+        metadata = json.loads((final / "metadata.json").read_text())
+    else:
+        final_cfg = prepare_run(
+            replace(cfg, fold=None, stop_after=best + 1, max_minutes=None),  # every chosen epoch
+            final,
+            (final / "config.json").exists(),
+        )
+        metadata = _train_one(final_cfg, final, verbose, callbacks)
     metadata["metrics"] = {"out_of_fold": {k: v for k, v in report.items() if k != "per_epoch"}}
     for name in (JSON_NAME, WEIGHTS_NAME):
         write_atomic(out / name, (final / name).read_bytes())
