@@ -101,6 +101,10 @@ def test_no_readable_backup_is_one_clear_error(killed_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "no readable backup" in err[-1]
     assert "new --out" in err[-1]
+    run = shutil.copytree(killed_run, tmp_path / "run2")
+    (run / "history.csv").write_text("epoch,loss\n0,nan-ish\n")
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
+    assert "history.csv: not a training history" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_each_epoch_has_its_own_order_whatever_epoch_a_stream_starts_at(face_folders):

@@ -288,8 +288,11 @@ class _Batches(keras.utils.PyDataset):
 def _read_history(path: Path) -> list[dict[str, float]]:
     if not path.exists():
         return []
-    with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    try:
+        with open(path, newline="") as fh:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except (ValueError, TypeError, UnicodeDecodeError) as err:
+        raise FerkitError(f"{path}: not a training history ({err})") from err
 
 
 def _columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
