@@ -154,9 +154,7 @@ def main() -> None:
     photo = astronaut()
     model = FacialExpressionModel.load()
     ferkit = {name: Pipeline(model, name) for name in ("centerface", "haar")}
-    detectors = {
-        name: (lambda f, p=pipe: p.detector.detect(f).boxes) for name, pipe in ferkit.items()
-    }
+    detectors = {name: (lambda f, p=pipe: p.find(f).boxes) for name, pipe in ferkit.items()}
     try:
         peer = FerDetector()
         detectors["fer"] = peer.boxes

@@ -78,6 +78,16 @@ def test_min_face_sets_the_smallest_face(astronaut):
         make_detector("centerface", min_face=2)
 
 
+def test_a_second_finer_look_at_photos_without_a_face(detector, astronaut):
+    canvas = paste_faces(astronaut, (640, 480), [(200, 150, 60)])
+    found = detector.look_again(canvas)  # one pass at 768 px (capped at the photo's 640)
+    assert len(found) == 1 and found.landmarks is not None
+    plain = np.full((480, 640, 3), 128, np.uint8)
+    assert len(detector.look_again(plain)) == 0
+    assert len(Pipeline(detector=detector).find(plain)) == 0  # looked twice, found nothing
+    assert len(make_detector("none").look_again(plain)) == 1  # the whole image, as detect
+
+
 def test_haar_is_still_available(astronaut, multi_face_frame):
     found = HaarDetector().detect(astronaut)
     assert len(found) == 1 and found.landmarks is None and found.scores[0] == 1.0

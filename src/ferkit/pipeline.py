@@ -43,9 +43,15 @@ class Pipeline:
     def __call__(self, frame: np.ndarray) -> list[Face]:
         """Every face in one photo, numbered left to right."""
         self.check(frame)
-        faces = self.classify(frame, self.detector.detect(frame))
+        faces = self.classify(frame, self.find(frame))
         faces.sort(key=lambda f: (f.box[0], f.box[1]))
         return [f.with_(face_id=i + 1) for i, f in enumerate(faces)]
+
+    def find(self, frame: np.ndarray) -> Detections:
+        """The faces of one photo: a second, finer look when the first finds none (a photo
+        is worth it; a stream searches again a few frames later anyway)."""
+        found = self.detector.detect(frame)
+        return found if len(found) else self.detector.look_again(frame)
 
     def stream(self, **options) -> Stream:
         """A stream's state (tracking, smoothing) over this pipeline; see ferkit.stream."""
