@@ -16,12 +16,7 @@
 set -euo pipefail
 folds=${FOLDS:-5}
 minutes=${FOLD_MINUTES:-5}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:src KERAS_BACKEND=jax FERKIT_CACHE=/tmp/cache PYTHONUNBUFFERED=1
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
-mkdir -p /tmp/d /tmp/runs && tar xzf .devdata/fer.tgz -C /tmp/d
-nvidia-smi -L
-data=/tmp/d/fer2013
+source "$(dirname "$0")/gpu_setup.sh"  # sets $data
 python3 -c "from ferkit import data; data.load('$data/train'); data.load('$data/publictest')"  # one decode, cached
 started=$SECONDS
 for spec in "$@"; do

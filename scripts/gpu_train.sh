@@ -5,12 +5,7 @@
 # Expects the FER2013 folders packed in .devdata/fer.tgz (never committed) and the keras,
 # namex and optree wheels in .whl/. Each run comes back as one tarball under $OUT.
 set -euo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:src KERAS_BACKEND=jax FERKIT_CACHE=/tmp/cache PYTHONUNBUFFERED=1
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
-mkdir -p /tmp/d /tmp/runs && tar xzf .devdata/fer.tgz -C /tmp/d
-nvidia-smi -L
-data=/tmp/d/fer2013
+source "$(dirname "$0")/gpu_setup.sh"  # sets $data
 run() {  # NAME, then ferkit train flags
   local name=$1; shift
   python3 -m ferkit train $data/train --val $data/publictest --quiet --out /tmp/runs/$name "$@" \

@@ -290,6 +290,21 @@ def _add_model_options(p) -> None:
     )
 
 
+def _add_video_options(p) -> None:
+    """How videos are read: shared by `video` and `batch`."""
+    p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
+    p.add_argument(
+        "--no-smooth", action="store_true", help="no score smoothing (faces are still tracked)"
+    )
+    p.add_argument(
+        "--min-track",
+        type=int,
+        default=3,
+        help="frames a face must be seen in before it counts (shorter tracks are left out of "
+        "the video, CSV, chart and summary; default: %(default)s)",
+    )
+
+
 def _add_face_options(p) -> None:
     p.add_argument(
         "--detector",
@@ -445,17 +460,7 @@ def _add_video(sub) -> None:
     p.add_argument("--csv", type=Path, help="per-frame results")
     p.add_argument("--json", type=Path, help="summary: share of each emotion per face")
     p.add_argument("--chart", type=Path, help="emotion-over-time PNG")
-    p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
-    p.add_argument(
-        "--no-smooth", action="store_true", help="no score smoothing (faces are still tracked)"
-    )
-    p.add_argument(
-        "--min-track",
-        type=int,
-        default=3,
-        help="frames a face must be seen in before it counts (shorter tracks are left out of "
-        "the video, CSV, chart and summary; default: %(default)s)",
-    )
+    _add_video_options(p)
     _add_model_options(p)
     _add_face_options(p)
 
@@ -623,14 +628,7 @@ def _add_batch(sub) -> None:
         help="split longer videos into chunks of this many frames (0: never)",
     )
     p.add_argument("--annotate", action="store_true", help="also write annotated media")
-    p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
-    p.add_argument("--no-smooth", action="store_true", help="no score smoothing")
-    p.add_argument(
-        "--min-track",
-        type=int,
-        default=3,
-        help="frames a face must be seen in before it counts (as for video; default: %(default)s)",
-    )
+    _add_video_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
     p.add_argument(
