@@ -280,10 +280,11 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _add_model_options(p) -> None:
+def _add_model_options(p, engine_flag: str = "--engine") -> None:
+    """--model and its engine (`batch` names it --model-engine: its --engine is the cluster's)."""
     p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
     p.add_argument(
-        "--engine",
+        engine_flag,
         default="auto",
         choices=["auto", "keras", "onnx", "int8"],
         help="auto: ONNX Runtime on model.int8.onnx, else model.onnx, when the folder has one; else Keras",
@@ -630,13 +631,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--annotate", action="store_true", help="also write annotated media")
     _add_video_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
-    p.add_argument(
-        "--model-engine",
-        default="auto",
-        choices=["auto", "keras", "onnx", "int8"],
-        help="auto: ONNX Runtime on model.int8.onnx, else model.onnx, when the model folder has one; else Keras",
-    )
+    _add_model_options(p, "--model-engine")
     _add_face_options(p)
 
 
