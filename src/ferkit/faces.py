@@ -55,12 +55,14 @@ class CenterFaceDetector:
         self.net = CenterFace()
         self.min_face, self.threshold = min_face, threshold
 
+    def smallest_face(self, width: int, height: int) -> float:
+        """`min_face` as given, or the default for this image size."""
+        return self.min_face or default_min_face(width, height)
+
     def scales(self, width: int, height: int) -> list[float]:
         """The pyramid's scales, finest first (never above 1: upscaling invents no detail)."""
-        long_side = max(width, height)
-        min_face = self.min_face or default_min_face(width, height)
-        coarse = min(1.0, NET_COARSE / long_side)
-        scale, scales = min(1.0, NET_MIN_FACE / min_face), []
+        coarse = min(1.0, NET_COARSE / max(width, height))
+        scale, scales = min(1.0, NET_MIN_FACE / self.smallest_face(width, height)), []
         while scale > coarse * 1.5:
             scales.append(scale)
             scale /= 4
@@ -72,8 +74,7 @@ class CenterFaceDetector:
         if max(h, w) < 160:  # a face crop: give the network some context around the face
             return self._detect_small(bgr)
         parts = [self._level(bgr, s) for s in self.scales(w, h)]
-        min_face = self.min_face or default_min_face(w, h)
-        return Detections.merge(parts).larger_than(0.7 * min_face)  # fine levels see details
+        return Detections.merge(parts).larger_than(0.7 * self.smallest_face(w, h))
 
     def look_again(self, frame: np.ndarray) -> Detections:
         """A second, finer look at a photo in which `detect` found nothing: one pass at twice
@@ -83,9 +84,8 @@ class CenterFaceDetector:
         h, w = bgr.shape[:2]
         if max(h, w) < 160:
             return Detections.empty()  # `detect` already searched a small image closely
-        scale = min(1.0, 2 * NET_COARSE / max(h, w))
-        found = self.net.run(_resize(bgr, scale), self.threshold).scaled(scale)
-        return found.larger_than(0.7 * (self.min_face or default_min_face(w, h)))
+        found = self._level(bgr, min(1.0, 2 * NET_COARSE / max(h, w)))
+        return found.larger_than(0.7 * self.smallest_face(w, h))
 
     def detect_near(self, frame: np.ndarray, boxes: np.ndarray) -> list[Detections]:
         """Each face looked for in twice its box, scaled so the face is about 48 px: one

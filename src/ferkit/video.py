@@ -143,7 +143,7 @@ def _run(src, outputs, tmps, stream, every, progress, show_bar) -> dict:
         writer = _Writer(tmps[outputs.video], video, rate, audio)
         try:
             decoded = (
-                (n, float(frame.time) if frame.time is not None else n / float(rate), to_bgr(frame))
+                (n, _seconds(frame, n, rate), to_bgr(frame))
                 for n, frame in enumerate(_frames(container, src, audio, writer.put))
             )
             bar = tqdm(total=total or None, unit="frame", disable=not show_bar, desc=src.name)
@@ -255,10 +255,14 @@ def frame_range(path: Path, start: int = 0, stop: int | None = None):
             if stop is not None and n >= stop:
                 break
             if n >= start:
-                t = float(frame.time) if frame.time is not None else n / float(rate)
-                yield n, t, to_bgr(frame)
+                yield n, _seconds(frame, n, rate), to_bgr(frame)
     finally:
         container.close()
+
+
+def _seconds(frame: av.VideoFrame, n: int, rate: Fraction) -> float:
+    """The frame's time stamp, or its place at the nominal rate when it has none."""
+    return float(frame.time) if frame.time is not None else n / float(rate)
 
 
 def to_bgr(frame: av.VideoFrame) -> np.ndarray:
