@@ -73,9 +73,9 @@ class Stream:
         window: deque = deque()  # [n, t, image, faces, update] not yet handed out
         faces: list[Face] = []
         for n, t, image in frames:
-            if not window and self.tracker.updates == 0 or n % every == 0:
+            if self.tracker.updates == 0 or n % every == 0:  # the first frame, then every N-th
                 faces = self(image)
-                self.tracker.late, late = [], self.tracker.late
+                late = self.tracker.take_late()
                 for entry in window:
                     entry[3] = entry[3] + [f for u, f in late if u == entry[4]]
                 oldest = self.tracker.updates - self.tracker.min_frames + 1

@@ -95,6 +95,11 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.missing <= self.max_missing]
         return out
 
+    def take_late(self) -> list[tuple[int, Face]]:
+        """The faces given to `late` since the last call, and forget them."""
+        late, self.late = self.late, []
+        return late
+
     def _confirms(self, track: Track) -> bool:
         return track.frames >= self.min_frames and track.detection >= self.min_detection
 
