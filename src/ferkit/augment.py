@@ -125,6 +125,8 @@ def jpeg(images, quality: int = TWIN_JPEG_QUALITY):
         return tf.cast(coded, tf.float32)
     import cv2
 
+    if not len(images):  # a batch without a sharp face has no twin to code
+        return np.asarray(images, np.float32)
     out = []
     for im in np.clip(np.rint(np.asarray(images)), 0, 255).astype(np.uint8):
         ok, buf = cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, quality])

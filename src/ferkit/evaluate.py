@@ -101,10 +101,11 @@ def fingerprints(images: np.ndarray) -> np.ndarray:
 
 def encode_fingerprints(hashes: np.ndarray) -> dict:
     """The metadata form: {"hash": how, "count": n, "faces": base64 of the sorted hashes}."""
+    unique = np.unique(hashes)
     return {
         "hash": "blake2b-64 of the 48x48 uint8 pixels",
-        "count": int(len(np.unique(hashes))),
-        "faces": base64.b64encode(np.unique(hashes).astype("<u8").tobytes()).decode(),
+        "count": int(len(unique)),
+        "faces": base64.b64encode(unique.astype("<u8").tobytes()).decode(),
     }
 
 

@@ -41,7 +41,13 @@ import numpy as np
 from ferkit import data
 from ferkit.augment import N_UNIFORMS, AugmentConfig, augment, blurred_twin, jpeg
 from ferkit.errors import FerkitError
-from ferkit.evaluate import bootstrap_interval, encode_fingerprints, fingerprints, metrics
+from ferkit.evaluate import (
+    agreement,
+    bootstrap_interval,
+    encode_fingerprints,
+    fingerprints,
+    metrics,
+)
 from ferkit.files import temp_path, write_atomic, write_json
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ferkit.model import build_trainer, ema_weights, network
@@ -425,7 +431,8 @@ class _EpochFiles(keras.callbacks.Callback):
                 self._save(self.net, self.out / "best.weights.h5")
         training_curves(_columns(self.rows), self.out / "curves.png")
         (self.out / "backup").mkdir(exist_ok=True)
-        self._save(self.model, self.out / "backup" / f"epoch-{epoch + 1:04d}.weights.h5", True)
+        backup = self.out / "backup" / f"epoch-{epoch + 1:04d}.weights.h5"
+        self._save(self.model, backup, epoch=epoch + 1)
         for _, old in _backup_files(self.out / "backup")[2:]:  # keep two complete
             old.unlink(missing_ok=True)
         minutes = (time.monotonic() - self.started) / 60
@@ -434,11 +441,12 @@ class _EpochFiles(keras.callbacks.Callback):
             self.model.stop_training = True
 
     @staticmethod
-    def _save(model, path: Path, backup: bool = False) -> None:
+    def _save(model, path: Path, epoch: int | None = None) -> None:
+        """Weights under a temporary name, then renamed; with `epoch`, a full backup."""
         tmp = temp_path(path)
-        if backup:
+        if epoch is not None:
             _save_backup(model, tmp)
-            _failpoint("backup", int(path.name[len("epoch-") : -len(".weights.h5")]))
+            _failpoint("backup", epoch)
         else:
             model.save_weights(tmp)
         os.replace(tmp, path)
@@ -590,8 +598,6 @@ def model_metadata(cfg: TrainConfig, net, train_set: data.FaceSet) -> dict:
 def blur_agreement(net, images: np.ndarray, seed: int = 0) -> float:
     """How often the net gives a sharp face and its blurred twin (as train/ holds faces) the
     same answer: what blur-consistency training is meant to raise."""
-    from ferkit.evaluate import agreement
-
     x = images[..., None].astype("float32")
     u = np.random.default_rng(seed).random(len(x), dtype=np.float32)
     twin = jpeg(keras.ops.convert_to_numpy(blurred_twin(x, u)))
@@ -606,7 +612,7 @@ def _complete(run: Path) -> bool:
 def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None) -> dict:
     """K runs over the folds, out-of-fold scores per epoch, the epoch count they pick, and a
     final model on every sharp face for that many epochs (its files are copied into `out`)."""
-    from ferkit.serialize import JSON_NAME, WEIGHTS_NAME, write_metadata
+    from ferkit.serialize import JSON_NAME, WEIGHTS_NAME, read_metadata, write_metadata
 
     sharp = data.load(cfg.val)
     folds = sharp_folds(sharp, cfg)
@@ -620,9 +626,7 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
             _train_one(sub_cfg, sub, verbose, callbacks)
         rows = np.load(sub / "val_predictions.npy")
         predictions[: len(rows), held] = rows
-        agreements.append(
-            json.loads((sub / "metadata.json").read_text())["metrics"]["blur_agreement"]
-        )
+        agreements.append(read_metadata(sub)["metrics"]["blur_agreement"])
     # the epochs every fold reached (--max-minutes may stop some early)
     complete = int((predictions >= 0).all(axis=1).sum())
     if complete == 0:
@@ -654,7 +658,7 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
     )
     final = out / "final"
     if _complete(final):  # a kill came after it finished
-        metadata = json.loads((final / "metadata.json").read_text())
+        metadata = read_metadata(final)
     else:
         final_cfg = prepare_run(
             replace(cfg, fold=None, stop_after=best + 1, max_minutes=None),  # every chosen epoch
