@@ -8,7 +8,6 @@ worker writes is annotated media (`--annotate`), atomically, under a name the dr
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from dataclasses import dataclass, field
@@ -17,17 +16,14 @@ from pathlib import Path
 import cv2
 
 from ferkit.errors import FerkitError
-from ferkit.files import temp_path, write_atomic
+from ferkit.files import write_atomic
 from ferkit.images import read_image
 from ferkit.overlay import draw
 from ferkit.pipeline import Pipeline
 from ferkit.recognizer import FacialExpressionModel
-from ferkit.video import CSV_FIELDS, VideoOutputs, frame_range, process_video
+from ferkit.video import VideoOutputs, csv_rows, frame_range, process_video
 
 log = logging.getLogger(__name__)
-
-EMOTION = CSV_FIELDS.index("emotion")  # the one text column of a row
-INTS = {"frame", "face_id", "x", "y", "w", "h"}
 
 _pipeline: Pipeline | None = None
 
@@ -103,7 +99,7 @@ def _photo(path: str, target: str | None) -> Outcome:
     if target is not None:
         ok, png = cv2.imencode(".png", draw(image, faces))
         write_atomic(Path(target), png.tobytes())
-    return Outcome(path, [[0, 0.0, *f.csv_row()] for f in faces], frames=1)
+    return Outcome(path, csv_rows(0, 0.0, faces), frames=1)
 
 
 def _video(path: str, task: Task) -> Outcome:
@@ -112,7 +108,7 @@ def _video(path: str, task: Task) -> Outcome:
     rows, frames = [], 0
     decoded = frame_range(Path(path), max(0, task.start - task.warmup), task.stop)
     for n, t, _image, faces in stream.frames(decoded, task.every):
-        rows += [[n, round(t, 3), *f.csv_row()] for f in faces]
+        rows += csv_rows(n, t, faces)
         frames += n >= task.start
     if stream.tracker.updates == 0 and task.start == 0:
         raise FerkitError(f"{path}: the video has no decodable frames")
@@ -121,25 +117,13 @@ def _video(path: str, task: Task) -> Outcome:
 
 def _annotated_video(path: str, target: str, task: Task) -> Outcome:
     """The whole video through `ferkit video`'s own code, so the copy matches `ferkit video`."""
-    csv_path = temp_path(Path(target).with_suffix(".csv"))
-    try:
-        summary = process_video(
-            Path(path),
-            VideoOutputs(Path(target), csv_path),
-            _pipeline.stream(smooth=task.smooth, min_frames=task.min_track),
-            task.every,
-            show_bar=False,
-        )
-        with open(csv_path, newline="") as fh:
-            rows = [typed(r) for r in list(csv.reader(fh))[1:]]
-    finally:
-        csv_path.unlink(missing_ok=True)
+    rows: list[list] = []
+    summary = process_video(
+        Path(path),
+        VideoOutputs(Path(target)),
+        _pipeline.stream(smooth=task.smooth, min_frames=task.min_track),
+        task.every,
+        show_bar=False,
+        rows=rows,
+    )
     return Outcome(path, rows, summary["frames"])
-
-
-def typed(row: list[str]) -> list:
-    """A CSV row's values back to ints and floats (the emotion stays text)."""
-    return [
-        v if i == EMOTION else int(v) if name in INTS else float(v)
-        for i, (name, v) in enumerate(zip(CSV_FIELDS, row, strict=True))
-    ]

@@ -168,12 +168,16 @@ def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: i
     return jobs, finished
 
 
+def _annotated(out: Path, job: Job) -> Path:
+    """Where `--annotate` puts a file's annotated copy."""
+    return out / FILES / f"{job.name}.annotated{'.png' if job.kind == 'photo' else '.mp4'}"
+
+
 def _tasks(jobs: dict[Path, Job], out: Path, settings: Task, annotate: bool) -> list[Task]:
     """Photos in small groups, videos in chunks; `settings` carries every, smooth, min_track."""
 
     def target(job: Job) -> str | None:
-        ext = ".png" if job.kind == "photo" else ".mp4"
-        return str((out / FILES / f"{job.name}.annotated{ext}").resolve()) if annotate else None
+        return str(_annotated(out, job).resolve()) if annotate else None
 
     tasks = []
     photos = [j for j in jobs.values() if j.kind == "photo"]
@@ -217,7 +221,7 @@ def _finish(job: Job, out: Path, manifest: Manifest, report: Report) -> bool:
     }
     outputs = tables.write_file_outputs(out / FILES, job.name, info, rows)
     outputs = {k: f"{FILES}/{v}" for k, v in outputs.items()}
-    annotated = out / FILES / f"{job.name}.annotated{'.png' if job.kind == 'photo' else '.mp4'}"
+    annotated = _annotated(out, job)
     if annotated.is_file():
         outputs["annotated"] = annotated.relative_to(out).as_posix()
     manifest.add(job.source, {**job.stamp, "name": job.name, "kind": job.kind, "outputs": outputs})

@@ -395,27 +395,24 @@ def _csv_rows(path: Path, faces) -> list[list]:
 
 
 def cmd_predict(args) -> int:
-    import csv
-    import io
-
     import cv2
 
     from ferkit.face import CSV_FIELDS
-    from ferkit.files import write_atomic, write_json
+    from ferkit.files import write_atomic, write_csv, write_json
     from ferkit.images import read_image
     from ferkit.overlay import draw
 
     paths = _image_paths(args.inputs)
+    names = _output_names(paths)
     if args.out:
         _make_folder(args.out)
-        outputs = [
-            args.out / f"{n}{ext}" for n in _output_names(paths) for ext in (".png", ".json")
-        ]
-        _never_overwrite(paths, outputs)
+        _never_overwrite(
+            paths, [args.out / f"{n}{ext}" for n in names for ext in (".png", ".json")]
+        )
     _output_folder(args.csv)
     pipeline = _pipeline(args)
     failed, rows = 0, []
-    for path, name in zip(paths, _output_names(paths), strict=True):
+    for path, name in zip(paths, names, strict=True):
         try:
             image = read_image(path)
             faces = pipeline(image)
@@ -440,9 +437,7 @@ def cmd_predict(args) -> int:
             found = ", ".join(f"#{f.face_id} {f.emotion} ({f.score:.0%})" for f in faces)
             print(f"{path}: {len(faces)} face(s){': ' + found if faces else ''}")
     if args.csv:
-        text = io.StringIO()
-        csv.writer(text).writerows([["file", *CSV_FIELDS], *rows])
-        write_atomic(args.csv, text.getvalue().encode())
+        write_csv(args.csv, ["file", *CSV_FIELDS], rows)
     return 1 if failed else 0
 
 

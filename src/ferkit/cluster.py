@@ -34,7 +34,6 @@ class DaskEngine:
         except OSError as err:
             raise FerkitError(f"--address {address}: no Dask scheduler answers ({err})") from err
         self.client.register_plugin(ModelPlugin(options or {}), name="ferkit-model")
-        self.workers = sum(self.client.nthreads().values())
 
     def run(self, tasks: Iterable[Task]) -> Results:
         futures = {self.client.submit(run_task, t, pure=False, retries=RETRIES): t for t in tasks}

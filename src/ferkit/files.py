@@ -3,6 +3,8 @@ so a crash or Ctrl-C never leaves half a file under the final name."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -23,6 +25,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:  # a failed or interrupted write leaves no temporary file either
         tmp.unlink(missing_ok=True)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    """A CSV file (header, then rows), written atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue().encode())
 
 
 def write_json(path: Path, obj) -> None:

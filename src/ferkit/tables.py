@@ -10,26 +10,23 @@ under a temporary name and renamed when complete (`ferkit.files`).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ferkit.analysis import INTS
-from ferkit.files import temp_path, write_atomic, write_json
+from ferkit.files import write_atomic, write_csv, write_json
 from ferkit.labels import EMOTIONS
-from ferkit.video import CSV_FIELDS
+from ferkit.video import CSV_FIELDS, summarise
+
+INTS = {"frame", "face_id", "x", "y", "w", "h"}
 
 FACE_TYPES = {
     f: pa.string() if f == "emotion" else pa.int64() if f in INTS else pa.float64()
     for f in CSV_FIELDS
 }
-COLUMN = {f: i for i, f in enumerate(CSV_FIELDS)}
 SUMMARY_TYPES = {
     "file": pa.string(),
     "kind": pa.string(),
@@ -48,37 +45,9 @@ def write_file_outputs(folder: Path, name: str, info: dict, rows: list[list]) ->
     """`name`.csv (as `ferkit video --csv`) and `name`.json (summary); their paths in `folder`."""
     csv_rel, json_rel = f"{name}.csv", f"{name}.json"
     (folder / csv_rel).parent.mkdir(parents=True, exist_ok=True)
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(CSV_FIELDS)
-    writer.writerows(rows)
-    write_atomic(folder / csv_rel, text.getvalue().encode())
+    write_csv(folder / csv_rel, CSV_FIELDS, rows)
     write_json(folder / json_rel, summarise(info, rows))
     return {"csv": csv_rel, "summary": json_rel}
-
-
-def summarise(info: dict, rows: list[list]) -> dict:
-    """Per face track: frames and seconds seen, first and last time, mean detection
-    confidence, share of each emotion and the dominant one (as `ferkit video --json`)."""
-    tracks: dict[int, list[list]] = {}
-    for r in rows:
-        tracks.setdefault(r[COLUMN["face_id"]], []).append(r)
-    fps = info.get("fps") or 0.0
-    faces = {}
-    for face_id, seen in sorted(tracks.items()):
-        counts = dict.fromkeys(EMOTIONS, 0)
-        for r in seen:
-            counts[r[COLUMN["emotion"]]] += 1
-        faces[str(face_id)] = {
-            "frames": len(seen),
-            "first_s": seen[0][COLUMN["time_s"]],
-            "last_s": seen[-1][COLUMN["time_s"]],
-            "duration_s": round(len(seen) / fps, 3) if fps else 0.0,
-            "detection": round(sum(r[COLUMN["detection"]] for r in seen) / len(seen), 3),
-            "share": {k: round(v / len(seen), 4) for k, v in counts.items()},
-            "dominant": max(counts, key=counts.get),
-        }
-    return {**info, "faces": faces}
 
 
 def write_tables(out: Path, finished: list[tuple[str, dict]], errors: list[dict]) -> dict:
@@ -118,9 +87,6 @@ def _write(stem: Path, table: pa.Table) -> None:
         (stem.with_suffix(".parquet"), pq.write_table),
         (stem.with_suffix(".csv"), pacsv.write_csv),
     ):
-        tmp = temp_path(path)
-        try:
-            write(table, str(tmp))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        buffer = pa.BufferOutputStream()
+        write(table, buffer)
+        write_atomic(path, buffer.getvalue().to_pybytes())

@@ -7,7 +7,6 @@ leaves half a file under the final name.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import queue
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from ferkit.errors import FerkitError
 from ferkit.face import CSV_FIELDS as FACE_FIELDS
 from ferkit.face import Face
-from ferkit.files import temp_path
+from ferkit.files import temp_path, write_csv
 from ferkit.images import sniff
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
@@ -33,6 +32,7 @@ from ferkit.stream import Stream
 
 AUDIO_IN_MP4 = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 CSV_FIELDS = ["frame", "time_s", *FACE_FIELDS]
+COLUMN = {f: i for i, f in enumerate(CSV_FIELDS)}
 
 
 @dataclass
@@ -107,13 +107,15 @@ def process_video(
     every: int = 1,
     progress: Callable[[float], None] | None = None,
     show_bar: bool = True,
+    rows: list | None = None,
 ) -> dict:
     """Annotate every frame (classify every `every`-th) with a `Stream`; returns the summary.
 
     `stream` (a `Pipeline.stream()`) numbers the faces, smooths their scores and leaves out
     false faces, so the video, the CSV, the summary and the chart all show the same tracks.
     `progress` is called after every frame with the share done (0.0 when the length is not
-    known); an exception raised there stops the work and leaves no output.
+    known); an exception raised there stops the work and leaves no output. `rows`, when
+    given, receives the CSV rows (for callers that keep them, like `ferkit batch`).
     """
     if every < 1:
         raise FerkitError(f"--every must be 1 or more, got {every}")
@@ -121,7 +123,7 @@ def process_video(
     finals = [p for p in (outputs.video, outputs.csv, outputs.json, outputs.chart) if p is not None]
     tmps = {p: temp_path(p) for p in finals}
     try:
-        summary = _run(src, outputs, tmps, stream, every, progress, show_bar)
+        summary = _run(src, outputs, tmps, stream, every, progress, show_bar, rows)
         for final, tmp in tmps.items():
             os.replace(tmp, final)
         return summary
@@ -130,9 +132,10 @@ def process_video(
             tmp.unlink(missing_ok=True)
 
 
-def _run(src, outputs, tmps, stream, every, progress, show_bar) -> dict:
+def _run(src, outputs, tmps, stream, every, progress, show_bar, rows) -> dict:
     container = open_video(src)
-    rows, times, mean_scores, per_face = [], [], [], {}
+    rows = [] if rows is None else rows
+    times, mean_scores = [], []
     try:
         video = container.streams.video[0]
         rate = video.average_rate or Fraction(30)
@@ -149,7 +152,7 @@ def _run(src, outputs, tmps, stream, every, progress, show_bar) -> dict:
             bar = tqdm(total=total or None, unit="frame", disable=not show_bar, desc=src.name)
             with bar:
                 for n, t, image, faces in stream.frames(decoded, every):
-                    _record(n, t, faces, rows, per_face)
+                    rows += csv_rows(n, t, faces)
                     times.append(t)
                     mean_scores.append(_mean_scores(faces))
                     writer.put(draw(image, faces)[: writer.height, : writer.width])
@@ -164,9 +167,9 @@ def _run(src, outputs, tmps, stream, every, progress, show_bar) -> dict:
         writer.close()
     finally:
         container.close()
-    summary = _summary(src, len(times), float(rate), per_face)
+    summary = summarise({"video": src.name, "frames": len(times), "fps": float(rate)}, rows)
     if outputs.csv:
-        _write_csv(tmps[outputs.csv], rows)
+        write_csv(tmps[outputs.csv], CSV_FIELDS, rows)
     if outputs.json:
         tmps[outputs.json].write_text(json.dumps(summary, indent=2) + "\n")
     if outputs.chart:
@@ -286,15 +289,9 @@ def _frames(container, src: Path, audio, on_audio: Callable):
         raise FerkitError(f"{src}: the video is damaged and could not be decoded ({err})") from err
 
 
-def _record(n: int, t: float, faces: list[Face], rows: list, per_face: dict) -> None:
-    for face in faces:
-        rows.append([n, round(t, 3), *face.csv_row()])
-        track = per_face.setdefault(
-            face.face_id, {"counts": dict.fromkeys(EMOTIONS, 0), "times": [t, t], "detection": 0.0}
-        )
-        track["counts"][face.emotion] += 1
-        track["times"][1] = t
-        track["detection"] += face.detection
+def csv_rows(n: int, t: float, faces: list[Face]) -> list[list]:
+    """The CSV rows (CSV_FIELDS) of one frame's faces."""
+    return [[n, round(t, 3), *face.csv_row()] for face in faces]
 
 
 def _mean_scores(faces: list[Face]) -> np.ndarray:
@@ -303,24 +300,26 @@ def _mean_scores(faces: list[Face]) -> np.ndarray:
     return np.mean([f.scores for f in faces], axis=0)
 
 
-def _summary(src: Path, frames: int, fps: float, per_face: dict) -> dict:
+def summarise(info: dict, rows: list[list]) -> dict:
+    """Per face track: frames and seconds seen, first and last time, mean detection
+    confidence, share of each emotion and the dominant one; `info` (video, frames, fps, ...)
+    comes first. The one summary of `ferkit video --json` and `ferkit batch`."""
+    tracks: dict[int, list[list]] = {}
+    for r in rows:
+        tracks.setdefault(r[COLUMN["face_id"]], []).append(r)
+    fps = info.get("fps") or 0.0
     faces = {}
-    for face_id, track in sorted(per_face.items()):
-        counts = track["counts"]
-        seen = sum(counts.values())
+    for face_id, seen in sorted(tracks.items()):
+        counts = dict.fromkeys(EMOTIONS, 0)
+        for r in seen:
+            counts[r[COLUMN["emotion"]]] += 1
         faces[str(face_id)] = {
-            "frames": seen,
-            "first_s": round(track["times"][0], 3),
-            "last_s": round(track["times"][1], 3),
-            "detection": round(track["detection"] / seen, 3),
-            "share": {k: round(v / seen, 4) for k, v in counts.items()},
+            "frames": len(seen),
+            "first_s": seen[0][COLUMN["time_s"]],
+            "last_s": seen[-1][COLUMN["time_s"]],
+            "duration_s": round(len(seen) / fps, 3) if fps else 0.0,
+            "detection": round(sum(r[COLUMN["detection"]] for r in seen) / len(seen), 3),
+            "share": {k: round(v / len(seen), 4) for k, v in counts.items()},
             "dominant": max(counts, key=counts.get),
         }
-    return {"video": src.name, "frames": frames, "fps": fps, "faces": faces}
-
-
-def _write_csv(path: Path, rows: list) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_FIELDS)
-        writer.writerows(rows)
+    return {**info, "faces": faces}
