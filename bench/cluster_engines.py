@@ -84,15 +84,14 @@ class RayEngine:
         self.actors = [Worker.remote(OPTIONS) for _ in range(int(ray.cluster_resources()["CPU"]))]
         self.pids = ray.get([a.pid.remote() for a in self.actors])  # and the models are loaded
         self.pool = ActorPool(self.actors)
-        self.workers = len(self.actors)
 
     def run(self, tasks):
         tasks = list(tasks)
         for task in tasks:
             self.pool.submit(lambda actor, t: actor.run.remote(t), task)
-        for task in tasks:
+        for task in tasks:  # in order, so a failure is charged to its own task
             try:
-                yield self.pool.get_next_unordered()
+                yield self.pool.get_next()
             except Exception as err:  # an actor that could not be restarted, and the like
                 yield task, failed(task, f"{type(err).__name__}: {err}")
 
@@ -110,7 +109,7 @@ def profiler_off():
 
 
 @contextlib.contextmanager
-def ray_cluster(folder: Path):
+def ray_cluster():
     """`ray start --head` with 2 CPUs on loopback; `ray stop` at the end."""
     ray = Path(sys.executable).parent / "ray"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -147,7 +146,7 @@ def measure(name: str, corpus: Path, tmp: Path) -> dict:
     start = time.perf_counter()
     if name == "ray":
         stack = contextlib.ExitStack()
-        address = stack.enter_context(ray_cluster(tmp))
+        address = stack.enter_context(ray_cluster())
         engine = RayEngine(address)
         pids = engine.pids
     else:

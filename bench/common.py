@@ -50,3 +50,11 @@ def median_ms(fn, repeats: int = 30) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return 1000 * sorted(times)[len(times) // 2]
+
+
+def tree_rss_mb(proc) -> float:
+    """Resident memory of a process and all its children (a server's master and workers), MB."""
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20

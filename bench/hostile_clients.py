@@ -26,7 +26,7 @@ import urllib.request
 import cv2
 import numpy as np
 import psutil
-from common import report
+from common import report, tree_rss_mb
 from media import ROOT, one_face, png16_rgba, tile_bomb_tiff
 from simple_websocket import Client
 
@@ -133,11 +133,6 @@ def _frames(ws, jpeg: bytes, frames: int, times: list[float]) -> tuple[list[floa
     return times, None
 
 
-def rss_mb(proc: subprocess.Popen) -> float:
-    parent = psutil.Process(proc.pid)
-    return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20
-
-
 def measure_design(
     name: str, worker: str, threads: int, n: int, n_slow: int, seconds: float, jpeg: bytes
 ):
@@ -146,7 +141,7 @@ def measure_design(
     stop = threading.Event()
     opened: list[socket.socket] = []
     try:
-        rss_before = rss_mb(proc)
+        rss_before = tree_rss_mb(proc)
         opened += [idle_websocket(port) for _ in range(n)]
         opened += slow_clients(port, n_slow, stop)
         time.sleep(1)  # let the server take them all in
@@ -175,7 +170,7 @@ def measure_design(
             "live_p50_ms": float(np.percentile(ms, 50)),
             "live_p95_ms": float(np.percentile(ms, 95)),
             "live_error": live.get("error"),
-            "rss_mb": rss_mb(proc) - rss_before,
+            "rss_mb": tree_rss_mb(proc) - rss_before,
         }
     finally:
         stop.set()

@@ -8,22 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import threading
 import time
 import urllib.request
 
 import cv2
 import numpy as np
-import psutil
-from common import report
+from common import report, tree_rss_mb
 from media import one_face, start_server
 from simple_websocket import Client
-
-
-def server_rss_mb(proc: subprocess.Popen) -> float:
-    parent = psutil.Process(proc.pid)
-    return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20
 
 
 def client(
@@ -79,7 +72,7 @@ def main() -> None:
                 t.start()
             for t in warmers:
                 t.join()
-            rss_start = server_rss_mb(proc)
+            rss_start = tree_rss_mb(proc)
             latencies: list[float] = []
             errors: list[str] = []
             until = time.perf_counter() + args.seconds
@@ -98,7 +91,7 @@ def main() -> None:
                 "mode": mode, "clients": args.clients, "fps_each": args.fps, "seconds": args.seconds,
                 "requests": len(latencies), "errors": len(errors), "throughput_per_s": len(latencies) / args.seconds,
                 "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
-                "rss_start_mb": rss_start, "rss_end_mb": server_rss_mb(proc),
+                "rss_start_mb": rss_start, "rss_end_mb": tree_rss_mb(proc),
             })  # fmt: skip
             if errors:
                 print(f"{mode}: first error: {errors[0]}")
