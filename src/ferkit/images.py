@@ -115,8 +115,6 @@ def check_declared_size(data: bytes, name: str) -> tuple[int, int]:
                 parts = _tiff_tile(tiff) if tiff is not None else []
     except Image.DecompressionBombError:
         raise FerkitError(f"{name}: image too large (limit {MAX_PIXELS:,} pixels)") from None
-    except FerkitError:
-        raise
     except Exception as err:  # PIL's messages name its in-memory buffer: give our own
         raise FerkitError(f"{name}: corrupt image (its header could not be read)") from err
     if width * height > MAX_PIXELS:

@@ -15,12 +15,24 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ferkit.errors import FerkitError
+
+
+def upload_limit_mb(cap: int) -> str:
+    """The upload cap in MB as pages and messages show it ("100", "2.5")."""
+    return f"{cap / 2**20:g}"
+
+
+def too_large_message(cap: int) -> str:
+    """The one 413 message, from the app or from the server's front."""
+    return f"the upload is larger than the server's limit of {upload_limit_mb(cap)} MB"
+
 
 log = logging.getLogger("ferkit.web")
 
@@ -61,6 +73,8 @@ def create_app(config: dict | None = None, model=None) -> Flask:
     app.extensions["ferkit.pipeline"] = Pipeline(
         model, app.config["DETECTOR"], app.config["CROP"], app.config["MIN_FACE"]
     )
+    # live sockets and MJPEG viewers each hold a thread: one cap for both
+    app.extensions["ferkit.live_slots"] = threading.BoundedSemaphore(app.config["LIVE_MAX"])
     jobs = JobQueue(
         app.config["DATA_DIR"],
         app.extensions["ferkit.pipeline"],
@@ -85,8 +99,7 @@ def create_app(config: dict | None = None, model=None) -> Flask:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(err: RequestEntityTooLarge):
-        limit = app.config["MAX_CONTENT_LENGTH"] / 1024 / 1024
-        return jsonify(error=f"the upload is larger than the server's limit of {limit:g} MB"), 413
+        return jsonify(error=too_large_message(app.config["MAX_CONTENT_LENGTH"])), 413
 
     @app.errorhandler(FerkitError)
     def user_error(err: FerkitError):

@@ -47,6 +47,15 @@ class Job:
     finished: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
+    @property
+    def upload(self) -> Path:
+        """The uploaded video, under a name of the server's choosing."""
+        return self.folder / "upload.bin"
+
+    def public(self, err: Exception) -> str:
+        """An error's text with the upload's private path replaced by the word 'upload'."""
+        return str(err).replace(str(self.upload), "upload")
+
     def output(self, name: str) -> Path | None:
         if self.status != "done" or name not in OUTPUTS:
             return None
@@ -143,13 +152,12 @@ class JobQueue:
         """
         job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8))
         job.folder.mkdir(mode=0o700)
-        upload = job.folder / "upload.bin"
-        upload.write_bytes(data)
+        job.upload.write_bytes(data)
         try:
-            open_video(upload).close()
+            open_video(job.upload).close()
         except FerkitError as err:
             shutil.rmtree(job.folder, ignore_errors=True)
-            raise FerkitError(str(err).replace(str(upload), "upload")) from None
+            raise FerkitError(job.public(err)) from None
         with self.lock:
             self.jobs[job.id] = job  # known before the worker can pick it up
         try:
@@ -212,7 +220,7 @@ class JobQueue:
         outputs = VideoOutputs(*(job.folder / name for name in OUTPUTS))
         try:
             job.summary = process_video(
-                job.folder / "upload.bin",
+                job.upload,
                 outputs,
                 self.pipeline.stream(),
                 progress=self._progress(job),
@@ -224,12 +232,12 @@ class JobQueue:
             job.status, job.error = "failed", str(stop)
         except FerkitError as err:
             job.status = "failed"
-            job.error = str(err).replace(str(job.folder / "upload.bin"), "upload")
+            job.error = job.public(err)
         except Exception as err:  # a worker must survive any one bad video
             job.status, job.error = "failed", f"processing failed ({type(err).__name__})"
             log.exception("processing failed")  # the whole story for the operator
         finally:
-            (job.folder / "upload.bin").unlink(missing_ok=True)
+            job.upload.unlink(missing_ok=True)
             job.finished_at = time.time()
             log.info("%s%s", job.status, f": {job.error}" if job.error else "")
             current_id.set("-")

@@ -9,7 +9,6 @@ the server is busy, and a socket that sends no frame for LIVE_IDLE_S is closed.
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 from flask import Blueprint, current_app
@@ -21,13 +20,6 @@ from ferkit.images import decoded
 bp = Blueprint("live", __name__)
 sock = Sock()
 BUSY, IDLE = 1013, 1001  # WebSocket close codes: try again later, going away
-
-
-@bp.record_once
-def _slots(state) -> None:
-    state.app.extensions["ferkit.live_slots"] = threading.BoundedSemaphore(
-        state.app.config["LIVE_MAX"]
-    )
 
 
 @sock.route("/ws/live", bp=bp)

@@ -9,6 +9,7 @@ from functools import partial
 from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from ferkit.overlay import hex_colors
+from ferkit.web import upload_limit_mb
 
 bp = Blueprint("pages", __name__)
 PAGES = [  # (URL, template and endpoint name, navigation label, short label)
@@ -36,5 +37,5 @@ def page_context() -> dict:
         "pages": [(f"pages.{name}", label, short) for _, name, label, short in PAGES],
         "colors": hex_colors(),
         "max_upload": current_app.config["MAX_CONTENT_LENGTH"],
-        "max_upload_mb": f"{current_app.config['MAX_CONTENT_LENGTH'] / 2**20:g}",
+        "max_upload_mb": upload_limit_mb(current_app.config["MAX_CONTENT_LENGTH"]),
     }

@@ -27,6 +27,8 @@ from gunicorn import http
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
+from ferkit.web import DEFAULTS, too_large_message
+
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 HEAD_TIMEOUT_S = 10.0  # the whole head must arrive within this
 BODY_GRACE_S, BODY_MIN_RATE = 10.0, 16 * 1024  # then at least 16 KB/s on average
@@ -105,11 +107,7 @@ class _Front:
             raise self._too_large()
 
     def _too_large(self) -> _Refused:
-        return _Refused(
-            413,
-            "Content Too Large",
-            f"the upload is larger than the server's limit of {self.cap / 2**20:g} MB",
-        )
+        return _Refused(413, "Content Too Large", too_large_message(self.cap))
 
     def _store(self, data: bytes) -> None:
         self.received += len(data)
@@ -200,7 +198,7 @@ class BufferingWorker(ThreadWorker):
             conn.ferkit_ready = False
             return super().enqueue_req(conn)
         config = self._app_config()
-        cap = config.get("MAX_CONTENT_LENGTH") or 100 * 2**20
+        cap = config.get("MAX_CONTENT_LENGTH") or DEFAULTS["MAX_CONTENT_LENGTH"]
         self.fronts[conn] = _Front(cap, config.get("SPOOL_DIR"))
         conn.initialized = conn.data_ready = True  # the parser is set when the request is in
         conn.sock.setblocking(False)
