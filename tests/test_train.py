@@ -256,6 +256,24 @@ def test_final_model_trains_on_every_sharp_face_for_the_chosen_epochs(kfold_run,
     ).read_bytes()
 
 
+def test_fold_models_give_the_out_of_fold_figure_again(kfold_run, face_folders, capsys):
+    """Each fold keeps the weights of the epoch the folds chose together, so `evaluate
+    --out-of-fold` (every face scored by the fold that never trained on it) is the figure."""
+    report = json.loads((kfold_run / "folds.json").read_text())
+    for i in (1, 2):
+        meta = json.loads((kfold_run / f"fold-{i}" / "metadata.json").read_text())
+        assert meta["training"]["epoch_kept"] == report["epochs"]
+    args = ["evaluate", str(face_folders[1]), "--model", str(kfold_run), "--engine", "keras"]
+    assert main(args + ["--out-of-fold", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "warning" not in out.err
+    result = json.loads(out.out)
+    assert result["accuracy"] == pytest.approx(report["accuracy"])
+    assert result["engine"] == "out-of-fold" and result["trained_on"] == 0
+    assert main(args[:-2] + ["--model", str(kfold_run / "final"), "--out-of-fold"]) == 2
+    assert "not a K-fold run" in capsys.readouterr().err
+
+
 def test_kfold_run_killed_after_its_final_model_resumes_without_training(kfold_run, tmp_path):
     run = _copy(kfold_run, tmp_path)
     for name in ("metadata.json", "model.json", "model.weights.h5"):
@@ -281,6 +299,39 @@ def test_evaluate_warns_when_the_faces_were_trained_on(kfold_run, face_folders, 
     assert main(["evaluate", str(fresh), "--model", str(kfold_run), "--json"]) == 0
     out = capsys.readouterr()
     assert "warning" not in out.err and json.loads(out.out)["trained_on"] == 0
+
+
+def test_a_run_can_start_from_a_base_model_on_a_sample_of_its_sources(tmp_path, capsys):
+    """`--init` (a base trained on the rest of `--val` alone, no other source) and
+    `--sample-sources`: at learning rate 0 the fine-tune keeps the base's weights exactly,
+    trains on a stratified sample, and counts the base's faces as its own."""
+    import keras
+
+    from ferkit.serialize import load_keras_model
+
+    blurred = write_folder(tmp_path / "blurred", *synthetic_faces(10, seed=5), prefix="blurred")
+    sharp = write_folder(tmp_path / "sharp", *synthetic_faces(2, seed=6), prefix="sharp")
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    common = ["--epochs", "1", "--batch-size", "32", "--quiet"]
+    base_args = ["train", "--val", blurred, "--val-split", "0.2", "--arch", "vgg", "--out", base]
+    assert main([str(a) for a in base_args + common]) == 0
+    base_names = data.read_list(base / "train_files.txt")
+    assert len(base_names) == 56 and not set(base_names) & set(
+        data.read_list(base / "val_files.txt")
+    )
+    args = ["train", blurred, "--val", sharp, "--init", base, "--sample-sources", "35"] + common
+    assert main([str(a) for a in args + ["--learning-rate", "0", "--out", tuned]]) == 0
+    trained = data.read_list(tuned / "train_files.txt")
+    assert len(trained) == 35 and all("blurred_" in n for n in trained)
+    assert np.bincount(data.load(blurred).only(trained).labels).tolist() == [5] * 7  # stratified
+    start = load_keras_model(base / "model.json", base / "model.weights.h5")
+    end = load_keras_model(tuned / "model.json", tuned / "model.weights.h5")
+    for a, b in zip(start.trainable_variables, end.trainable_variables, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    meta = json.loads((tuned / "metadata.json").read_text())
+    assert meta["trained_on"]["count"] == len(set(base_names) | set(trained))
+    assert main([str(a) for a in args + ["--arch", "seed", "--out", tmp_path / "other"]]) == 2
+    assert "--init model is a 'vgg' net, this run trains 'seed'" in capsys.readouterr().err
 
 
 def test_int8_export_calibrates_on_trained_faces_and_is_served_first(

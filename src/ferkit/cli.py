@@ -149,6 +149,17 @@ def _add_train(sub) -> None:
         type=int,
         help="train only this fold (1..K) of the --folds run, e.g. one per process; --resume finishes it",
     )
+    p.add_argument(
+        "--init",
+        help="start from this model folder's weights (e.g. a base trained on train/ alone); "
+        "the faces it trained on count as this model's",
+    )
+    p.add_argument(
+        "--sample-sources",
+        type=int,
+        dest="sources_sample",
+        help="train on a stratified random N of the training sources' faces (--val's part is whole)",
+    )
     p.add_argument("--seed", type=int, help="random seed (weights, shuffling, augmentation)")
     p.add_argument(
         "--precision",
@@ -164,8 +175,11 @@ def _add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    if not args.resume and not args.data:
-        raise FerkitError("give at least one training source (a class folder or fer2013.csv)")
+    if not args.resume and not args.data and not (args.val and args.val_split):
+        raise FerkitError(
+            "give at least one training source (a class folder or fer2013.csv), "
+            "or --val with --val-split to train on the rest of --val"
+        )
     from ferkit.train import RECIPES, TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -173,7 +187,7 @@ def cmd_train(args) -> int:
     for key in (
         "val", "val_split", "split_seed", "val_rest_repeat", "arch", "epochs", "batch_size",
         "learning_rate", "label_smoothing", "class_weight", "seed", "max_minutes", "precision",
-        "mixup", "consistency", "ema", "folds",
+        "mixup", "consistency", "ema", "folds", "init", "sources_sample",
     ):  # fmt: skip
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
@@ -235,6 +249,11 @@ def _add_evaluate(sub) -> None:
     p.add_argument(
         "--tta", choices=["on", "off"], help="override the model's flip test-time augmentation"
     )
+    p.add_argument(
+        "--out-of-fold",
+        action="store_true",
+        help="--model is a K-fold run: score each face with its fold models that never trained on it",
+    )
     p.add_argument("--out", type=Path, help="folder for confusion.png and metrics.json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -243,33 +262,42 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from ferkit import data
-    from ferkit.evaluate import format_report, metrics, training_overlap
+    from ferkit.evaluate import format_report, metrics, out_of_fold_scores, training_overlap
     from ferkit.preprocess import blur
     from ferkit.recognizer import FacialExpressionModel
 
     if args.out:
         _make_folder(args.out)
+    if args.out_of_fold and args.model is None:
+        raise FerkitError("--out-of-fold needs --model RUN, a 'ferkit train --folds' run folder")
     faces = data.load(args.data, usage=args.usage)
     if args.only:
         faces = faces.only(data.read_list(args.only))
-    tta = None if args.tta is None else args.tta == "on"
-    model = FacialExpressionModel.load(args.model, args.engine, blur_sigma=args.input_blur, tta=tta)
     images = faces.images
     if args.blur:
         images = np.stack([blur(img, args.blur) for img in images])
-    overlap = training_overlap(model.metadata, faces.images)
-    if overlap:
-        print(
-            f"warning: {overlap} of these {len(faces)} faces ({overlap / len(faces):.1%}) are "
-            "in the model's training data (same pixels): the figure is not fully held-out",
-            file=sys.stderr,
+    if args.out_of_fold:
+        scores = out_of_fold_scores(args.model, faces.images, images, args.engine)
+        overlap, engine = 0, "out-of-fold"
+    else:
+        tta = None if args.tta is None else args.tta == "on"
+        model = FacialExpressionModel.load(
+            args.model, args.engine, blur_sigma=args.input_blur, tta=tta
         )
-    predicted = model.predict_scores(images).argmax(axis=1)
-    result = metrics(faces.labels, predicted)
+        overlap, engine = training_overlap(model.metadata, faces.images), model.engine
+        if overlap:
+            print(
+                f"warning: {overlap} of these {len(faces)} faces ({overlap / len(faces):.1%}) "
+                "are in the model's training data (same pixels): the figure is not fully "
+                "held-out (for a K-fold run: --out-of-fold)",
+                file=sys.stderr,
+            )
+        scores = model.predict_scores(images)
+    result = metrics(faces.labels, scores.argmax(axis=1))
     result["trained_on"] = overlap
     result["data"] = str(args.data) + (f" (only {args.only})" if args.only else "")
     result["blur"] = args.blur or 0.0
-    result["engine"] = model.engine
+    result["engine"] = engine
     if args.out:
         from ferkit.files import write_json
         from ferkit.plots import confusion

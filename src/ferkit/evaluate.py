@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
 import numpy as np
 
+from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, NUM_CLASSES
 
 
@@ -109,13 +111,52 @@ def encode_fingerprints(hashes: np.ndarray) -> dict:
     }
 
 
-def trained_on(metadata: dict, images: np.ndarray) -> np.ndarray | None:
-    """Which of `images` the model trained on (a mask); None when its metadata does not say."""
+def decode_fingerprints(metadata: dict) -> np.ndarray:
+    """The hashes of the faces a model trained on (none when its metadata does not say)."""
     trained = metadata.get("trained_on")
     if not trained:
+        return np.zeros(0, dtype="<u8")
+    return np.frombuffer(base64.b64decode(trained["faces"]), dtype="<u8")
+
+
+def trained_on(metadata: dict, images: np.ndarray) -> np.ndarray | None:
+    """Which of `images` the model trained on (a mask); None when its metadata does not say."""
+    if not metadata.get("trained_on"):
         return None
-    known = np.frombuffer(base64.b64decode(trained["faces"]), dtype="<u8")
-    return np.isin(fingerprints(images), known)
+    return np.isin(fingerprints(images), decode_fingerprints(metadata))
+
+
+def out_of_fold_scores(
+    run: str | Path, images: np.ndarray, inputs: np.ndarray | None = None, engine: str = "auto"
+) -> np.ndarray:
+    """Each face scored by the fold models of a K-fold run (`fold-N/`) that never trained on
+    it, known from their training lists; `inputs` (default `images`) is what they are shown.
+
+    A K-fold run's own model trained on every sharp face, so its held-out figure is the
+    folds': this recomputes it for any copy or subset of the faces. A face no fold trained on
+    (outside the sharp set) gets the average of all of them.
+    """
+    from ferkit.recognizer import FacialExpressionModel
+
+    folders = sorted(Path(run).glob("fold-*"), key=lambda p: p.name.partition("-")[2].zfill(9))
+    if not folders:
+        raise FerkitError(f"{run}: no fold-N/ folders: not a K-fold run ('ferkit train --folds')")
+    inputs = images if inputs is None else inputs
+    total, count = np.zeros((len(images), NUM_CLASSES)), np.zeros(len(images))
+    for folder in folders:
+        model = FacialExpressionModel.load(folder, engine)
+        seen = trained_on(model.metadata, images)
+        if seen is None:
+            raise FerkitError(f"{folder}: the model does not list the faces it trained on")
+        if (~seen).any():
+            total[~seen] += model.predict_scores(inputs[~seen])
+            count[~seen] += 1
+    if (count == 0).any():
+        raise FerkitError(
+            f"{run}: {int((count == 0).sum())} of these {len(images)} faces were trained on "
+            "by every fold model"
+        )
+    return total / count[:, None]
 
 
 def training_overlap(metadata: dict, images: np.ndarray) -> int | None:

@@ -44,6 +44,7 @@ from ferkit.errors import FerkitError
 from ferkit.evaluate import (
     agreement,
     bootstrap_interval,
+    decode_fingerprints,
     encode_fingerprints,
     fingerprints,
     metrics,
@@ -83,6 +84,8 @@ class TrainConfig:
     folds: int | None = None  # K-fold over the --val set
     fold: int | None = None  # which fold this run holds out (None: all of --val trained on)
     stop_after: int | None = None  # epochs to train (the schedule still spans `epochs`)
+    init: str | None = None  # a model folder whose weights start the run (e.g. a blurred base)
+    sources_sample: int | None = None  # train on this many faces of the sources (stratified)
 
 
 RECIPES: dict[str, dict] = {
@@ -148,6 +151,8 @@ def sharp_folds(sharp: data.FaceSet, cfg: TrainConfig) -> list[np.ndarray]:
 def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet | None]:
     """Training and validation sets as the config says; validation is never trained on."""
     sources = [data.load(s) for s in cfg.sources]
+    if cfg.sources_sample and sources:
+        sources = [sample(data.concat(sources), cfg.sources_sample, cfg.split_seed)]
     if cfg.val is None:
         raise FerkitError("give a validation set with --val (and --val-split to carve part of it)")
     val = data.load(cfg.val)
@@ -161,6 +166,36 @@ def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet | None]:
     else:
         return data.concat(sources), val
     return data.concat(sources + [val.subset(keep)] * cfg.val_rest_repeat), val.subset(held)
+
+
+def sample(faces: data.FaceSet, n: int, seed: int) -> data.FaceSet:
+    """A stratified random `n` of the faces, in their order: a share of the blurred train/
+    beside the sharp faces, for a fine-tune whose base already learnt all of train/."""
+    if not 0 < n < len(faces):
+        raise FerkitError(f"--sample-sources must be between 1 and {len(faces) - 1}, got {n}")
+    _, picked = data.stratified_split(faces.labels, n / len(faces), seed)
+    return faces.subset(np.sort(picked))
+
+
+def start_from(trainer: keras.Model, cfg: TrainConfig) -> None:
+    """Put the weights of the `--init` model into a fresh trainer (and its weight average)."""
+    from ferkit.serialize import JSON_NAME, WEIGHTS_NAME, load_keras_model, read_metadata
+
+    folder = Path(cfg.init)
+    arch = read_metadata(folder).get("arch")
+    if arch is None:
+        raise FerkitError(f"{folder}: --init needs a ferkit model folder (no metadata.json)")
+    if arch != cfg.arch:
+        raise FerkitError(f"{folder}: --init model is a '{arch}' net, this run trains '{cfg.arch}'")
+    trainer.net.set_weights(
+        load_keras_model(folder / JSON_NAME, folder / WEIGHTS_NAME).get_weights()
+    )
+    optimizer = trainer.optimizer
+    if getattr(optimizer, "use_ema", False):  # the average starts where the weights do
+        for variable, average in zip(
+            optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True
+        ):
+            average.assign(variable)
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -426,6 +461,7 @@ class _EpochFiles(keras.callbacks.Callback):
                 tmp = temp_path(self.out / "val_predictions.npy")
                 np.save(tmp, np.stack(self.predictions))
                 os.replace(tmp, self.out / "val_predictions.npy")
+                save_epoch_weights(self.net, self.out, epoch + 1)
             if logs.get("val_accuracy", -1.0) > self.best:
                 self.best = logs["val_accuracy"]
                 self._save(self.net, self.out / "best.weights.h5")
@@ -529,6 +565,8 @@ def _train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None
     )
     trainer = build_trainer(cfg.arch, schedule, cfg.label_smoothing, cfg.consistency, cfg.ema)
     first = restore_backup(trainer, out / "backup") if (out / "backup").exists() else 0
+    if first == 0 and cfg.init:
+        start_from(trainer, cfg)
     rows = [r for r in _read_history(out / "history.csv") if r["epoch"] < first]
     last = min(cfg.epochs, cfg.stop_after or cfg.epochs)
     val_x = val_set.images[..., None].astype("float32") if val_set else None
@@ -579,7 +617,13 @@ def _train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None
 
 
 def model_metadata(cfg: TrainConfig, net, train_set: data.FaceSet) -> dict:
-    """What a model folder says about itself, including the faces it trained on."""
+    """What a model folder says about itself, including the faces it trained on (and those
+    its `--init` model trained on)."""
+    from ferkit.serialize import read_metadata
+
+    hashes = fingerprints(train_set.images)
+    if cfg.init:
+        hashes = np.concatenate([hashes, decode_fingerprints(read_metadata(cfg.init))])
     return {
         "labels": list(EMOTIONS),
         "input": {"size": IMAGE_SIZE, "color": "gray", "range": [0, 255], "resize": "area"},
@@ -591,7 +635,7 @@ def model_metadata(cfg: TrainConfig, net, train_set: data.FaceSet) -> dict:
             "n_train": len(train_set),
             "backend": keras.backend.backend(),
         },
-        "trained_on": encode_fingerprints(fingerprints(train_set.images)),
+        "trained_on": encode_fingerprints(hashes),
     }
 
 
@@ -602,6 +646,41 @@ def blur_agreement(net, images: np.ndarray, seed: int = 0) -> float:
     u = np.random.default_rng(seed).random(len(x), dtype=np.float32)
     twin = jpeg(keras.ops.convert_to_numpy(blurred_twin(x, u)))
     return agreement(predict(net, x), predict(net, twin))
+
+
+def _epoch_weights_path(run: Path, epoch: int) -> Path:
+    return run / "epochs" / f"epoch-{epoch:04d}.npz"
+
+
+def save_epoch_weights(net, run: Path, epoch: int) -> None:
+    """A fold's weights after every epoch (as arrays, by position: layer names differ between
+    builds), so that its model can be the one of the epoch the folds choose together."""
+    path = _epoch_weights_path(run, epoch)
+    path.parent.mkdir(exist_ok=True)
+    tmp = temp_path(path)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, *net.get_weights())
+    os.replace(tmp, path)
+
+
+def keep_epoch(run: Path, epoch: int, held: data.FaceSet) -> float:
+    """Make a fold's model files those of `epoch`; returns its blur agreement on `held`.
+
+    Each fold first saves its best validation epoch, a choice made on its own held-out faces;
+    the model that `ferkit evaluate --out-of-fold` scores them with must be the chosen epoch's.
+    """
+    from ferkit.serialize import read_metadata, save_model_files
+
+    metadata = read_metadata(run)
+    if metadata["training"].get("epoch_kept") == epoch:  # a resume after it was done
+        return metadata["metrics"]["blur_agreement"]
+    net = network(metadata["arch"])
+    with np.load(_epoch_weights_path(run, epoch)) as z:
+        net.set_weights([z[f"arr_{i}"] for i in range(len(z.files))])
+    metadata["training"]["epoch_kept"] = epoch
+    metadata["metrics"]["blur_agreement"] = blur_agreement(net, held.images)
+    save_model_files(run, net, metadata)
+    return metadata["metrics"]["blur_agreement"]
 
 
 def _complete(run: Path) -> bool:
@@ -617,7 +696,6 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
     sharp = data.load(cfg.val)
     folds = sharp_folds(sharp, cfg)
     predictions = np.full((cfg.epochs, len(sharp)), -1, dtype=np.int64)
-    agreements = []
     for i, held in enumerate(folds):
         sub = out / f"fold-{i + 1}"
         if not _complete(sub):
@@ -626,7 +704,6 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
             _train_one(sub_cfg, sub, verbose, callbacks)
         rows = np.load(sub / "val_predictions.npy")
         predictions[: len(rows), held] = rows
-        agreements.append(read_metadata(sub)["metrics"]["blur_agreement"])
     # the epochs every fold reached (--max-minutes may stop some early)
     complete = int((predictions >= 0).all(axis=1).sum())
     if complete == 0:
@@ -634,6 +711,10 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
     per_epoch = [metrics(sharp.labels, predictions[e]) for e in range(complete)]
     best = int(np.argmax([m["accuracy"] for m in per_epoch]))
     chosen = per_epoch[best]
+    agreements = [
+        keep_epoch(out / f"fold-{i + 1}", best + 1, sharp.subset(held))
+        for i, held in enumerate(folds)
+    ]
     report = {
         "folds": cfg.folds,
         "n": len(sharp),
@@ -643,7 +724,7 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
         "interval_95": bootstrap_interval(sharp.labels, predictions[best]),
         "per_class": chosen["per_class"],
         "confusion": chosen["confusion"],
-        "blur_agreement": float(np.mean(agreements)),  # of each fold's best epoch on its fold
+        "blur_agreement": float(np.mean(agreements)),  # each fold's, at that epoch, on its fold
         "per_epoch": [
             {"epoch": e + 1, "accuracy": m["accuracy"], "macro_recall": m["macro_recall"]}
             for e, m in enumerate(per_epoch)
