@@ -6,13 +6,16 @@ On media made here (never FER2013 files in the repository):
 - a 6 s zoom clip (scale 0.75-1.25 on her face) and a 6 s panning clip: share of frames with
   a face, and face tracks given by a `Stream`;
 - 20 scikit-image pictures with no face (false boxes);
-- the 573 validation faces of `publictest/` (`splits/publictest_val.txt`, never trained on),
-  each upscaled to 144 px with 36 px of replicated border and placed in a 640x480 frame:
+- the 573 validation faces of `publictest/` (`splits/publictest_val.txt`), labelled by a
+  model that never trained on them: the fold models of `--folds` (default runs/kfold, when
+  there; the embedded K-fold model trained on every publictest face), else the embedded
+  model (a warning says how many it trained on); each upscaled to 144 px with 36 px of replicated border and placed in a 640x480 frame:
   detected, and detected *and* correctly labelled, for ferkit's three crops (aligned,
   square, box), Haar + box, and `fer`'s `detect_emotions`;
 - time per 640x480 frame.
 
     .venv/bin/python bench/detect.py [--data ../shared/data/fer2013] [--canvases 4]
+        [--folds runs/kfold]
 
 The peer needs `pip install --no-deps fer==25.10.3` (`make bench` does it).
 """
@@ -30,6 +33,7 @@ from common import median_ms, report
 from media import astronaut
 
 from ferkit import data
+from ferkit.evaluate import fold_models, trained_on
 from ferkit.labels import EMOTIONS
 from ferkit.pipeline import Pipeline
 from ferkit.recognizer import FacialExpressionModel
@@ -146,10 +150,22 @@ def fer_frames(faces, rng):
         yield cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), (x + 108, y + 108, 216)
 
 
+def held_out_labellers(model, folds: Path, images: np.ndarray):
+    """The models to label FER faces with, and for each face the first that never trained on
+    it: the fold models of a K-fold run when there is one, else `model` alone."""
+    labellers = fold_models(folds) if (folds / "fold-1").exists() else [model]
+    masks = [trained_on(m.metadata, images) for m in labellers]  # None: it does not say
+    seen = np.stack([np.zeros(len(images), bool) if m is None else m for m in masks])
+    if seen.all(axis=0).any():
+        print(f"warning: {seen.all(axis=0).sum()} of the {len(images)} FER faces were trained on")
+    return labellers, np.argmin(seen, axis=0)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
     p.add_argument("--canvases", type=int, default=4, help="canvases per size")
+    p.add_argument("--folds", type=Path, default=ROOT / "runs" / "kfold", help="a K-fold run")
     args = p.parse_args()
     photo = astronaut()
     model = FacialExpressionModel.load()
@@ -212,15 +228,21 @@ def main() -> None:
         data.read_list(ROOT / "splits/publictest_val.txt")
     )
     frames = list(fer_frames(val, np.random.default_rng(1)))
-    exact = model.predict_scores(val.images).argmax(1)
+    labellers, owner = held_out_labellers(model, args.folds, val.images)
+    exact = np.array(
+        [
+            labellers[o].predict_scores(img[None])[0].argmax()
+            for o, img in zip(owner, val.images, strict=True)
+        ]
+    )
     rows.append({"test": "FER val: exact 48x48 crop", "detector": "none", "faces": len(val),
                  "labelled": float(np.mean(exact == val.labels))})  # fmt: skip
     variants = [("centerface", c) for c in ("square", "aligned", "box")] + [("haar", "box")]
     for det, crop in variants:
-        pipe = Pipeline(model, ferkit[det].detector, crop)
+        pipes = [Pipeline(m, ferkit[det].detector, crop) for m in labellers]
         found = right = 0
-        for (frame, face), label in zip(frames, val.labels, strict=True):
-            faces = pipe(frame)
+        for (frame, face), label, o in zip(frames, val.labels, owner, strict=True):
+            faces = pipes[o](frame)
             boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
             hit = [i for i, b in enumerate(boxes) if match(b[None], [face])[0]]
             if hit:

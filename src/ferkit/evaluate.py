@@ -126,31 +126,37 @@ def trained_on(metadata: dict, images: np.ndarray) -> np.ndarray | None:
     return np.isin(fingerprints(images), decode_fingerprints(metadata))
 
 
-def out_of_fold_scores(
-    run: str | Path, images: np.ndarray, inputs: np.ndarray | None = None, engine: str = "auto"
-) -> np.ndarray:
-    """Each face scored by the fold models of a K-fold run (`fold-N/`) that never trained on
-    it, known from their training lists; `inputs` (default `images`) is what they are shown.
-
-    A K-fold run's own model trained on every sharp face, so its held-out figure is the
-    folds': this recomputes it for any copy or subset of the faces. A face no fold trained on
-    (outside the sharp set) gets the average of all of them.
-    """
+def fold_models(run: str | Path, engine: str = "auto") -> list:
+    """The fold models of a K-fold run (`fold-1/` ... `fold-K/`), in order."""
     from ferkit.recognizer import FacialExpressionModel
 
     folders = sorted(Path(run).glob("fold-*"), key=lambda p: p.name.partition("-")[2].zfill(9))
     if not folders:
         raise FerkitError(f"{run}: no fold-N/ folders: not a K-fold run ('ferkit train --folds')")
+    models = [FacialExpressionModel.load(folder, engine) for folder in folders]
+    for folder, model in zip(folders, models, strict=True):
+        if not model.metadata.get("trained_on"):
+            raise FerkitError(f"{folder}: the model does not list the faces it trained on")
+    return models
+
+
+def out_of_fold_scores(
+    run: str | Path, images: np.ndarray, inputs: np.ndarray | None = None, engine: str = "auto"
+) -> np.ndarray:
+    """Each face scored by the fold models of a K-fold run that never trained on it, known
+    from their training lists; `inputs` (default `images`) is what they are shown.
+
+    A K-fold run's own model trained on every sharp face, so its held-out figure is the
+    folds': this recomputes it for any copy or subset of the faces. A face no fold trained on
+    (outside the sharp set) gets the average of all of them.
+    """
     inputs = images if inputs is None else inputs
     total, count = np.zeros((len(images), NUM_CLASSES)), np.zeros(len(images))
-    for folder in folders:
-        model = FacialExpressionModel.load(folder, engine)
-        seen = trained_on(model.metadata, images)
-        if seen is None:
-            raise FerkitError(f"{folder}: the model does not list the faces it trained on")
-        if (~seen).any():
-            total[~seen] += model.predict_scores(inputs[~seen])
-            count[~seen] += 1
+    for model in fold_models(run, engine):
+        unseen = ~trained_on(model.metadata, images)
+        if unseen.any():
+            total[unseen] += model.predict_scores(inputs[unseen])
+            count[unseen] += 1
     if (count == 0).any():
         raise FerkitError(
             f"{run}: {int((count == 0).sum())} of these {len(images)} faces were trained on "
