@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
+from ferkit.serialize import ENGINES
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -314,7 +315,7 @@ def _add_model_options(p, engine_flag: str = "--engine") -> None:
     p.add_argument(
         engine_flag,
         default="auto",
-        choices=["auto", "keras", "onnx", "int8"],
+        choices=ENGINES,
         help="auto: ONNX Runtime on model.int8.onnx, else model.onnx, when the folder has one; else Keras",
     )
 

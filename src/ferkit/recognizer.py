@@ -23,6 +23,7 @@ from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS
 from ferkit.preprocess import to_input
 from ferkit.serialize import (
+    ENGINES,
     INT8_NAME,
     JSON_NAME,
     ONNX_NAME,
@@ -31,7 +32,6 @@ from ferkit.serialize import (
     read_metadata,
 )
 
-ENGINES = ("auto", "keras", "onnx", "int8")
 log = logging.getLogger(__name__)
 
 
