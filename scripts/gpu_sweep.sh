@@ -42,6 +42,6 @@ for spec in "$@"; do
   name=${spec%%=*}
   cp /tmp/runs/$name-*.log /tmp/runs/$name/ 2>/dev/null || true
   tail -n 1 /tmp/runs/$name-final.log | tee "$OUT/$name.txt"
-  tar czf "$OUT/$name.tgz" -C /tmp/runs --exclude=backup --exclude=best.weights.h5 \
+  tar czf "$OUT/$name.tgz" -C /tmp/runs --exclude=backup --exclude=epochs --exclude=best.weights.h5 \
     --exclude=train_files.txt --exclude='fold-*/model.weights.h5' --exclude='final/model.weights.h5' "$name"
 done
