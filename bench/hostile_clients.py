@@ -1,8 +1,8 @@
 """Hostile clients against a real server on loopback, for each server design.
 
-Per design: open N idle WebSockets (handshake sent, then silence) and N slow clients (a
-request head sent one header line every 2 s), then measure `/api/health` (answered within
-1 s?) and one live client's round trips over the WebSocket (p95 < 150 ms?). Then, on the
+Per design: open N idle WebSockets (handshake sent, then silence; each from its own
+loopback address) and N slow clients (a request head sent one header line every 2 s), then
+measure `/api/health` (answered within 1 s?) and one live client's round trips over the WebSocket (p95 < 150 ms?). Then, on the
 kept design, 8 hostile image uploads at once (tile-bomb TIFFs, 6300x6300 16-bit PNGs) and
 8 large legitimate photos (40 MP JPEGs): the worker's peak memory.
 
@@ -74,9 +74,11 @@ def health(port: int, timeout: float) -> float | None:
     return time.perf_counter() - started
 
 
-def idle_websocket(port: int) -> socket.socket:
-    """A WebSocket handshake, then nothing: no frame, no answer to pings."""
-    sock = socket.create_connection(("127.0.0.1", port))
+def idle_websocket(port: int, i: int) -> socket.socket:
+    """A WebSocket handshake, then nothing: no frame, no answer to pings. Each comes from its
+    own loopback address (127.0.1.x): many clients, which the per-address cap cannot stop."""
+    source = (f"127.0.{1 + i // 250}.{1 + i % 250}", 0)
+    sock = socket.create_connection(("127.0.0.1", port), source_address=source)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         f"GET /ws/live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -142,7 +144,7 @@ def measure_design(
     opened: list[socket.socket] = []
     try:
         rss_before = tree_rss_mb(proc)
-        opened += [idle_websocket(port) for _ in range(n)]
+        opened += [idle_websocket(port, i) for i in range(n)]
         opened += slow_clients(port, n_slow, stop)
         time.sleep(1)  # let the server take them all in
         answers, until = [], time.monotonic() + seconds

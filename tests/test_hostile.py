@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from fractions import Fraction
 from pathlib import Path
+from unittest import mock
 
 import assets
 import av
@@ -34,9 +35,18 @@ from ferkit.images import decode_image
 from ferkit.web import create_app, shutdown
 
 
-def call(port: int, method: str, path: str, body=None, headers=None, timeout: float = 30):
-    """(status, parsed JSON) of one request."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def call(
+    port: int,
+    method: str,
+    path: str,
+    body=None,
+    headers=None,
+    timeout: float = 30,
+    source: str | None = None,
+):
+    """(status, parsed JSON) of one request, from loopback address `source` if given."""
+    address = (source, 0) if source else None
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=address)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
@@ -53,6 +63,18 @@ def health_within(port: int, seconds: float) -> bool:
             return r.status == 200 and time.perf_counter() - started < seconds
     except OSError:
         return False
+
+
+def live_from(port: int, source: str) -> Client:
+    """A live-camera socket from another loopback address (127.0.0.2, ...): another client."""
+
+    class Bound(socket.socket):
+        def connect(self, address):
+            self.bind((source, 0))
+            super().connect(address)
+
+    with mock.patch("simple_websocket.ws.socket.socket", Bound):
+        return Client.connect(f"ws://127.0.0.1:{port}/ws/live")
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -123,6 +145,47 @@ def test_live_sockets_are_capped_and_idle_ones_closed(server):
         for ws in idle:
             if ws.connected:
                 ws.close()
+
+
+def test_one_address_gets_a_share_of_live_slots_and_video_jobs(tmp_path, long_video):
+    """--live-per-client and --jobs-per-client: a client that opens viewers or sends
+    videos in a loop fills its own share and is told so (429), others are still served."""
+    proc, port = assets.start_server(
+        "--live-max", "3", "--live-per-client", "2", "--jobs-per-client", "1",
+        "--data-dir", str(tmp_path),
+    )  # fmt: skip
+    sockets = []
+    try:
+        wait_for(lambda: health_within(port, 1), 60, "the server")
+        sockets = [live_from(port, "127.0.0.1") for _ in range(3)]
+        refusal = json.loads(sockets[2].receive(timeout=5))["error"]
+        assert refusal == "too many live viewers from your address (2); close one and try again"
+        wait_for(lambda: not sockets[2].connected, 5, "the refused socket to close")
+        other = live_from(port, "127.0.0.2")  # the third slot: another client is served
+        sockets.append(other)
+        other.send(jpeg(assets.one_face()))
+        assert "faces" in json.loads(other.receive(timeout=10))
+        sockets.append(live_from(port, "127.0.0.3"))  # all 3 slots held: busy for everyone
+        assert "server busy" in json.loads(sockets[-1].receive(timeout=5))["error"]
+
+        video = long_video.read_bytes()
+        status, first = call(port, "POST", "/api/videos", video, source="127.0.0.1")
+        assert status == 202
+        status, body = call(port, "POST", "/api/videos", video, source="127.0.0.1")
+        assert status == 429 and body["error"].startswith("you have 1 video jobs in progress")
+        assert call(port, "GET", f"/api/videos/{first['id']}")[1]["status"] != "done"
+        status, second = call(port, "POST", "/api/videos", video, source="127.0.0.2")
+        assert status == 202
+        for job in (first, second):
+            assert call(port, "DELETE", f"/api/videos/{job['id']}")[0] == 200
+        status, _ = call(port, "POST", "/api/videos", video, source="127.0.0.1")
+        assert status == 202  # its job deleted, the address has its share again
+    finally:
+        for ws in sockets:
+            if ws.connected:
+                ws.close()
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_raw_idle_handshakes_do_not_block_health(server):

@@ -103,14 +103,16 @@ def test_video_job_rejects_non_videos_and_reports_corrupt(client, app):
 
 
 def test_full_job_queue_answers_429(tmp_path, astronaut_video):
-    app = create_app({"DATA_DIR": str(tmp_path), "MAX_JOBS": 1})
+    app = create_app({"DATA_DIR": str(tmp_path), "MAX_JOBS": 1, "JOBS_PER_CLIENT": 0})
     client = app.test_client()
     data = astronaut_video.read_bytes()
-    codes = [
-        client.post("/api/videos", data={"video": (io.BytesIO(data), "v.mp4")}).status_code
-        for _ in range(4)
+    replies = [
+        client.post("/api/videos", data={"video": (io.BytesIO(data), "v.mp4")}) for _ in range(4)
     ]
+    codes = [r.status_code for r in replies]
     assert 429 in codes and codes[0] == 202
+    refused = replies[codes.index(429)].get_json()["error"]
+    assert refused == "too many video jobs in progress; try again later"
 
 
 def test_finished_jobs_expire_with_their_files(tmp_path, astronaut_video):

@@ -580,6 +580,19 @@ def _add_serve(sub) -> None:
         help="live cameras and stream viewers served at once (default: threads - 16)",
     )
     p.add_argument(
+        "--live-per-client",
+        type=int,
+        default=8,
+        help="of those, the most from one client address (0: no cap; behind a proxy that "
+        "all clients come through, use 0)",
+    )
+    p.add_argument(
+        "--jobs-per-client",
+        type=int,
+        default=2,
+        help="video jobs queued or running from one client address (0: no cap)",
+    )
+    p.add_argument(
         "--live-idle",
         type=float,
         default=30,
@@ -614,6 +627,8 @@ def cmd_serve(args) -> int:
             "DATA_DIR": args.data_dir,
             "KEEP_DATA": args.keep_data,
             "LIVE_MAX": args.live_max,
+            "LIVE_PER_CLIENT": args.live_per_client,
+            "JOBS_PER_CLIENT": args.jobs_per_client,
             "LIVE_IDLE_S": args.live_idle,
             "MAX_CONTENT_LENGTH": int(args.max_upload_mb * 2**20),
         },

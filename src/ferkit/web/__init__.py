@@ -6,7 +6,9 @@ SOURCE (the server stream: camera index or video file), MAX_CONTENT_LENGTH (uplo
 DATA_DIR (the app's data folder: uploads and outputs; default `$FERKIT_DATA` or
 `~/.local/state/ferkit`), KEEP_DATA (keep this run's files after a stop), JOB_TTL_S (how
 long finished jobs are kept), JOB_MAX_S (processing time one video may take), MAX_JOBS
-(queued video jobs before 429), LIVE_MAX (live sockets and MJPEG viewers at once),
+(queued video jobs before 429), JOBS_PER_CLIENT (of those, from one client address),
+LIVE_MAX (live sockets and MJPEG viewers at once), LIVE_PER_CLIENT (of those, from one client
+address; 0: no per-address cap, e.g. behind a proxy that all clients come through),
 LIVE_IDLE_S (a live socket with no frame for this long is closed).
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from pathlib import Path
 
 from flask import Flask, jsonify
@@ -49,7 +50,9 @@ DEFAULTS = {
     "JOB_TTL_S": 3600,
     "JOB_MAX_S": 120,
     "MAX_JOBS": 4,
+    "JOBS_PER_CLIENT": 2,
     "LIVE_MAX": 64,
+    "LIVE_PER_CLIENT": 8,
     "LIVE_IDLE_S": 30,
     # flask-sock: a live frame is a small JPEG; refuse messages over 4 MB
     "SOCK_SERVER_OPTIONS": {"max_message_size": 4 * 1024 * 1024, "ping_interval": 25},
@@ -62,6 +65,7 @@ def create_app(config: dict | None = None, model=None) -> Flask:
     from ferkit.recognizer import FacialExpressionModel
     from ferkit.web import api, live, logs, pages, stream
     from ferkit.web.jobs import JobQueue
+    from ferkit.web.slots import LiveSlots
 
     app = Flask(__name__)
     app.json.sort_keys = False  # keep scores in label order
@@ -74,13 +78,16 @@ def create_app(config: dict | None = None, model=None) -> Flask:
         model, app.config["DETECTOR"], app.config["CROP"], app.config["MIN_FACE"]
     )
     # live sockets and MJPEG viewers each hold a thread: one cap for both
-    app.extensions["ferkit.live_slots"] = threading.BoundedSemaphore(app.config["LIVE_MAX"])
+    app.extensions["ferkit.live_slots"] = LiveSlots(
+        app.config["LIVE_MAX"], app.config["LIVE_PER_CLIENT"]
+    )
     jobs = JobQueue(
         app.config["DATA_DIR"],
         app.extensions["ferkit.pipeline"],
         app.config["MAX_JOBS"],
         app.config["JOB_TTL_S"],
         app.config["JOB_MAX_S"],
+        app.config["JOBS_PER_CLIENT"],
     )
     app.extensions["ferkit.jobs"] = jobs
     app.config["SPOOL_DIR"] = str(jobs.root)  # request bodies the server's front holds

@@ -8,6 +8,7 @@ import logging
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from ferkit.images import decoded, sniff
+from ferkit.web.jobs import QueueFull
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
@@ -68,9 +69,10 @@ def predict():
 
 @bp.post("/videos")
 def create_video_job():
-    job = _jobs().submit(_upload("video"))
-    if job is None:
-        abort(429, "too many video jobs in progress; try again later")
+    try:
+        job = _jobs().submit(_upload("video"), request.remote_addr or "")
+    except QueueFull as err:
+        abort(429, str(err))
     log.info("queued as job-%s", job.id)
     return jsonify(job.to_dict()), 202
 

@@ -38,6 +38,7 @@ LOCK_NAME, KEPT_NAME = ".lock", ".kept"
 class Job:
     id: str
     folder: Path
+    client: str = ""  # the address it came from: each address has a share of the queue
     status: str = "queued"  # queued, running, done, failed
     progress: float = 0.0
     error: str | None = None
@@ -73,6 +74,10 @@ class Job:
         }
 
 
+class QueueFull(Exception):
+    """No room for a job now (HTTP 429): the queue, or the client's share of it, is full."""
+
+
 class _Stopped(Exception):
     """Raised between two frames: the server stops, the job was deleted or ran too long."""
 
@@ -106,6 +111,7 @@ class JobQueue:
         max_jobs: int = 4,
         ttl_s: float = 3600,
         max_job_s: float = 120,
+        per_client: int = 0,
     ):
         base = Path(data_dir) / "jobs"
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -115,6 +121,7 @@ class JobQueue:
         self._lock_file = open(self.root / LOCK_NAME, "w")  # held for the life of the process
         fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.pipeline, self.ttl_s, self.max_job_s = pipeline, ttl_s, max_job_s
+        self.per_client = per_client  # jobs queued or running from one address (0: no cap)
         self.jobs: dict[str, Job] = {}
         self.pending: queue.Queue[Job | None] = queue.Queue(maxsize=max_jobs)
         self.lock = threading.Lock()
@@ -144,13 +151,16 @@ class JobQueue:
             shutil.rmtree(self.root, ignore_errors=True)
         self._lock_file.close()
 
-    def submit(self, data: bytes) -> Job | None:
-        """Queue a video; None when the queue is full (nothing is then kept).
+    def submit(self, data: bytes, client: str = "") -> Job:
+        """Queue a video; QueueFull when the queue or the client's share of it is full
+        (nothing is then kept), so one client cannot keep everyone else's videos out.
 
         A video that is unreadable or over the caps (size, length) is refused here, from its
         header, with a FerkitError (a 400) rather than a job that fails later.
         """
-        job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8))
+        with self.lock:  # before the upload is written: a refusal costs nothing
+            self._check_share(client)
+        job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8), client)
         job.folder.mkdir(mode=0o700)
         job.upload.write_bytes(data)
         try:
@@ -159,15 +169,31 @@ class JobQueue:
             shutil.rmtree(job.folder, ignore_errors=True)
             raise FerkitError(job.public(err)) from None
         with self.lock:
-            self.jobs[job.id] = job  # known before the worker can pick it up
-        try:
-            self.pending.put_nowait(job)
-        except queue.Full:
-            with self.lock:
+            try:
+                self._check_share(client)  # again: the same client may have sent more meanwhile
+                self.jobs[job.id] = job  # known before the worker can pick it up
+                self.pending.put_nowait(job)
+                return job
+            except queue.Full:
                 del self.jobs[job.id]
-            shutil.rmtree(job.folder, ignore_errors=True)
-            return None
-        return job
+                refused = QueueFull("too many video jobs in progress; try again later")
+            except QueueFull as err:
+                refused = err
+        shutil.rmtree(job.folder, ignore_errors=True)
+        raise refused
+
+    def _check_share(self, client: str) -> None:
+        """QueueFull when `client` has its share of jobs queued or running (lock held)."""
+        if not self.per_client:
+            return
+        active = sum(
+            j.client == client and j.status in ("queued", "running") for j in self.jobs.values()
+        )
+        if active >= self.per_client:
+            raise QueueFull(
+                f"you have {active} video jobs in progress (the most from one address); "
+                "wait for one to finish, or DELETE it"
+            )
 
     def get(self, job_id: str) -> Job | None:
         self.cleanup()  # an expired job is gone at once, not at the next tick of the timer

@@ -2,8 +2,9 @@
 
 The page keeps at most one frame in flight, so a slow server lowers the frame rate
 instead of building a queue. Each open socket holds a server thread, so at most LIVE_MAX
-live viewers (these sockets and MJPEG viewers) are served at once, the next one is told
-the server is busy, and a socket that sends no frame for LIVE_IDLE_S is closed.
+live viewers (these sockets and MJPEG viewers) are served at once and LIVE_PER_CLIENT from
+one address (`ferkit.web.slots`), the next one is told why and closed, and a socket that
+sends no frame for LIVE_IDLE_S is closed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 from flask_sock import Sock
 
 from ferkit.errors import FerkitError
@@ -24,17 +25,17 @@ BUSY, IDLE = 1013, 1001  # WebSocket close codes: try again later, going away
 
 @sock.route("/ws/live", bp=bp)
 def live(ws):
-    config = current_app.config
-    slots = current_app.extensions["ferkit.live_slots"]
-    if not slots.acquire(blocking=False):
-        busy = f"server busy: {config['LIVE_MAX']} live viewers are connected; try again later"
-        ws.send(json.dumps({"error": busy}))
+    slots, client = current_app.extensions["ferkit.live_slots"], request.remote_addr or ""
+    refused = slots.acquire(client)
+    if refused is not None:
+        ws.send(json.dumps({"error": refused[1]}))
         ws.close(BUSY, "server busy")
         return
     try:
-        _serve(ws, current_app.extensions["ferkit.pipeline"].stream(), config["LIVE_IDLE_S"])
+        stream = current_app.extensions["ferkit.pipeline"].stream()
+        _serve(ws, stream, current_app.config["LIVE_IDLE_S"])
     finally:
-        slots.release()
+        slots.release(client)
 
 
 def _serve(ws, stream, idle_s: float) -> None:

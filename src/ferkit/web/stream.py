@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import cv2
-from flask import Blueprint, Response, abort, current_app
+from flask import Blueprint, Response, abort, current_app, request
 
 from ferkit.overlay import draw
 
@@ -94,12 +94,14 @@ class SharedCapture:
 def video_feed():
     capture: SharedCapture = current_app.extensions["ferkit.stream"]
     slots = current_app.extensions["ferkit.live_slots"]  # a viewer holds a thread, as a camera
-    if not slots.acquire(blocking=False):
-        abort(503, f"server busy: {current_app.config['LIVE_MAX']} live viewers; try again later")
+    client = request.remote_addr or ""
+    refused = slots.acquire(client)
+    if refused is not None:
+        abort(*refused)
     frames = capture.frames()
     first = next(frames, None)
     if first is None:
-        slots.release()
+        slots.release(client)
         abort(503, capture.failed or "the stream source gave no frame")
 
     def body():
@@ -108,5 +110,5 @@ def video_feed():
             yield b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + frame + b"\r\n"
 
     response = Response(body(), mimetype="multipart/x-mixed-replace; boundary=frame")
-    response.call_on_close(slots.release)
+    response.call_on_close(lambda: slots.release(client))
     return response
