@@ -195,6 +195,27 @@ def test_live_page_reconnects_when_the_server_restarts(browser):
     p.page.close()
 
 
+def test_live_page_says_why_a_second_viewer_from_one_address_is_refused(browser):
+    proc, port = start_server("--live-per-client", "1")
+    first, second = Page(browser, "desktop"), Page(browser, "phone")
+    try:
+        first.page.goto(f"http://127.0.0.1:{port}/")
+        expect(first.page.locator("#status")).to_have_text("Live", timeout=10_000)
+        second.page.goto(f"http://127.0.0.1:{port}/")
+        status = second.page.locator("#status")
+        expect(status).to_contain_text(
+            "Too many live viewers from your address (1); close one and try again; reconnecting",
+            timeout=10_000,
+        )
+        expect(status).to_have_class("status error")
+        second.shot("live-refused")
+        first.page.close()  # its slot is free: the second page's retry is served
+        expect(status).to_have_text("Live", timeout=30_000)
+    finally:
+        stop(proc)
+    second.close()
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_live_page_without_camera_offers_a_way_forward(server, no_camera_browser, size):
     p = Page(no_camera_browser, size)

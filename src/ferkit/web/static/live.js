@@ -9,7 +9,7 @@ const stats = document.getElementById("stats");
 const panels = document.getElementById("faces");
 const MAX_SIDE = 480, MIN_INTERVAL_MS = 66, RETRY_MS = [1000, 2000, 4000, 8000, 15000];
 const grab = document.createElement("canvas");
-let ws, sentAt = 0, frames = 0, lastFps = performance.now(), failures = 0;
+let ws, sentAt = 0, frames = 0, lastFps = performance.now(), failures = 0, refusal = "";
 
 async function start() {
   help.hidden = true;
@@ -37,18 +37,20 @@ function stuck(text) {
   stats.hidden = true;
 }
 
+function capitalise(text) { return text.charAt(0).toUpperCase() + text.slice(1); }
+
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   ws = new WebSocket(`${proto}://${location.host}/ws/live`);
   ws.binaryType = "arraybuffer";
-  ws.onopen = () => { failures = 0; setStatus(statusEl, "Live", "ok"); stats.hidden = false; send(); };
+  ws.onopen = () => { refusal = ""; setStatus(statusEl, "Live", "ok"); stats.hidden = false; send(); };
   ws.onclose = (event) => {
     clearFaces();  // never leave the last box frozen on a live picture
     stats.hidden = true;
     const wait = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
     failures += 1;
-    const why = event.code === 1013
-      ? "The server is busy (too many live viewers)"  // its reason came as an error reply too
+    const why = event.code === 1013  // refused: its reason came as an error reply first
+      ? capitalise(refusal || "the server is busy (too many live viewers)")
       : "Lost the connection to the server";
     setStatus(statusEl, `${why}; reconnecting in ${wait / 1000} s…`, "error");
     setTimeout(connect, wait);
@@ -56,8 +58,8 @@ function connect() {
   ws.onmessage = (event) => {
     const reply = JSON.parse(event.data);
     document.getElementById("rtt").textContent = Math.round(performance.now() - sentAt);
-    if (reply.error) setStatus(statusEl, `Error: ${reply.error}`, "error");
-    else { if (statusEl.textContent !== "Live") setStatus(statusEl, "Live", "ok"); show(reply); }
+    if (reply.error) { refusal = reply.error; setStatus(statusEl, `Error: ${reply.error}`, "error"); }
+    else { failures = 0; if (statusEl.textContent !== "Live") setStatus(statusEl, "Live", "ok"); show(reply); }
     frames += 1;
     const now = performance.now();
     if (now - lastFps > 1000) {
