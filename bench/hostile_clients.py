@@ -2,9 +2,10 @@
 
 Per design: open N idle WebSockets (handshake sent, then silence; each from its own
 loopback address) and N slow clients (a request head sent one header line every 2 s), then
-measure `/api/health` (answered within 1 s?) and one live client's round trips over the WebSocket (p95 < 150 ms?). Then, on the
-kept design, 8 hostile image uploads at once (tile-bomb TIFFs, 6300x6300 16-bit PNGs) and
-8 large legitimate photos (40 MP JPEGs): the worker's peak memory.
+measure `/api/health` (answered within 1 s?) and one live client's round trips over the
+WebSocket (p95 < 150 ms?). Then, on the kept design, 8 hostile image uploads at once
+(tile-bomb TIFFs, 6300x6300 16-bit PNGs), 8 large legitimate photos (40 MP JPEGs) and 8
+90 MB video uploads from one address: the worker's peak memory.
 
     .venv/bin/python bench/hostile_clients.py [--clients 64] [--seconds 8]
 """
@@ -22,12 +23,21 @@ import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
 import psutil
 from common import report, tree_rss_mb
-from media import ROOT, one_face, png16_rgba, tile_bomb_tiff
+from media import (
+    ROOT,
+    astronaut,
+    astronaut_frames,
+    one_face,
+    png16_rgba,
+    tile_bomb_tiff,
+    write_video,
+)
 from simple_websocket import Client
 
 # design: (gunicorn worker, threads, slow clients as a multiple of --clients)
@@ -183,8 +193,9 @@ def measure_design(
 
 
 def post(port: int, data: bytes, content_type: str) -> int:
+    path = "/api/videos" if content_type.startswith("video/") else "/api/predict"
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/predict", data=data, headers={"Content-Type": content_type}
+        f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": content_type}
     )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
@@ -250,11 +261,16 @@ def main() -> None:
 
     big = np.random.default_rng(0).integers(0, 255, (5000, 8000, 3), np.uint8)
     photo = cv2.imencode(".jpg", big)[1].tobytes()
+    with tempfile.TemporaryDirectory() as folder:
+        clip = write_video(Path(folder) / "clip.mp4", list(astronaut_frames(astronaut(), 90)))
+        video = clip.read_bytes()
+    video += bytes(90 * 2**20 - len(video))
     uploads = [  # (label, body, content type, how many at once)
         ("TIFF, 64x64 declared, one 16384x16368 tile", tile_bomb_tiff(), "image/tiff", 8),
         ("PNG, 6300x6300 16-bit RGBA", png16_rgba(), "image/png", 8),
         ("JPEG, 8000x5000 (40 MP, noise)", photo, "image/jpeg", 1),
         ("JPEG, 8000x5000 (40 MP, noise)", photo, "image/jpeg", 8),
+        ("MP4, 90 MB (a 3 s clip, then padding), one address", video, "video/mp4", 8),
     ]
     proc, port = start("buffering", 128, tempfile.mkdtemp(prefix="ferkit-bench-"))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import IO
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
@@ -35,18 +36,31 @@ def _bounded_body() -> None:
     request.environ["CONTENT_LENGTH"] = str(len(body))
 
 
-def _upload(kind: str) -> bytes:
-    """The multipart field named `kind` (or the raw body), checked to be that kind by content."""
+SNIFF_BYTES = 16  # enough for `images.sniff`
+
+
+def _body(kind: str) -> IO[bytes]:
+    """The multipart field named `kind`, or the raw body, as a stream (werkzeug keeps a large
+    multipart file on disk, and the server's front a large body)."""
     if request.mimetype == "multipart/form-data":
         if kind not in request.files:
             abort(400, f"expected the multipart field '{kind}'")
-        data = request.files[kind].read()
-    else:
-        data = request.get_data(cache=False)  # one copy of the body, freed after decoding
-    if not data:
+        return request.files[kind].stream
+    return request.stream
+
+
+def _check_kind(kind: str, head: bytes) -> None:
+    """400 for nothing sent, 415 when the first bytes are not of that kind."""
+    if not head:
         abort(400, f"no {kind}: send the multipart field '{kind}' or the file as the body")
-    if sniff(data) != kind:
+    if sniff(head) != kind:
         abort(415, f"not {'an' if kind == 'image' else 'a'} {kind}: send {ACCEPTED[kind]}")
+
+
+def _upload(kind: str) -> bytes:
+    """The upload in memory (an image is decoded there anyway), checked by content."""
+    data = _body(kind).read()
+    _check_kind(kind, data)
     return data
 
 
@@ -69,8 +83,11 @@ def predict():
 
 @bp.post("/videos")
 def create_video_job():
+    body = _body("video")  # copied to the job's folder, never whole in memory
+    head = body.read(SNIFF_BYTES)
+    _check_kind("video", head)
     try:
-        job = _jobs().submit(_upload("video"), request.remote_addr or "")
+        job = _jobs().submit(head, body, request.remote_addr or "")
     except QueueFull as err:
         abort(429, str(err))
     log.info("queued as job-%s", job.id)

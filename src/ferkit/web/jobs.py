@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from ferkit.errors import FerkitError
 from ferkit.pipeline import Pipeline
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 OUTPUTS = {"video.mp4": "video", "frames.csv": "csv", "summary.json": "json", "chart.png": "chart"}
 LOCK_NAME, KEPT_NAME = ".lock", ".kept"
+COPY_CHUNK = 1 << 20  # an upload is copied to its job's folder 1 MB at a time
 
 
 @dataclass
@@ -151,9 +153,11 @@ class JobQueue:
             shutil.rmtree(self.root, ignore_errors=True)
         self._lock_file.close()
 
-    def submit(self, data: bytes, client: str = "") -> Job:
-        """Queue a video; QueueFull when the queue or the client's share of it is full
-        (nothing is then kept), so one client cannot keep everyone else's videos out.
+    def submit(self, head: bytes, rest: BinaryIO, client: str = "") -> Job:
+        """Queue a video (its first bytes, then a stream of the others, copied to disk in
+        chunks: a burst of large uploads costs no memory); QueueFull when the queue or the
+        client's share of it is full (nothing is then kept), so one client cannot keep
+        everyone else's videos out.
 
         A video that is unreadable or over the caps (size, length) is refused here, from its
         header, with a FerkitError (a 400) rather than a job that fails later.
@@ -162,7 +166,9 @@ class JobQueue:
             self._check_share(client)
         job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8), client)
         job.folder.mkdir(mode=0o700)
-        job.upload.write_bytes(data)
+        with open(job.upload, "wb") as fh:
+            fh.write(head)
+            shutil.copyfileobj(rest, fh, COPY_CHUNK)
         try:
             open_video(job.upload).close()
         except FerkitError as err:
