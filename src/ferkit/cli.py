@@ -271,6 +271,8 @@ def cmd_evaluate(args) -> int:
         _make_folder(args.out)
     if args.out_of_fold and args.model is None:
         raise FerkitError("--out-of-fold needs --model RUN, a 'ferkit train --folds' run folder")
+    if args.out_of_fold and (args.tta or args.input_blur is not None):
+        raise FerkitError("--out-of-fold runs the fold models as trained: no --tta or --input-blur")
     faces = data.load(args.data, usage=args.usage)
     if args.only:
         faces = faces.only(data.read_list(args.only))

@@ -17,8 +17,9 @@ uninterrupted one would, and its `history.csv` is the same (bit for bit under
 `--folds K` trains K runs (`fold-1/` ...), each validated on one stratified K-th of the
 sharp set (`--val`) and trained on the rest plus the training sources; their per-epoch
 predictions give out-of-fold scores on every sharp face (`folds.json`), which fix the epoch
-count. `final/` then trains on all sharp faces for that many epochs, and its model is the
-run's model.
+count; each fold's model then becomes its weights of that epoch (kept per epoch in
+`fold-N/epochs/`), so `ferkit evaluate --out-of-fold` can score the figure again. `final/`
+trains on all sharp faces for that many epochs, and its model is the run's model.
 """
 
 from __future__ import annotations
