@@ -201,6 +201,7 @@ def test_live_page_says_why_a_second_viewer_from_one_address_is_refused(browser)
     try:
         first.page.goto(f"http://127.0.0.1:{port}/")
         expect(first.page.locator("#status")).to_have_text("Live", timeout=10_000)
+        expect(first.page.locator(".face-scores")).to_have_count(1, timeout=5_000)  # served
         second.page.goto(f"http://127.0.0.1:{port}/")
         status = second.page.locator("#status")
         expect(status).to_contain_text(
