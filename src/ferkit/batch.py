@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ferkit import chunks, tables
 from ferkit.analysis import Outcome, Task
 from ferkit.errors import FerkitError
-from ferkit.images import sniff
+from ferkit.images import SNIFF_BYTES, sniff
 from ferkit.manifest import Manifest, stamp
 
 PHOTOS_PER_TASK = 8  # photos take milliseconds: one task each would be mostly overhead
@@ -83,7 +83,7 @@ def discover(inputs: list[str], out: Path) -> list[Path]:
 def kind_of(path: Path) -> str:
     """'photo' or 'video' by content, never by name."""
     with open(path, "rb") as fh:
-        head = fh.read(16)
+        head = fh.read(SNIFF_BYTES)
     if not head:
         raise FerkitError(f"{path}: empty file")
     kind = sniff(head)

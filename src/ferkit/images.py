@@ -38,8 +38,11 @@ _TIFF_BITS, _TIFF_SAMPLES = 258, 277
 _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
 
 
+SNIFF_BYTES = 16  # what `sniff` needs of a file
+
+
 def sniff(data: bytes) -> str | None:
-    """'image', 'video' or None from the first bytes."""
+    """'image', 'video' or None from the first SNIFF_BYTES bytes."""
     if data[4:8] == b"ftyp" or data[:4] in (b"\x1aE\xdf\xa3", b"OggS"):  # MP4/MOV, WebM, Ogg
         return "video"
     if data[:4] == b"RIFF":

@@ -25,7 +25,7 @@ from ferkit.errors import FerkitError
 from ferkit.face import CSV_FIELDS as FACE_FIELDS
 from ferkit.face import Face
 from ferkit.files import temp_path, write_csv
-from ferkit.images import sniff
+from ferkit.images import SNIFF_BYTES, sniff
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
 from ferkit.stream import Stream
@@ -60,7 +60,7 @@ def open_video(path: Path, long: bool = False):
     if not Path(path).is_file():
         raise FerkitError(f"{path}: no such video file")
     with open(path, "rb") as fh:
-        if sniff(fh.read(16)) == "image":
+        if sniff(fh.read(SNIFF_BYTES)) == "image":
             raise FerkitError(f"{path}: a photo, not a video (use 'ferkit predict' for photos)")
     try:
         container = av.open(str(path))

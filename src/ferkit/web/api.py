@@ -8,8 +8,9 @@ from typing import IO
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
-from ferkit.images import decoded, sniff
+from ferkit.images import SNIFF_BYTES, decoded, sniff
 from ferkit.web.jobs import QueueFull
+from ferkit.web.slots import client_address
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
@@ -34,9 +35,6 @@ def _bounded_body() -> None:
         abort(413)  # the app's 413 handler says the limit
     request.environ["wsgi.input"] = io.BytesIO(body)
     request.environ["CONTENT_LENGTH"] = str(len(body))
-
-
-SNIFF_BYTES = 16  # enough for `images.sniff`
 
 
 def _body(kind: str) -> IO[bytes]:
@@ -87,7 +85,7 @@ def create_video_job():
     head = body.read(SNIFF_BYTES)
     _check_kind("video", head)
     try:
-        job = _jobs().submit(head, body, request.remote_addr or "")
+        job = _jobs().submit(head, body, client_address())
     except QueueFull as err:
         abort(429, str(err))
     log.info("queued as job-%s", job.id)

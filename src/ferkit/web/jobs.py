@@ -152,6 +152,7 @@ class JobQueue:
         else:
             shutil.rmtree(self.root, ignore_errors=True)
         self._lock_file.close()
+        atexit.unregister(self.shutdown)  # nor keep the app (and its model) alive until exit
 
     def submit(self, head: bytes, rest: BinaryIO, client: str = "") -> Job:
         """Queue a video (its first bytes, then a stream of the others, copied to disk in
@@ -163,33 +164,30 @@ class JobQueue:
         header, with a FerkitError (a 400) rather than a job that fails later.
         """
         with self.lock:  # before the upload is written: a refusal costs nothing
-            self._check_share(client)
+            self._check_room(client)
         job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8), client)
         job.folder.mkdir(mode=0o700)
-        with open(job.upload, "wb") as fh:
-            fh.write(head)
-            shutil.copyfileobj(rest, fh, COPY_CHUNK)
         try:
+            with open(job.upload, "wb") as fh:
+                fh.write(head)
+                shutil.copyfileobj(rest, fh, COPY_CHUNK)
             open_video(job.upload).close()
-        except FerkitError as err:
-            shutil.rmtree(job.folder, ignore_errors=True)
-            raise FerkitError(job.public(err)) from None
-        with self.lock:
-            try:
-                self._check_share(client)  # again: the same client may have sent more meanwhile
+            with self.lock:
+                self._check_room(client)  # again: others may have sent videos meanwhile
                 self.jobs[job.id] = job  # known before the worker can pick it up
-                self.pending.put_nowait(job)
-                return job
-            except queue.Full:
-                del self.jobs[job.id]
-                refused = QueueFull("too many video jobs in progress; try again later")
-            except QueueFull as err:
-                refused = err
-        shutil.rmtree(job.folder, ignore_errors=True)
-        raise refused
+                self.pending.put_nowait(job)  # only submit puts, under the lock: never full
+            return job
+        except BaseException as err:  # a refusal, a bad video, a client gone mid-upload
+            shutil.rmtree(job.folder, ignore_errors=True)
+            if isinstance(err, FerkitError):
+                raise FerkitError(job.public(err)) from None
+            raise
 
-    def _check_share(self, client: str) -> None:
-        """QueueFull when `client` has its share of jobs queued or running (lock held)."""
+    def _check_room(self, client: str) -> None:
+        """QueueFull when the queue, or `client`'s share of jobs queued or running, is full
+        (lock held)."""
+        if self.pending.full():
+            raise QueueFull("too many video jobs in progress; try again later")
         if not self.per_client:
             return
         active = sum(

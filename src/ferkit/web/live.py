@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 from flask_sock import Sock
 
 from ferkit.errors import FerkitError
 from ferkit.images import decoded
+from ferkit.web.slots import client_address
 
 bp = Blueprint("live", __name__)
 sock = Sock()
@@ -25,7 +26,7 @@ BUSY, IDLE = 1013, 1001  # WebSocket close codes: try again later, going away
 
 @sock.route("/ws/live", bp=bp)
 def live(ws):
-    slots, client = current_app.extensions["ferkit.live_slots"], request.remote_addr or ""
+    slots, client = current_app.extensions["ferkit.live_slots"], client_address()
     refused = slots.acquire(client)
     if refused is not None:
         ws.send(json.dumps({"error": refused[1]}))

@@ -1,12 +1,20 @@
-"""Live viewers (camera WebSockets and MJPEG viewers) each hold a server thread until they
-leave, so they are counted: in all (LIVE_MAX) and per client address (LIVE_PER_CLIENT), so
-that one client opening viewers in a loop fills its own share, not the server.
+"""Per-client shares, counted by `client_address()`. Live viewers (camera WebSockets and
+MJPEG viewers) each hold a server thread until they leave, so they are counted in all
+(LIVE_MAX) and per client address (LIVE_PER_CLIENT): one client opening viewers in a loop
+fills its own share, not the server. (Video jobs are shared the same way in `jobs`.)
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+
+from flask import request
+
+
+def client_address() -> str:
+    """The requesting client's address, what the per-client shares count by."""
+    return request.remote_addr or ""
 
 
 class LiveSlots:
@@ -25,7 +33,7 @@ class LiveSlots:
                     f"too many live viewers from your address ({self.per_client}); "
                     "close one and try again"
                 )
-            if sum(self.held.values()) >= self.total:
+            if self.held.total() >= self.total:
                 return 503, f"server busy: {self.total} live viewers are connected; try again later"
             self.held[client] += 1
             return None

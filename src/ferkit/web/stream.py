@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 
 import cv2
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app
 
 from ferkit.overlay import draw
+from ferkit.web.slots import client_address
 
 bp = Blueprint("stream", __name__)
 
@@ -94,7 +95,7 @@ class SharedCapture:
 def video_feed():
     capture: SharedCapture = current_app.extensions["ferkit.stream"]
     slots = current_app.extensions["ferkit.live_slots"]  # a viewer holds a thread, as a camera
-    client = request.remote_addr or ""
+    client = client_address()
     refused = slots.acquire(client)
     if refused is not None:
         abort(*refused)
