@@ -186,6 +186,17 @@ def build_trainer(
     return trainer
 
 
+def reset_ema(trainer: keras.Model) -> None:
+    """Set the moving average of the weights (when the optimizer keeps one) to the weights,
+    e.g. after loading other weights into a built trainer."""
+    optimizer = trainer.optimizer
+    if getattr(optimizer, "use_ema", False):
+        for variable, average in zip(
+            optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True
+        ):
+            average.assign(variable)
+
+
 @contextmanager
 def ema_weights(trainer: keras.Model):
     """Inside the block the net holds the moving average of its weights (when the optimizer

@@ -75,9 +75,8 @@ class Stream:
         for n, t, image in frames:
             if self.tracker.updates == 0 or n % every == 0:  # the first frame, then every N-th
                 faces = self(image)
-                late = self.tracker.take_late()
                 for entry in window:
-                    entry[3] = entry[3] + [f for u, f in late if u == entry[4]]
+                    entry[3] = entry[3] + [f for u, f in self.tracker.late if u == entry[4]]
                 oldest = self.tracker.updates - self.tracker.min_frames + 1
                 while window and window[0][4] < oldest:
                     yield tuple(window.popleft()[:4])

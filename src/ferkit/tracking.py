@@ -53,15 +53,18 @@ class Tracker:
     tracks: list[Track] = field(default_factory=list)
     confirmed: int = 0  # public numbers given so far
     updates: int = 0  # calls of `update` so far
-    late: list[tuple[int, Face]] = field(default_factory=list)
+    late: list[tuple[int, Face]] = field(default_factory=list)  # released by the last update
 
     def update(self, faces: list[Face]) -> list[Face]:
         """The confirmed faces of this frame, numbered by track and smoothed.
 
         A track's faces from before it was confirmed go to `late`, numbered, with the index
-        of the update they came from, for callers that can still show them (a saved video).
+        of the update they came from, for callers that can still show them (a saved video);
+        `late` holds what this update released, and a track keeps only the faces of the
+        updates before its confirmation could give back (a live feed keeps nothing more).
         """
         self.updates += 1
+        self.late = []
         matched = self._match(faces)
         current = []  # (track, smoothed face) in this frame
         for i, face in enumerate(faces):
@@ -88,17 +91,13 @@ class Tracker:
                 out.append(face.with_(face_id=track.face_id))
             else:
                 track.pending.append((self.updates, face))
+                del track.pending[: max(0, len(track.pending) - (self.min_frames - 1))]
         seen = {id(track) for track, _ in current}
         for track in self.tracks:
             if id(track) not in seen:
                 track.missing += 1
         self.tracks = [t for t in self.tracks if t.missing <= self.max_missing]
         return out
-
-    def take_late(self) -> list[tuple[int, Face]]:
-        """The faces given to `late` since the last call, and forget them."""
-        late, self.late = self.late, []
-        return late
 
     def _confirms(self, track: Track) -> bool:
         return track.frames >= self.min_frames and track.detection >= self.min_detection

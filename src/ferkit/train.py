@@ -52,13 +52,14 @@ from ferkit.evaluate import (
 )
 from ferkit.files import temp_path, write_atomic, write_json
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
-from ferkit.model import build_trainer, ema_weights, network
+from ferkit.model import build_trainer, ema_weights, network, reset_ema
 from ferkit.plots import training_curves
 
 log = logging.getLogger(__name__)
 
 BATCH_UNIFORMS = N_UNIFORMS + 2  # the augmentation's, then the mixup weight and twin blur
 SHARP_LAPLACIAN = 100.0  # train/ faces are ~6, sharp ones ~1,000-4,000 (docs/experiments.md)
+PREDICTIONS_NAME = "val_predictions.npy"  # a fold's held-out answers, one row an epoch
 FAILPOINT_ENV = "FERKIT_FAILPOINT"  # tests: "backup:N" kills the run inside epoch N's save
 
 
@@ -191,12 +192,7 @@ def start_from(trainer: keras.Model, cfg: TrainConfig) -> None:
     trainer.net.set_weights(
         load_keras_model(folder / JSON_NAME, folder / WEIGHTS_NAME).get_weights()
     )
-    optimizer = trainer.optimizer
-    if getattr(optimizer, "use_ema", False):  # the average starts where the weights do
-        for variable, average in zip(
-            optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True
-        ):
-            average.assign(variable)
+    reset_ema(trainer)  # the average starts where the weights do
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -446,7 +442,7 @@ class _EpochFiles(keras.callbacks.Callback):
         self.started = time.monotonic()
 
     def _read_predictions(self):
-        path = self.out / "val_predictions.npy"
+        path = self.out / PREDICTIONS_NAME
         if self.cfg.fold is None or not path.exists():
             return []
         return list(np.load(path)[: len(self.rows)])
@@ -459,9 +455,7 @@ class _EpochFiles(keras.callbacks.Callback):
             if self.cfg.fold is not None:  # the held-out fold's answers, for out-of-fold scores
                 scores = predict(self.net, self.val_images)
                 self.predictions.append(scores.argmax(axis=1).astype(np.int8))
-                tmp = temp_path(self.out / "val_predictions.npy")
-                np.save(tmp, np.stack(self.predictions))
-                os.replace(tmp, self.out / "val_predictions.npy")
+                write_atomic(self.out / PREDICTIONS_NAME, _npy(np.stack(self.predictions)))
                 save_epoch_weights(self.net, self.out, epoch + 1)
             if logs.get("val_accuracy", -1.0) > self.best:
                 self.best = logs["val_accuracy"]
@@ -649,6 +643,12 @@ def blur_agreement(net, images: np.ndarray, seed: int = 0) -> float:
     return agreement(predict(net, x), predict(net, twin))
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 def _epoch_weights_path(run: Path, epoch: int) -> Path:
     return run / "epochs" / f"epoch-{epoch:04d}.npz"
 
@@ -658,10 +658,9 @@ def save_epoch_weights(net, run: Path, epoch: int) -> None:
     builds), so that its model can be the one of the epoch the folds choose together."""
     path = _epoch_weights_path(run, epoch)
     path.parent.mkdir(exist_ok=True)
-    tmp = temp_path(path)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, *net.get_weights())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, *net.get_weights())
+    write_atomic(path, buffer.getvalue())
 
 
 def keep_epoch(run: Path, epoch: int, held: data.FaceSet) -> float:
@@ -703,7 +702,7 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
             log.info("fold %d of %d", i + 1, cfg.folds)
             sub_cfg = prepare_run(replace(cfg, fold=i), sub, (sub / "config.json").exists())
             _train_one(sub_cfg, sub, verbose, callbacks)
-        rows = np.load(sub / "val_predictions.npy")
+        rows = np.load(sub / PREDICTIONS_NAME)
         predictions[: len(rows), held] = rows
     # the epochs every fold reached (--max-minutes may stop some early)
     complete = int((predictions >= 0).all(axis=1).sum())
