@@ -1,47 +1,57 @@
 #!/usr/bin/env bash
-# The K-fold sweep of issue 13 on a lent GPU machine (Keras on JAX), as one command that fits
-# the device's 10-minute limit: every fold of every recipe as its own process at once (the
-# small net leaves the GPU mostly idle; each process's augmentation has its own CPU core),
-# then each recipe's final model on all sharp faces for the epoch count its folds chose.
+# The K-fold of issue 13 on a lent GPU machine (Keras on JAX), as one command that fits the
+# device's 10-minute limit: every fold and the final model (`--fold final`, every epoch kept)
+# as their own processes at once (the small net leaves the GPU mostly idle; each process
+# augments on its own CPU cores), then `--resume` keeps the epoch the folds chose.
 # Each argument is NAME=FLAGS for `ferkit train` (--folds and --fold are added), e.g.
-#   FOLDS=5 bash scripts/gpu_sweep.sh "base=--recipe default --epochs 30" \
-#     "consist=--recipe default --epochs 30 --consistency 1 --erase 0.25"
-# FOLD_MINUTES caps each fold's run (default 5; the out-of-fold scores use the epochs every
-# fold reached); the final run always trains the chosen epoch count.
-# Needs what scripts/gpu_train.sh needs: .devdata/fer.tgz and the keras, namex and optree
-# wheels in .whl/ (docs/experiments.md, "Reproducing the GPU runs"). Each recipe comes back
-# as $OUT/NAME.tgz (folds.json, every fold's history and predictions, the final model at the
-# top; its copy in final/ is left out) and $OUT/NAME.txt (the out-of-fold line). A dry run
-# of this flow (2 folds, tiny data, Keras on JAX on a CPU) took 128 s.
+#   FOLDS=5 FOLD_MINUTES=7 bash scripts/gpu_sweep.sh "base=--recipe default --epochs 30"
+# Measured on an H200 (docs/experiments.md): the first epoch of each process is mostly XLA
+# compilation, ~85 s alone and ~200 s when ten processes compile at once; later epochs take
+# 5-7 s alone, 9-13 s with ten processes. So one recipe (six processes) a call.
+# FOLD_MINUTES caps each process (default 7; the out-of-fold scores use the epochs every fold
+# reached; a final stopped before the chosen epoch is trained again by the resume).
+# Needs .devdata/fer.tgz and the keras, namex and optree wheels in .whl/ (docs/experiments.md,
+# "Reproducing the GPU runs"). Each recipe comes back as $OUT/NAME.tgz (folds.json, every
+# fold's history and predictions, the logs, the final model at the top; per-epoch weights
+# and the fold models are left out) and $OUT/NAME.txt (the out-of-fold line); whatever is
+# done when the script is stopped (SIGTERM, e.g. by `timeout`) is packed all the same.
 set -euo pipefail
 folds=${FOLDS:-5}
-minutes=${FOLD_MINUTES:-5}
+minutes=${FOLD_MINUTES:-7}
 source "$(dirname "$0")/gpu_setup.sh"  # sets $data
+
+pack() {
+  for spec in "$@"; do
+    name=${spec%%=*}
+    [ -d "/tmp/runs/$name" ] || continue
+    cp /tmp/runs/$name-*.log /tmp/runs/$name/ 2>/dev/null || true
+    tail -n 1 /tmp/runs/$name-final.log > "$OUT/$name.txt" 2>/dev/null || true
+    tar czf "$OUT/$name.tgz" -C /tmp/runs --exclude=backup --exclude=epochs \
+      --exclude=best.weights.h5 --exclude=train_files.txt --exclude='fold-*/model.weights.h5' \
+      --exclude='final/model.weights.h5' "$name"
+  done
+}
+trap 'pack "$@"; cat "$OUT"/*.txt 2>/dev/null || true' EXIT
+trap 'pkill -f -- "--out /tmp/runs/" || true; exit 143' TERM
+
 python3 -c "from ferkit import data; data.load('$data/train'); data.load('$data/publictest')"  # one decode, cached
 started=$SECONDS
 for spec in "$@"; do
   name=${spec%%=*}
-  for i in $(seq 1 "$folds"); do
+  for i in final $(seq 1 "$folds"); do
     # shellcheck disable=SC2086  # the flags are meant to split
     python3 -m ferkit train $data/train --val $data/publictest --quiet --folds "$folds" --fold "$i" \
-      --max-minutes "$minutes" --out /tmp/runs/$name ${spec#*=} > /tmp/runs/$name-fold$i.log 2>&1 \
-      || echo "$name fold $i failed" >> /tmp/runs/$name-fold$i.log &
+      --max-minutes "$minutes" --out /tmp/runs/$name ${spec#*=} > /tmp/runs/$name-fold-$i.log 2>&1 \
+      || echo "$name fold $i failed" >> /tmp/runs/$name-fold-$i.log &
     sleep 1  # the first process writes the run's config; the others find it
   done
 done
 wait
-echo "folds done after $((SECONDS - started)) s"
+echo "folds and finals done after $((SECONDS - started)) s"
 for spec in "$@"; do
   name=${spec%%=*}
   python3 -m ferkit train --resume --quiet --out /tmp/runs/$name > /tmp/runs/$name-final.log 2>&1 \
-    || echo "$name final failed" >> /tmp/runs/$name-final.log &
+    || echo "$name resume failed" >> /tmp/runs/$name-final.log &
 done
 wait
-echo "finals done after $((SECONDS - started)) s"
-for spec in "$@"; do
-  name=${spec%%=*}
-  cp /tmp/runs/$name-*.log /tmp/runs/$name/ 2>/dev/null || true
-  tail -n 1 /tmp/runs/$name-final.log | tee "$OUT/$name.txt"
-  tar czf "$OUT/$name.tgz" -C /tmp/runs --exclude=backup --exclude=epochs --exclude=best.weights.h5 \
-    --exclude=train_files.txt --exclude='fold-*/model.weights.h5' --exclude='final/model.weights.h5' "$name"
-done
+echo "resumes done after $((SECONDS - started)) s"

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -285,6 +286,47 @@ def test_kfold_run_killed_after_its_final_model_resumes_without_training(kfold_r
     ).read_bytes()
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing was trained again
     assert "out_of_fold" in json.loads((run / "metadata.json").read_text())["metrics"]
+
+
+def test_final_model_trained_beside_the_folds_keeps_the_chosen_epoch(kfold_run, tmp_path, capsys):
+    """`--fold final` trains on every sharp face for every epoch while the folds run; the
+    resume keeps the epoch they chose: the weights a final run stopped there gets."""
+    from ferkit.serialize import read_metadata
+
+    run = _copy(kfold_run, tmp_path)
+    for name in ("folds.json", "metadata.json", "model.json", "model.weights.h5"):
+        (run / name).unlink()
+    shutil.rmtree(run / "final")
+    config = read_metadata(kfold_run)["training"]["config"]
+    args = ["train", *config["sources"], "--val", config["val"], "--folds", "2", "--epochs", "2"]
+    args += ["--arch", "vgg", "--batch-size", "16", "--consistency", "1", "--mixup", "0.3"]
+    args += ["--erase", "0.5", "--out", str(run), "--quiet", "--fold", "final"]
+    assert main(args) == 0
+    assert "final model: 2 epochs kept" in capsys.readouterr().out
+    assert sorted(p.name for p in (run / "final" / "epochs").iterdir()) == [
+        "epoch-0001.npz",
+        "epoch-0002.npz",
+    ]
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+    epochs = json.loads((run / "folds.json").read_text())["epochs"]
+    final = read_metadata(run / "final")
+    assert final["training"]["epoch_kept"] == epochs and final["training"]["epochs_run"] == 2
+    weights = _weights(run / "final")
+    with np.load(run / "final" / "epochs" / f"epoch-{epochs:04d}.npz") as kept:
+        for i, w in enumerate(weights):
+            np.testing.assert_array_equal(w, kept[f"arr_{i}"])
+    for a, b in zip(weights, _weights(kfold_run / "final"), strict=True):  # same batches
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    assert (run / "model.weights.h5").read_bytes() == (
+        run / "final" / "model.weights.h5"
+    ).read_bytes()
+
+
+def _weights(model: Path) -> list[np.ndarray]:
+    from ferkit.serialize import load_keras_model
+
+    net = load_keras_model(model / "model.json", model / "model.weights.h5")
+    return net.get_weights()
 
 
 def test_evaluate_warns_when_the_faces_were_trained_on(kfold_run, face_folders, tmp_path, capsys):

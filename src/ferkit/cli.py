@@ -147,8 +147,9 @@ def _add_train(sub) -> None:
     )
     p.add_argument(
         "--fold",
-        type=int,
-        help="train only this fold (1..K) of the --folds run, e.g. one per process; --resume finishes it",
+        type=_fold_number,
+        help="train only this fold (1..K) of the --folds run, or 'final' (the model on all of --val, "
+        "every epoch kept), e.g. one per process; --resume finishes the run",
     )
     p.add_argument(
         "--init",
@@ -173,6 +174,16 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--quiet", action="store_true", help="one line per epoch instead of a progress bar"
     )
+
+
+def _fold_number(text: str) -> int:
+    """`--fold`: 1..K, or 'final' (0), the model on every sharp face trained alongside the folds."""
+    if text == "final":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a fold number or 'final', not {text!r}") from None
 
 
 def cmd_train(args) -> int:
@@ -211,7 +222,12 @@ def cmd_train(args) -> int:
             file=sys.stderr,
         )
         return 130
-    if args.fold is not None:
+    if args.fold == 0:
+        print(
+            f"final model: {meta['training']['epochs_run']} epochs kept in {args.out}/final; "
+            f"once every fold is done: ferkit train --resume --out {args.out}"
+        )
+    elif args.fold is not None:
         print(
             f"fold {args.fold}: best validation accuracy {meta['metrics']['best_val_accuracy']:.2%}; "
             f"once every fold is done: ferkit train --resume --out {args.out}"

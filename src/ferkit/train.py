@@ -19,7 +19,10 @@ sharp set (`--val`) and trained on the rest plus the training sources; their per
 predictions give out-of-fold scores on every sharp face (`folds.json`), which fix the epoch
 count; each fold's model then becomes its weights of that epoch (kept per epoch in
 `fold-N/epochs/`), so `ferkit evaluate --out-of-fold` can score the figure again. `final/`
-trains on all sharp faces for that many epochs, and its model is the run's model.
+trains on all sharp faces for that many epochs, and its model is the run's model. With
+`--fold final` it trains alongside the folds instead, for every epoch, keeping each; the
+resume that ends the run then keeps the chosen one (same batches, same schedule: the same
+weights as a run stopped there), so a lent GPU runs the whole K-fold in one go.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class TrainConfig:
     stop_after: int | None = None  # epochs to train (the schedule still spans `epochs`)
     init: str | None = None  # a model folder whose weights start the run (e.g. a blurred base)
     sources_sample: int | None = None  # train on this many faces of the sources (stratified)
+    keep_epochs: bool = False  # keep every epoch's weights (a fold does anyway; --fold final)
 
 
 RECIPES: dict[str, dict] = {
@@ -456,6 +460,7 @@ class _EpochFiles(keras.callbacks.Callback):
                 scores = predict(self.net, self.val_images)
                 self.predictions.append(scores.argmax(axis=1).astype(np.int8))
                 write_atomic(self.out / PREDICTIONS_NAME, _npy(np.stack(self.predictions)))
+            if self.cfg.fold is not None or self.cfg.keep_epochs:
                 save_epoch_weights(self.net, self.out, epoch + 1)
             if logs.get("val_accuracy", -1.0) > self.best:
                 self.best = logs["val_accuracy"]
@@ -513,7 +518,8 @@ def train(
     """Train the run in `out` (a K-fold run when `cfg.folds`); returns the model's metadata.
 
     `only_fold` (1-based) trains that fold of a K-fold run and stops, so that the folds can
-    run as parallel processes (a GPU is shared by several); `--resume` then finishes the run.
+    run as parallel processes (a GPU is shared by several); 0 trains the final model beside
+    them, every epoch kept; `--resume` then finishes the run.
     """
     out = Path(out)
     if only_fold is not None:
@@ -538,10 +544,13 @@ def _train_fold(
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(config_path, asdict(cfg))
-    if not cfg.folds or not 1 <= number <= cfg.folds:
-        raise FerkitError(f"--fold must be between 1 and --folds, got {number}")
-    sub = out / f"fold-{number}"
-    sub_cfg = prepare_run(replace(cfg, fold=number - 1), sub, (sub / "config.json").exists())
+    if not cfg.folds or not 0 <= number <= cfg.folds:
+        raise FerkitError(f"--fold must be between 1 and --folds or 'final', got {number}")
+    if number == 0:
+        sub, sub_cfg = out / "final", replace(cfg, keep_epochs=True)
+    else:
+        sub, sub_cfg = out / f"fold-{number}", replace(cfg, fold=number - 1)
+    sub_cfg = prepare_run(sub_cfg, sub, (sub / "config.json").exists())
     return _train_one(sub_cfg, sub, verbose, callbacks)
 
 
@@ -663,8 +672,9 @@ def save_epoch_weights(net, run: Path, epoch: int) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def keep_epoch(run: Path, epoch: int, held: data.FaceSet) -> float:
-    """Make a fold's model files those of `epoch`; returns its blur agreement on `held`.
+def keep_epoch(run: Path, epoch: int, held: data.FaceSet | None = None) -> float | None:
+    """Make a fold's (or a final run's) model files those of `epoch`; returns its blur
+    agreement on `held`.
 
     Each fold first saves its best validation epoch, a choice made on its own held-out faces;
     the model that `ferkit evaluate --out-of-fold` scores them with must be the chosen epoch's.
@@ -672,15 +682,17 @@ def keep_epoch(run: Path, epoch: int, held: data.FaceSet) -> float:
     from ferkit.serialize import read_metadata, save_model_files
 
     metadata = read_metadata(run)
+    scores = metadata.setdefault("metrics", {})  # a final run has no validation metrics
     if metadata["training"].get("epoch_kept") == epoch:  # a resume after it was done
-        return metadata["metrics"]["blur_agreement"]
+        return scores.get("blur_agreement")
     net = network(metadata["arch"])
     with np.load(_epoch_weights_path(run, epoch)) as z:
         net.set_weights([z[f"arr_{i}"] for i in range(len(z.files))])
     metadata["training"]["epoch_kept"] = epoch
-    metadata["metrics"]["blur_agreement"] = blur_agreement(net, held.images)
+    if held is not None:
+        scores["blur_agreement"] = blur_agreement(net, held.images)
     save_model_files(run, net, metadata)
-    return metadata["metrics"]["blur_agreement"]
+    return scores.get("blur_agreement")
 
 
 def _complete(run: Path) -> bool:
@@ -738,15 +750,20 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
         best + 1,
     )
     final = out / "final"
-    if _complete(final):  # a kill came after it finished
-        metadata = read_metadata(final)
-    else:
+    if (final / "config.json").exists() and not _epoch_weights_path(final, best + 1).exists():
+        if _complete(final) and read_metadata(final)["training"]["epochs_run"] != best + 1:
+            log.warning("%s stopped before epoch %d: training it again", final, best + 1)
+            shutil.rmtree(final)
+    if not _complete(final):  # one trained beside the folds (--fold final) resumes as it was
         final_cfg = prepare_run(
             replace(cfg, fold=None, stop_after=best + 1, max_minutes=None),  # every chosen epoch
             final,
             (final / "config.json").exists(),
         )
-        metadata = _train_one(final_cfg, final, verbose, callbacks)
+        _train_one(final_cfg, final, verbose, callbacks)
+    if _epoch_weights_path(final, best + 1).exists():  # trained beside the folds
+        keep_epoch(final, best + 1)
+    metadata = read_metadata(final)
     metadata["metrics"] = {"out_of_fold": {k: v for k, v in report.items() if k != "per_epoch"}}
     for name in (JSON_NAME, WEIGHTS_NAME):
         write_atomic(out / name, (final / name).read_bytes())
