@@ -16,20 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import report
+from common import median_ms, report
 from media import astronaut
 
 from ferkit.recognizer import FacialExpressionModel
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def cli_first_prediction(engine: str) -> float:
@@ -69,8 +59,8 @@ def thread_rows(faces: np.ndarray, repeats: int) -> list[dict]:
     for _ in range(3):
         for key, session in sessions.items():
             feed = {session.get_inputs()[0].name: batch}
-            times[key].append(timed(lambda s=session, f=feed: s.run(None, f), repeats))
-    return [{"engine": key, "batch1_ms": 1000 * min(t)} for key, t in times.items()]
+            times[key].append(median_ms(lambda s=session, f=feed: s.run(None, f), repeats))
+    return [{"engine": key, "batch1_ms": min(t)} for key, t in times.items()]
 
 
 def main() -> None:
@@ -84,10 +74,9 @@ def main() -> None:
         rows.append(
             {
                 "engine": engine,
-                "batch1_ms": 1000
-                * timed(lambda m=model: m.predict_scores(faces[:1]), args.repeats),
-                "batch64_faces_per_s": 64
-                / timed(lambda m=model: m.predict_scores(faces), max(10, args.repeats // 10)),
+                "batch1_ms": median_ms(lambda m=model: m.predict_scores(faces[:1]), args.repeats),
+                "batch64_faces_per_s": 64_000
+                / median_ms(lambda m=model: m.predict_scores(faces), max(10, args.repeats // 10)),
                 "cli_to_first_prediction_s": cli_first_prediction(engine),
             }
         )
@@ -96,8 +85,9 @@ def main() -> None:
             rows.append(
                 {
                     "engine": "keras model.predict (for contrast)",
-                    "batch1_ms": 1000
-                    * timed(lambda m=model: m.keras_model.predict(batch, verbose=0), 30),
+                    "batch1_ms": median_ms(
+                        lambda m=model: m.keras_model.predict(batch, verbose=0), 30
+                    ),
                 }
             )
     rows += thread_rows(faces, args.repeats)

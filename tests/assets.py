@@ -119,6 +119,16 @@ def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen,
     return proc, port
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL if it is not gone in 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def tile_bomb_tiff(width: int = 64, tile: tuple[int, int] = (16384, 16368)) -> bytes:
     """A small TIFF that declares a tiny picture but holds one huge deflate tile (~260 KB)."""
     import struct

@@ -3,7 +3,6 @@
 test-artifacts/ (<page>-<size>.png), to be looked at as a user would."""
 
 import json
-import time
 from pathlib import Path
 
 import cv2
@@ -13,7 +12,9 @@ from assets import (
     CHROMIUM,
     astronaut_frames,
     start_server,
+    stop_server,
     three_faces,
+    wait_for,
     write_video,
     write_y4m,
 )
@@ -24,23 +25,11 @@ SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 LIMIT_MB = 3  # the test server's upload limit
 
 
-def wait_until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
-def stop(proc) -> None:
-    proc.terminate()
-    proc.wait(30)
-
-
 @pytest.fixture(scope="module")
 def server():
     proc, port = start_server("--max-upload-mb", str(LIMIT_MB))
     yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +171,7 @@ def test_live_page_reconnects_when_the_server_restarts(browser):
         p.page.goto(f"http://127.0.0.1:{port}/")
         expect(p.page.locator("#status")).to_have_text("Live", timeout=10_000)
         expect(p.page.locator(".face-scores")).to_have_count(1, timeout=5_000)
-        stop(proc)
+        stop_server(proc)
         expect(p.page.locator("#status")).to_contain_text("reconnecting", timeout=10_000)
         expect(p.page.locator("#status")).to_have_class("status error")
         expect(p.page.locator(".face-scores")).to_have_count(0)  # no frozen box
@@ -191,7 +180,7 @@ def test_live_page_reconnects_when_the_server_restarts(browser):
         expect(p.page.locator("#status")).to_have_text("Live", timeout=30_000)
         expect(p.page.locator(".face-scores")).to_have_count(1, timeout=5_000)
     finally:
-        stop(proc)
+        stop_server(proc)
     p.page.close()
 
 
@@ -213,7 +202,7 @@ def test_live_page_says_why_a_second_viewer_from_one_address_is_refused(browser)
         first.page.close()  # its slot is free: the second page's retry is served
         expect(status).to_have_text("Live", timeout=30_000)
     finally:
-        stop(proc)
+        stop_server(proc)
     second.close()
 
 
@@ -264,7 +253,7 @@ def test_stream_page_with_a_source(browser, astronaut_video):
             p.shot("stream-live")
             p.page.close()  # an endless MJPEG response: nothing to check on close
     finally:
-        stop(proc)
+        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
@@ -376,7 +365,9 @@ def test_video_page(server, browser, astronaut_video, tmp_path):
     expect(p.page.locator("#result")).to_be_hidden()
     expect(p.page.locator("#progress")).to_be_hidden()
     assert "?job=" not in p.page.url
-    wait_until(lambda: p.page.request.get(job_api).status == 404)  # deleted on the server too
+    wait_for(
+        lambda: p.page.request.get(job_api).status == 404, 10, "the job's deletion"
+    )  # deleted on the server too
 
     blank = write_video(tmp_path / "blank.mp4", (np.full((120, 160, 3), 40, np.uint8),) * 10)
     p.page.set_input_files("#file", str(blank))

@@ -11,7 +11,7 @@ import urllib.request
 
 import cv2
 import pytest
-from assets import astronaut_frames, write_video
+from assets import astronaut_frames, stop_server, write_video
 
 from ferkit import __version__
 from ferkit.cli import parser
@@ -160,8 +160,7 @@ def test_serve_loads_the_model_once_and_logs_with_request_ids(tmp_path):
                 assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
                 time.sleep(0.2)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_server(proc)
     text = log.read_text()
     assert text.count("loaded the model") == 1, text
     assert "[probe-1] ferkit.web: GET /api/health -> 200" in text

@@ -121,8 +121,7 @@ def server(tmp_path_factory):
     )
     wait_for(lambda: health_within(port, 1), 60, "the server")
     yield port, data
-    proc.terminate()
-    proc.wait(30)
+    assets.stop_server(proc)
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +205,7 @@ def test_one_address_gets_a_share_of_live_slots_and_video_jobs(tmp_path, long_vi
         for ws in sockets:
             if ws.connected:
                 ws.close()
-        proc.terminate()
-        proc.wait(30)
+        assets.stop_server(proc)
 
 
 def test_raw_idle_handshakes_do_not_block_health(server):
@@ -319,8 +317,7 @@ def test_kill_9_during_a_job_then_restart_leaves_no_files(tmp_path, long_video):
         assert files_under(tmp_path) == []
         assert len(list((tmp_path / "jobs").iterdir())) == 1
     finally:
-        proc.terminate()
-        proc.wait(30)
+        assets.stop_server(proc)
 
 
 def test_finished_jobs_are_deleted_by_a_timer(tmp_path, astronaut_video):
