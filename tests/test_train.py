@@ -288,13 +288,16 @@ def test_kfold_run_killed_after_its_final_model_resumes_without_training(kfold_r
     assert "out_of_fold" in json.loads((run / "metadata.json").read_text())["metrics"]
 
 
-def test_final_model_trained_beside_the_folds_keeps_the_chosen_epoch(kfold_run, tmp_path, capsys):
+def test_final_model_trained_beside_the_folds_keeps_the_chosen_epoch(
+    kfold_run, tmp_path, capsys, caplog
+):
     """`--fold final` trains on every sharp face for every epoch while the folds run; the
     resume keeps the epoch they chose: the weights a final run stopped there gets."""
     from ferkit.serialize import read_metadata
 
     run = _copy(kfold_run, tmp_path)
-    for name in ("folds.json", "metadata.json", "model.json", "model.weights.h5"):
+    run_files = ("folds.json", "metadata.json", "model.json", "model.weights.h5")
+    for name in run_files:
         (run / name).unlink()
     shutil.rmtree(run / "final")
     config = read_metadata(kfold_run)["training"]["config"]
@@ -320,6 +323,17 @@ def test_final_model_trained_beside_the_folds_keeps_the_chosen_epoch(kfold_run, 
     assert (run / "model.weights.h5").read_bytes() == (
         run / "final" / "model.weights.h5"
     ).read_bytes()
+    # a final that --max-minutes stopped before the chosen epoch is trained again, to it
+    (run / "final" / "epochs" / f"epoch-{epochs:04d}.npz").unlink()
+    final["training"]["epochs_run"] = epochs - 1
+    del final["training"]["epoch_kept"]
+    (run / "final" / "metadata.json").write_text(json.dumps(final))
+    for name in run_files:
+        (run / name).unlink()
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+    assert f"stopped before epoch {epochs}: training it again" in caplog.text
+    final = read_metadata(run / "final")
+    assert final["training"]["epochs_run"] == epochs and "epoch_kept" not in final["training"]
 
 
 def _weights(model: Path) -> list[np.ndarray]:
