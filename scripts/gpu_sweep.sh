@@ -13,8 +13,10 @@
 # Needs .devdata/fer.tgz and the keras, namex and optree wheels in .whl/ (docs/experiments.md,
 # "Reproducing the GPU runs"). Each recipe comes back as $OUT/NAME.tgz (folds.json, every
 # fold's history and predictions, the logs, the final model at the top; per-epoch weights
-# and the fold models are left out) and $OUT/NAME.txt (the out-of-fold line); whatever is
-# done when the script is stopped (SIGTERM, e.g. by `timeout`) is packed all the same.
+# left out), $OUT/NAME-fold-N.tgz (each fold's weights, for `evaluate --out-of-fold` and the
+# benches: unpack them over the first) and $OUT/NAME.txt (the out-of-fold line): 7 files for
+# one recipe of 5 folds, within the device's 8. Whatever is done when the script is stopped
+# (SIGTERM, e.g. by `timeout`) is packed all the same.
 set -euo pipefail
 folds=${FOLDS:-5}
 minutes=${FOLD_MINUTES:-7}
@@ -29,6 +31,11 @@ pack() {
     tar czf "$OUT/$name.tgz" -C /tmp/runs --exclude=backup --exclude=epochs \
       --exclude=best.weights.h5 --exclude=train_files.txt --exclude='fold-*/model.weights.h5' \
       --exclude='final/model.weights.h5' "$name"
+    for fold in /tmp/runs/$name/fold-*/model.weights.h5; do  # one file each (16 MiB a file)
+      [ -f "$fold" ] || continue
+      n=$(basename "$(dirname "$fold")")
+      tar czf "$OUT/$name-$n.tgz" -C /tmp/runs "$name/$n/model.weights.h5"
+    done
   done
 }
 trap 'pack "$@"; cat "$OUT"/*.txt 2>/dev/null || true' EXIT
