@@ -298,3 +298,23 @@ def test_annotate_writes_copies_and_a_plain_run_does_not_satisfy_it(corpus, tmp_
         assert video.streams.video[0].frames == FRAMES
     entries = finished(out).values()
     assert all("annotated" in e["outputs"] for e in entries)
+
+
+def test_an_edited_manifest_is_refused_and_stale_temporaries_removed(tmp_path, capsys):
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), one_face())
+    out = tmp_path / "out"
+    out.mkdir()
+    entry = {"name": "../../pwned.png", "size": 1, "mtime_ns": 1, "outputs": {}}
+    for files in (5, {"x": 5}, {"x": {}}, {str(photo): entry}):
+        (out / "manifest.json").write_text(json.dumps({"version": 1, "files": files}))
+        assert main(["batch", str(photo), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "manifest.json: not a ferkit batch manifest" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("pwned*"))
+    (out / "manifest.json").unlink()
+    stale = out / "files" / ".p.tmp4242.png.annotated.png"  # what a SIGKILL leaves
+    stale.parent.mkdir()
+    stale.write_bytes(b"half")
+    assert main(["batch", str(photo), "--out", str(out), "--quiet"]) == 0
+    assert not stale.exists() and finished(out)

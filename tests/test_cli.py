@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import urllib.request
 
 import cv2
 import pytest
-from assets import astronaut_frames, stop_server, write_video
+from assets import astronaut_frames, stop_server, wait_for, write_video
 
 from ferkit import __version__
 from ferkit.cli import parser
@@ -179,3 +180,57 @@ def test_outputs_never_overwrite_inputs_and_photos_are_not_videos(
     assert_one_error_line(ferkit("video", photo, "--out", tmp_path / "o.mp4"), "not a video")
     assert_one_error_line(ferkit("predict", tmp_path / "missing.jpg"), "no such file")
     assert clip.read_bytes() == before
+
+
+def test_outputs_are_checked_against_inputs_each_other_and_folders(
+    tmp_path, astronaut, short_clip, face_folders
+):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), astronaut)
+    before = photo.read_bytes()
+    assert_one_error_line(ferkit("predict", photo, "--csv", photo), "overwrite an input")
+    assert photo.read_bytes() == before
+    (tmp_path / "folder").mkdir()
+    assert_one_error_line(ferkit("predict", photo, "--csv", tmp_path / "folder"), "is a folder")
+    same = tmp_path / "x.out"
+    run = ferkit("video", short_clip, "--out", tmp_path / "v.mp4", "--csv", same, "--json", same)
+    assert_one_error_line(run, "named for two outputs")
+    assert not (tmp_path / "v.mp4").exists()  # refused before any work
+    train, _ = face_folders
+    inside = train / "happy" / "plots"
+    assert_one_error_line(ferkit("explore", train, "--out", inside), "inside the data folder")
+    assert not inside.exists() or not any(inside.iterdir())
+    for sigma in ("nan", "-1", "1e9"):
+        run = ferkit("evaluate", train, "--blur", sigma)
+        assert_one_error_line(run, "--blur must be 0 to 20")
+
+
+def test_special_files_are_refused_not_read(tmp_path):
+    fifo, zero = tmp_path / "pipe.jpg", tmp_path / "zero.jpg"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    run = ferkit("predict", fifo, zero, timeout=60)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "pipe.jpg: not a regular file" in run.stderr
+    assert "zero.jpg: not a regular file" in run.stderr
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_partial_file(tmp_path, astronaut):
+    clip = write_video(tmp_path / "long.mp4", astronaut_frames(astronaut, 240))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferkit", "video", str(clip), "--out", str(out / "a.mp4")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: list(out.glob(".*.tmp*")), 60, "the video's temporary file")
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: nothing was written" in stderr and "Traceback" not in stderr
+    assert list(out.iterdir()) == []

@@ -81,6 +81,10 @@ def test_training_reads_a_csvs_training_rows_and_validates_on_its_public_test(tm
             "emotion,pixels,Usage\n1," + " ".join(["300"] * 2304) + ",Training\n",
             "line 2: pixel values",
         ),
+        (
+            "emotion,pixels,Usage\n1," + " ".join(["9" * 30] * 2304) + ",Training\n",
+            "line 2: pixel values",  # past int64
+        ),
     ],
 )
 def test_bad_csv_names_file_and_line(tmp_path, content, message):
@@ -89,6 +93,28 @@ def test_bad_csv_names_file_and_line(tmp_path, content, message):
     with pytest.raises(FerkitError, match=message) as err:
         data.load(path)
     assert "bad.csv" in str(err.value)
+
+
+def test_special_files_and_bombs_are_not_read(tmp_path):
+    """A named pipe would block the reader, /dev/zero never ends; a PNG that declares 49 MP
+    among the faces of a class folder is skipped like any unreadable file."""
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(FerkitError, match="pipe.csv: not a regular file"):
+        data.load(fifo)
+    zero = tmp_path / "zero.csv"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(FerkitError, match="zero.csv: not a regular file"):
+        data.load(zero)
+    import cv2
+
+    folder = write_folder(tmp_path / "faces", *synthetic_faces(1))
+    bomb = folder / "happy" / "bomb.png"
+    cv2.imwrite(str(bomb), np.zeros((7000, 7000), np.uint8))
+    assert bomb.stat().st_size < 100_000
+    (folder / "sad" / "zero.png").symlink_to("/dev/zero")
+    faces = data.load(folder, cache=False)
+    assert len(faces) == 7 and "happy/bomb.png" not in faces.names
 
 
 def test_bad_folders(tmp_path):

@@ -11,6 +11,7 @@ flight: nothing is recorded before its outputs are complete.
 from __future__ import annotations
 
 import glob
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,11 +20,14 @@ from tqdm import tqdm
 from ferkit import chunks, tables
 from ferkit.analysis import Outcome, Task
 from ferkit.errors import FerkitError
+from ferkit.files import remove_temps
 from ferkit.images import SNIFF_BYTES, sniff
 from ferkit.manifest import Manifest, stamp
 
 PHOTOS_PER_TASK = 8  # photos take milliseconds: one task each would be mostly overhead
 FILES = "files"  # per-file outputs go under OUT/files/
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,9 +113,13 @@ def run_batch(
         raise FerkitError(f"--every must be 1 or more, got {every}")
     if min_track < 1:
         raise FerkitError(f"--min-track must be 1 or more, got {min_track}")
+    if chunk_frames < 0:
+        raise FerkitError(f"--chunk-frames must be 0 (never) or more, got {chunk_frames}")
     out = Path(out)
     paths = discover(inputs, out)
     out.mkdir(parents=True, exist_ok=True)
+    if removed := remove_temps(out):
+        log.info("%s: removed %d unfinished files of an interrupted run", out, removed)
     manifest = Manifest(out)
     report = Report()
     # an annotated video is made by `ferkit video`'s own code, in one piece

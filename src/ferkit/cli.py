@@ -11,7 +11,10 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from ferkit import __version__
@@ -80,6 +83,8 @@ def cmd_explore(args) -> int:
     from ferkit.explore import explore, format_quality, format_table
 
     _make_folder(args.out)
+    _check_data_apart([args.data, args.val], args.out, ["explore.json"])
+    started = time.time()
     splits = {args.data.name or "data": data.load(args.data, usage=args.usage)}
     if args.val:
         splits[args.val.name if args.val.name not in splits else "val"] = data.load(args.val)
@@ -88,9 +93,12 @@ def cmd_explore(args) -> int:
         print(format_table(name, part["classes"]), end="\n\n")
     for name, part in report.items():
         print(format_quality(name, part["quality"]))
-    print(f"\nwrote {', '.join(sorted(p.name for p in args.out.iterdir()))} to {args.out}")
+    written = [p.name for p in args.out.iterdir() if p.stat().st_mtime >= started - 1]
+    print(f"\nwrote {', '.join(sorted(written))} to {args.out}")
     return 0
 
+
+MAX_BLUR_SIGMA = 20.0  # evaluate's --blur/--input-blur: far past train/'s ~3.3 on a 48 px face
 
 # `ferkit train`'s settings without --recipe (train.TrainConfig's; a test keeps them equal:
 # importing it here would load Keras for --help)
@@ -311,8 +319,16 @@ def _add_evaluate(sub) -> None:
     _add_model_options(p)
     p.add_argument("--usage", help="fer2013.csv rows to use: Training, PublicTest or PrivateTest")
     p.add_argument("--only", type=Path, help="a file list (one name per line) to restrict to")
-    p.add_argument("--blur", type=float, help="blur inputs with this sigma first (as train/ is)")
-    p.add_argument("--input-blur", type=float, help="override the model's own input blur sigma")
+    p.add_argument(
+        "--blur",
+        type=float,
+        help=f"blur inputs with this sigma first (as train/ is), 0-{MAX_BLUR_SIGMA:g}",
+    )
+    p.add_argument(
+        "--input-blur",
+        type=float,
+        help=f"override the model's own input blur sigma, 0-{MAX_BLUR_SIGMA:g}",
+    )
     p.add_argument(
         "--tta", choices=["on", "off"], help="override the model's flip test-time augmentation"
     )
@@ -335,6 +351,13 @@ def cmd_evaluate(args) -> int:
 
     if args.out:
         _make_folder(args.out)
+        _check_data_apart([args.data], args.out, ["metrics.json", "confusion.png"])
+    for flag in ("blur", "input_blur"):
+        sigma = getattr(args, flag)
+        if sigma is not None and not 0 <= sigma <= MAX_BLUR_SIGMA:
+            raise FerkitError(
+                f"--{flag.replace('_', '-')} must be 0 to {MAX_BLUR_SIGMA}, got {sigma}"
+            )
     if args.out_of_fold and args.model is None:
         raise FerkitError("--out-of-fold needs --model RUN, a 'ferkit train --folds' run folder")
     if args.out_of_fold and (args.tta or args.input_blur is not None):
@@ -465,12 +488,31 @@ def _image_paths(inputs: list[Path]) -> list[Path]:
     return paths
 
 
-def _never_overwrite(inputs: list[Path], outputs: list[Path | None]) -> None:
-    """Refuse outputs that would replace an input (`--out clip.mp4` for clip.mp4)."""
+def _check_outputs(inputs: list[Path], outputs: list[Path | None]) -> None:
+    """Refuse, before any work, an output that would replace an input (`--out clip.mp4` for
+    clip.mp4), another output (`--csv x --json x`) or a folder."""
     given = {p.resolve() for p in inputs if p.exists()}
+    taken: set[Path] = set()
     for path in outputs:
-        if path is not None and path.resolve() in given:
+        if path is None:
+            continue
+        real = path.resolve()
+        if real in given:
             raise FerkitError(f"{path}: this output would overwrite an input; choose another name")
+        if real in taken:
+            raise FerkitError(f"{path}: named for two outputs; give each its own name")
+        if path.is_dir():
+            raise FerkitError(f"{path}: is a folder; give a file name for this output")
+        taken.add(real)
+
+
+def _check_data_apart(data: list[Path | None], out: Path, names: list[str]) -> None:
+    """`--out` of explore/evaluate: not inside a class folder given as data (its PNGs would
+    be read as faces next time), and none of its `names` an input file."""
+    for path in filter(None, data):
+        if path.is_dir() and out.resolve().is_relative_to(path.resolve()):
+            raise FerkitError(f"{out}: inside the data folder {path}; choose a folder outside it")
+    _check_outputs([p for p in data if p is not None], [out / n for n in names])
 
 
 def _output_names(paths: list[Path]) -> list[str]:
@@ -503,9 +545,10 @@ def cmd_predict(args) -> int:
     names = _output_names(paths)
     if args.out:
         _make_folder(args.out)
-        _never_overwrite(
-            paths, [args.out / f"{n}{ext}" for n in names for ext in (".png", ".json")]
-        )
+    annotated = (
+        [args.out / f"{n}{ext}" for n in names for ext in (".png", ".json")] if args.out else []
+    )
+    _check_outputs(paths, [*annotated, args.csv])
     _output_folder(args.csv)
     pipeline = _pipeline(args)
     failed, rows = 0, []
@@ -565,7 +608,7 @@ def cmd_video(args) -> int:
         raise FerkitError(f"{args.out}: the output must be an .mp4 file")
     for path in (args.out, args.csv, args.json, args.chart):
         _output_folder(path)
-    _never_overwrite([args.input], [args.out, args.csv, args.json, args.chart])
+    _check_outputs([args.input], [args.out, args.csv, args.json, args.chart])
     outputs = VideoOutputs(args.out, args.csv, args.json, args.chart)
     try:
         if args.min_track < 1:
@@ -810,10 +853,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: temporary files removed, exit 130
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     try:
         args = parser().parse_args(argv)
+        if args.command != "serve" and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):  # `kill`, a closed terminal
+                signal.signal(sig, _interrupted)
         code = COMMANDS[args.command][1](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
         return code

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.files import temp_path, write_atomic
+from ferkit.files import read_bounded, regular_file, temp_path, write_atomic
+from ferkit.images import MAX_DECODED_BYTES, check_declared_size
 from ferkit.labels import EMOTIONS, IMAGE_SIZE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -47,6 +48,8 @@ class FaceSet:
 
     def only(self, names: list[str]) -> FaceSet:
         """Keep the images listed by name (e.g. a committed split file)."""
+        if not names:
+            raise FerkitError("the list of images to keep is empty")
         position = {name: i for i, name in enumerate(self.names)}
         missing = [n for n in names if n not in position]
         if missing:
@@ -77,6 +80,7 @@ def load(path: str | Path, usage: str | None = None, cache: bool = True) -> Face
         if usage is not None:
             raise FerkitError(f"{path}: --usage applies to fer2013.csv files, not folders")
         return load_folder(path, cache=cache)
+    regular_file(path)
     return load_csv(path, usage=usage)
 
 
@@ -145,10 +149,14 @@ def _cache_path(root: Path, files: list[tuple[int, Path]]) -> Path:
 
 
 def _decode(path: Path) -> np.ndarray | None:
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
+    """A face image in gray, or None (skipped, counted) for anything else, including an
+    image whose header declares more than a photo's budget (a bomb among the faces)."""
+    try:
+        data = read_bounded(path, MAX_DECODED_BYTES)
+        check_declared_size(data, str(path))  # a compressed bomb is a few KB
+    except FerkitError:  # also an empty or non-image file
         return None
-    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
 def load_folder(root: Path, cache: bool = True) -> FaceSet:
@@ -243,6 +251,8 @@ def _parse_pixels(path: Path, line: int, text: str) -> np.ndarray:
         values = np.array(text.split(), dtype=np.int64)
     except ValueError:
         raise FerkitError(f"{path}: line {line}: pixels must be space-separated integers") from None
+    except OverflowError:  # past int64: out of range like any value over 255
+        raise FerkitError(f"{path}: line {line}: pixel values must be in 0..255") from None
     if values.size != IMAGE_SIZE * IMAGE_SIZE:
         raise FerkitError(
             f"{path}: line {line}: expected {IMAGE_SIZE * IMAGE_SIZE} pixels, got {values.size}"

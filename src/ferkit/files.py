@@ -7,7 +7,11 @@ import csv
 import io
 import json
 import os
+import re
+import stat
 from pathlib import Path
+
+from ferkit.errors import FerkitError
 
 
 def temp_path(path: Path) -> Path:
@@ -18,13 +22,54 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{stem}.tmp{os.getpid()}{suffixes}")
 
 
+_TEMP_NAME = re.compile(r"\..+\.tmp\d+")  # what `temp_path` makes
+
+
+def remove_temps(folder: Path) -> int:
+    """Delete the temporary files that a killed writer left anywhere under `folder` (a
+    process killed outright runs no cleanup); returns how many."""
+    stale = [p for p in Path(folder).rglob(".*.tmp*") if _TEMP_NAME.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = temp_path(path)
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    except OSError as err:  # the temporary name means nothing to the user: name the output
+        raise FerkitError(f"{path}: cannot write ({err.strerror})") from err
     finally:  # a failed or interrupted write leaves no temporary file either
         tmp.unlink(missing_ok=True)
+
+
+def regular_file(path: Path) -> int:
+    """The size of `path`, which must be a regular file: a named pipe would block the reader
+    and a device such as /dev/zero never ends."""
+    try:
+        info = Path(path).stat()
+    except OSError as err:
+        raise FerkitError(f"{path}: cannot read ({err.strerror})") from err
+    if not stat.S_ISREG(info.st_mode):
+        raise FerkitError(f"{path}: not a regular file")
+    return info.st_size
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, refused beyond `limit` (also if it grows while read)."""
+    too_large = FerkitError(f"{path}: file too large (limit {limit / 2**20:.0f} MB)")
+    if regular_file(path) > limit:
+        raise too_large
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as err:
+        raise FerkitError(f"{path}: cannot read ({err.strerror})") from err
+    if len(data) > limit:
+        raise too_large
+    return data
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ferkit.errors import FerkitError
+from ferkit.files import read_bounded
 
 MAX_PIXELS = 40_000_000  # larger is a decompression bomb, not a photo
 # Decoded samples a file may declare (width x height x channels x bytes a sample): a 40 MP
@@ -155,8 +156,4 @@ def _tiff_tile(tags) -> list[tuple[str, int, int, int]]:
 
 def read_image(path: Path) -> np.ndarray:
     """`decode_image` for a file on disk, with errors that name the file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise FerkitError(f"{path}: cannot read ({err.strerror})") from err
-    return decode_image(data, str(path))
+    return decode_image(read_bounded(path, MAX_DECODED_BYTES), str(path))

@@ -11,7 +11,7 @@ finished only once its outputs are in place, so the manifest never claims missin
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ferkit.errors import FerkitError
 from ferkit.files import write_json
@@ -26,6 +26,27 @@ def stamp(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def _inside(text) -> bool:
+    """A relative path that stays inside the output folder (names and outputs are joined
+    to it: an edited manifest must not make a rerun write elsewhere)."""
+    return (
+        isinstance(text, str)
+        and bool(text)
+        and not PurePosixPath(text).is_absolute()
+        and (".." not in PurePosixPath(text).parts)
+    )
+
+
+def _well_formed(entry) -> bool:
+    return (
+        isinstance(entry, dict)
+        and _inside(entry.get("name"))
+        and all(isinstance(entry.get(k), int) for k in ("size", "mtime_ns"))
+        and isinstance(entry.get("outputs"), dict)
+        and all(_inside(rel) for rel in entry["outputs"].values())
+    )
+
+
 class Manifest:
     def __init__(self, out: Path):
         self.path = Path(out) / NAME
@@ -37,6 +58,14 @@ class Manifest:
                 self.files = data["files"]
             except (ValueError, KeyError, TypeError) as err:
                 raise FerkitError(f"{self.path}: not a ferkit batch manifest ({err})") from err
+            if not isinstance(self.files, dict):
+                raise FerkitError(f"{self.path}: not a ferkit batch manifest (no file table)")
+            for source, entry in self.files.items():
+                if not _well_formed(entry):
+                    raise FerkitError(
+                        f"{self.path}: not a ferkit batch manifest (its entry for {source} is "
+                        "malformed); remove it to start the batch again"
+                    )
 
     def is_done(self, source: Path, wanted: list[str] = ()) -> bool:
         """Finished before, unchanged since, its outputs (and the `wanted` ones) still there."""

@@ -74,7 +74,8 @@ class FacialExpressionModel:
         if engine not in ENGINES:
             raise FerkitError(f"engine must be one of {', '.join(ENGINES)}, got '{engine}'")
         if not folder.is_dir():
-            raise FerkitError(f"{folder}: model folder not found")
+            what = "is a file, not a model folder" if folder.exists() else "model folder not found"
+            raise FerkitError(f"{folder}: {what}")
         started = time.perf_counter()
         if engine == "int8" or (engine == "auto" and (folder / INT8_NAME).exists()):
             model = cls.from_onnx(folder / INT8_NAME, blur_sigma=blur_sigma, tta=tta)

@@ -53,7 +53,7 @@ from ferkit.evaluate import (
     fingerprints,
     metrics,
 )
-from ferkit.files import temp_path, write_atomic, write_json
+from ferkit.files import remove_temps, temp_path, write_atomic, write_json
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ferkit.model import build_trainer, ema_weights, network, reset_ema
 from ferkit.plots import training_curves
@@ -402,8 +402,7 @@ def restore_backup(trainer: keras.Model, folder: Path) -> int:
     An unreadable backup (a disk fault, a copy cut short) is reported and the one before it
     tried; with none readable, the run cannot continue and the error says what to do.
     """
-    for stale in folder.glob(".*.tmp*"):  # what a kill inside a save left
-        stale.unlink(missing_ok=True)
+    remove_temps(folder)  # what a kill inside a save left
     candidates = _backup_files(folder)
     for epochs_done, path in candidates:
         try:
