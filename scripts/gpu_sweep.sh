@@ -7,7 +7,9 @@
 #   FOLDS=5 FOLD_MINUTES=7 bash scripts/gpu_sweep.sh "base=--recipe default --epochs 30"
 # Measured on an H200 (docs/experiments.md): the first epoch of each process is mostly XLA
 # compilation, ~85 s alone and ~200 s when ten processes compile at once; later epochs take
-# 5-7 s alone, 9-13 s with ten processes. So one recipe (six processes) a call.
+# 5-7 s alone, 9-13 s with ten processes. So one recipe (six processes) a call, and its
+# fold 1 and final start first: once fold 1's first epoch is done, the other folds find its
+# compiled programs in the on-disk cache (gpu_setup.sh) instead of compiling them again.
 # FOLD_MINUTES caps each process (default 7; the out-of-fold scores use the epochs every fold
 # reached; a final stopped before the chosen epoch is trained again by the resume).
 # Needs .devdata/fer.tgz and the keras, namex and optree wheels in .whl/ (docs/experiments.md,
@@ -43,14 +45,28 @@ trap 'pkill -f -- "--out /tmp/runs/" || true; exit 143' TERM
 
 python3 -c "from ferkit import data; data.load('$data/train'); data.load('$data/publictest')"  # one decode, cached
 started=$SECONDS
+start() {  # NAME=FLAGS FOLD: one process of the run, in the background
+  # shellcheck disable=SC2086  # the flags are meant to split
+  python3 -m ferkit train $data/train --val $data/publictest --quiet --folds "$folds" --fold "$2" \
+    --max-minutes "$minutes" --out /tmp/runs/${1%%=*} ${1#*=} > /tmp/runs/${1%%=*}-fold-$2.log 2>&1 \
+    || echo "${1%%=*} fold $2 failed" >> /tmp/runs/${1%%=*}-fold-$2.log &
+}
 for spec in "$@"; do
+  start "$spec" 1  # compiles first (and writes the run's config)
+  sleep 1
+  start "$spec" final  # a graph of its own (no validation): compiles beside it
+done
+for spec in "$@"; do  # until its first epoch is done (or it failed), at most 5 minutes
   name=${spec%%=*}
-  for i in final $(seq 1 "$folds"); do
-    # shellcheck disable=SC2086  # the flags are meant to split
-    python3 -m ferkit train $data/train --val $data/publictest --quiet --folds "$folds" --fold "$i" \
-      --max-minutes "$minutes" --out /tmp/runs/$name ${spec#*=} > /tmp/runs/$name-fold-$i.log 2>&1 \
-      || echo "$name fold $i failed" >> /tmp/runs/$name-fold-$i.log &
-    sleep 1  # the first process writes the run's config; the others find it
+  for _ in $(seq 150); do
+    [ -f /tmp/runs/$name/fold-1/history.csv ] || grep -qs failed /tmp/runs/$name-fold-1.log && break
+    sleep 2
+  done
+done
+echo "fold 1 compiled after $((SECONDS - started)) s"
+for spec in "$@"; do
+  for i in $(seq 2 "$folds"); do
+    start "$spec" "$i"
   done
 done
 wait
