@@ -280,6 +280,10 @@ def test_user_mistakes_exit_2(tmp_path, capsys):
     cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
     assert main(["batch", str(photo), "--out", str(tmp_path / "o"), "--engine", "dask"]) == 2
     assert "--address" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "files inside --out are never inputs" in capsys.readouterr().err
+    assert main(["batch", str(photo), "--out", str(tmp_path / "o"), "--chunk-frames", "-1"]) == 2
+    assert "--chunk-frames must be 0 (never) or more" in capsys.readouterr().err
 
 
 def test_annotate_writes_copies_and_a_plain_run_does_not_satisfy_it(corpus, tmp_path, capsys):

@@ -203,6 +203,9 @@ def test_outputs_are_checked_against_inputs_each_other_and_folders(
     for sigma in ("nan", "-1", "1e9"):
         run = ferkit("evaluate", train, "--blur", sigma)
         assert_one_error_line(run, "--blur must be 0 to 20")
+    (tmp_path / "none.txt").write_text("\n")
+    run = ferkit("evaluate", train, "--only", tmp_path / "none.txt")
+    assert_one_error_line(run, "none.txt: lists no images")
 
 
 def test_special_files_are_refused_not_read(tmp_path):

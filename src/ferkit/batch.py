@@ -80,7 +80,9 @@ def discover(inputs: list[str], out: Path) -> list[Path]:
             if f.is_file() and not hidden and out not in resolved.parents:
                 found.setdefault(resolved, f)
     if not found:
-        raise FerkitError(f"no files found in {' '.join(inputs)}")
+        under_out = [i for i in inputs if out in (r := Path(i).resolve(), *r.parents)]
+        inside = " (files inside --out are never inputs)" if under_out else ""
+        raise FerkitError(f"no files found in {' '.join(inputs)}{inside}")
     return list(found.values())
 
 
@@ -164,8 +166,13 @@ def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: i
                 continue
             kind = kind_of(path)
             frames, fps = chunks.probe(path) if kind == "video" else (1, 0.0)
-        except (FerkitError, OSError) as err:
+        except FerkitError as err:
             report.errors.append({"file": str(path), "error": str(err)})
+            continue
+        except OSError as err:  # "[Errno 13] Permission denied: 'x'" said as the rest are
+            report.errors.append(
+                {"file": str(path), "error": f"{path}: cannot read ({err.strerror or err})"}
+            )
             continue
         name = manifest.name_of(source) or _unique(source.relative_to(root).as_posix(), taken)
         taken.add(name)

@@ -364,7 +364,10 @@ def cmd_evaluate(args) -> int:
         raise FerkitError("--out-of-fold runs the fold models as trained: no --tta or --input-blur")
     faces = data.load(args.data, usage=args.usage)
     if args.only:
-        faces = faces.only(data.read_list(args.only))
+        names = data.read_list(args.only)
+        if not names:
+            raise FerkitError(f"{args.only}: lists no images")
+        faces = faces.only(names)
     images = faces.images
     if args.blur:
         images = np.stack([blur(img, args.blur) for img in images])

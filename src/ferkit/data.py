@@ -48,8 +48,6 @@ class FaceSet:
 
     def only(self, names: list[str]) -> FaceSet:
         """Keep the images listed by name (e.g. a committed split file)."""
-        if not names:
-            raise FerkitError("the list of images to keep is empty")
         position = {name: i for i, name in enumerate(self.names)}
         missing = [n for n in names if n not in position]
         if missing:
