@@ -25,6 +25,7 @@ minutes=${FOLD_MINUTES:-7}
 source "$(dirname "$0")/gpu_setup.sh"  # sets $data
 
 pack() {
+  set +e  # pack what can be packed, whatever fails
   for spec in "$@"; do
     name=${spec%%=*}
     [ -d "/tmp/runs/$name" ] || continue
@@ -41,7 +42,7 @@ pack() {
   done
 }
 trap 'pack "$@"; cat "$OUT"/*.txt 2>/dev/null || true' EXIT
-trap 'pkill -f -- "--out /tmp/runs/" || true; exit 143' TERM
+trap 'pkill -f -- "--out /tmp/runs/"; wait; exit 143' TERM  # each unwinds (Ctrl-C-like) first
 
 python3 -c "from ferkit import data; data.load('$data/train'); data.load('$data/publictest')"  # one decode, cached
 started=$SECONDS

@@ -237,3 +237,19 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_partial_file(tmp_path, astron
     assert proc.returncode == 130, stderr
     assert "interrupted: nothing was written" in stderr and "Traceback" not in stderr
     assert list(out.iterdir()) == []
+
+
+def test_signal_handlers_respect_nohup_and_are_restored(tmp_path):
+    """`nohup ferkit train ...` keeps ignoring SIGHUP; an in-process caller gets its own
+    handlers back when `main` returns."""
+    import signal
+
+    from ferkit.cli import main
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert main(["predict", str(tmp_path / "missing.jpg")]) == 2
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, before)

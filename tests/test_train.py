@@ -214,6 +214,8 @@ def kfold_run(tmp_path_factory, face_folders):
     assert main([str(a) for a in args + ["--fold", "1"]]) == 0
     assert (out / "fold-1" / "model.json").exists() and not (out / "fold-2").exists()
     assert main([str(a) for a in args + ["--fold", "3"]]) == 2  # there are 2
+    with pytest.raises(SystemExit):  # folds count from 1; the final is 'final'
+        main([str(a) for a in args + ["--fold", "0"]])
     assert main(["train", "--resume", "--out", str(out), "--quiet"]) == 0
     return out
 

@@ -120,7 +120,7 @@ def run_batch(
     out = Path(out)
     paths = discover(inputs, out)
     out.mkdir(parents=True, exist_ok=True)
-    if removed := remove_temps(out):
+    if removed := remove_temps(out, recursive=False) + remove_temps(out / FILES):
         log.info("%s: removed %d unfinished files of an interrupted run", out, removed)
     manifest = Manifest(out)
     report = Report()

@@ -82,8 +82,8 @@ def cmd_explore(args) -> int:
     from ferkit import data
     from ferkit.explore import explore, format_quality, format_table
 
-    _make_folder(args.out)
     _check_data_apart([args.data, args.val], args.out, ["explore.json"])
+    _make_folder(args.out)
     started = time.time()
     splits = {args.data.name or "data": data.load(args.data, usage=args.usage)}
     if args.val:
@@ -93,7 +93,7 @@ def cmd_explore(args) -> int:
         print(format_table(name, part["classes"]), end="\n\n")
     for name, part in report.items():
         print(format_quality(name, part["quality"]))
-    written = [p.name for p in args.out.iterdir() if p.stat().st_mtime >= started - 1]
+    written = [p.name for p in args.out.iterdir() if p.lstat().st_mtime >= started - 1]
     print(f"\nwrote {', '.join(sorted(written))} to {args.out}")
     return 0
 
@@ -238,10 +238,9 @@ def _fold_number(text: str) -> int:
     """`--fold`: 1..K, or 'final' (0), the model on every sharp face trained alongside the folds."""
     if text == "final":
         return 0
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a fold number or 'final', not {text!r}") from None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a fold number from 1, or 'final', not {text!r}")
+    return int(text)
 
 
 def cmd_train(args) -> int:
@@ -283,12 +282,12 @@ def cmd_train(args) -> int:
     if args.fold == 0:
         print(
             f"final model: {meta['training']['epochs_run']} epochs kept in {args.out}/final; "
-            f"once every fold is done: ferkit train --resume --out {args.out}"
+            f"once every fold and the final are done: ferkit train --resume --out {args.out}"
         )
     elif args.fold is not None:
         print(
             f"fold {args.fold}: best validation accuracy {meta['metrics']['best_val_accuracy']:.2%}; "
-            f"once every fold is done: ferkit train --resume --out {args.out}"
+            f"once every fold (and a --fold final) is done: ferkit train --resume --out {args.out}"
         )
     elif "out_of_fold" in meta["metrics"]:
         oof = meta["metrics"]["out_of_fold"]
@@ -350,8 +349,8 @@ def cmd_evaluate(args) -> int:
     from ferkit.recognizer import FacialExpressionModel
 
     if args.out:
-        _make_folder(args.out)
         _check_data_apart([args.data], args.out, ["metrics.json", "confusion.png"])
+        _make_folder(args.out)
     for flag in ("blur", "input_blur"):
         sigma = getattr(args, flag)
         if sigma is not None and not 0 <= sigma <= MAX_BLUR_SIGMA:
@@ -862,11 +861,13 @@ def _interrupted(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    previous = {}
     try:
         args = parser().parse_args(argv)
         if args.command != "serve" and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGHUP):  # `kill`, a closed terminal
-                signal.signal(sig, _interrupted)
+                if signal.getsignal(sig) is signal.SIG_DFL:  # not under nohup, not a host's
+                    previous[sig] = signal.signal(sig, _interrupted)
         code = COMMANDS[args.command][1](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
         return code
@@ -880,6 +881,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # commands with something to keep say more themselves
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,28 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{stem}.tmp{os.getpid()}{suffixes}")
 
 
-_TEMP_NAME = re.compile(r"\..+\.tmp\d+")  # what `temp_path` makes
+_TEMP_NAME = re.compile(r"\.[^/]+\.tmp(\d+)(\.[^/]*)?")  # what `temp_path` makes
 
 
-def remove_temps(folder: Path) -> int:
-    """Delete the temporary files that a killed writer left anywhere under `folder` (a
-    process killed outright runs no cleanup); returns how many."""
-    stale = [p for p in Path(folder).rglob(".*.tmp*") if _TEMP_NAME.match(p.name) and p.is_file()]
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_temps(folder: Path, recursive: bool = True) -> int:
+    """Delete the temporary files that a killed writer left in `folder` (and below it): a
+    process killed outright runs no cleanup. Never one whose writer still runs; returns
+    how many."""
+    stale = []
+    for path in (Path(folder).rglob if recursive else Path(folder).glob)(".*.tmp*"):
+        name = _TEMP_NAME.fullmatch(path.name)
+        if name and path.is_file() and not _alive(int(name.group(1))):
+            stale.append(path)
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)

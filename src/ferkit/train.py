@@ -544,7 +544,8 @@ def _train_fold(
         out.mkdir(parents=True, exist_ok=True)
         write_json(config_path, asdict(cfg))
     if not cfg.folds or not 0 <= number <= cfg.folds:
-        raise FerkitError(f"--fold must be between 1 and --folds or 'final', got {number}")
+        given = "final" if number == 0 else number
+        raise FerkitError(f"--fold needs --folds K and 1..K or 'final', got {given}")
     if number == 0:
         sub, sub_cfg = out / "final", replace(cfg, keep_epochs=True)
     else:
@@ -753,16 +754,21 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
         if _complete(final) and read_metadata(final)["training"]["epochs_run"] != best + 1:
             log.warning("%s stopped before epoch %d: training it again", final, best + 1)
             shutil.rmtree(final)
-    if not _complete(final):  # one trained beside the folds (--fold final) resumes as it was
+    if not _complete(final):
         final_cfg = prepare_run(
-            replace(cfg, fold=None, stop_after=best + 1, max_minutes=None),  # every chosen epoch
+            replace(cfg, fold=None, stop_after=best + 1, max_minutes=None),
             final,
             (final / "config.json").exists(),
         )
-        _train_one(final_cfg, final, verbose, callbacks)
+        # every chosen epoch, whatever the config of an interrupted --fold final said
+        _train_one(
+            replace(final_cfg, stop_after=best + 1, max_minutes=None), final, verbose, callbacks
+        )
     if _epoch_weights_path(final, best + 1).exists():  # trained beside the folds
         keep_epoch(final, best + 1)
     metadata = read_metadata(final)
+    if metadata["training"].get("epoch_kept", metadata["training"]["epochs_run"]) != best + 1:
+        raise FerkitError(f"{final}: not the model of epoch {best + 1}; remove it and --resume")
     metadata["metrics"] = {"out_of_fold": {k: v for k, v in report.items() if k != "per_epoch"}}
     for name in (JSON_NAME, WEIGHTS_NAME):
         write_atomic(out / name, (final / name).read_bytes())

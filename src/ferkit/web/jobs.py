@@ -56,8 +56,9 @@ class Job:
         return self.folder / "upload.bin"
 
     def public(self, err: Exception) -> str:
-        """An error's text with the upload's private path replaced by the word 'upload'."""
-        return str(err).replace(str(self.upload), "upload")
+        """An error's text with the server's paths replaced: the upload's by 'upload', the
+        job folder's (an output that could not be written) by 'job'."""
+        return str(err).replace(str(self.upload), "upload").replace(str(self.folder), "job")
 
     def output(self, name: str) -> Path | None:
         if self.status != "done" or name not in OUTPUTS:
