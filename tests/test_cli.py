@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -253,3 +254,13 @@ def test_signal_handlers_respect_nohup_and_are_restored(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def test_a_gif_photo_is_read_like_any_other(tmp_path, astronaut):
+    from PIL import Image
+
+    gif = tmp_path / "astronaut.gif"
+    Image.fromarray(cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB)).save(gif)
+    run = ferkit("predict", gif, "--json")
+    assert run.returncode == 0, run.stderr
+    assert len(json.loads(run.stdout)["faces"]) == 1

@@ -33,7 +33,10 @@ MAX_DECODED_BYTES = 160 * 2**20
 LARGE_PIXELS = 2_000_000
 IN_FLIGHT_PIXELS = 2 * MAX_PIXELS
 
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+IMAGE_MAGIC = (
+    *(b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF", b"II*\x00", b"MM\x00*"),
+    *(b"GIF87a", b"GIF89a"),  # its first frame
+)
 # TIFF tags: BitsPerSample, SamplesPerPixel, TileWidth, TileLength
 _TIFF_BITS, _TIFF_SAMPLES = 258, 277
 _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
