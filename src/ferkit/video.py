@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ferkit.errors import FerkitError
 from ferkit.face import CSV_FIELDS as FACE_FIELDS
 from ferkit.face import Face
-from ferkit.files import temp_path, write_csv
+from ferkit.files import regular_file, temp_path, write_csv
 from ferkit.images import SNIFF_BYTES, sniff
 from ferkit.labels import EMOTIONS
 from ferkit.overlay import draw
@@ -57,8 +57,10 @@ def open_video(path: Path, long: bool = False):
     is decoded, with the limit in the message; `long` lifts the duration and frame caps
     for `ferkit batch`, which reads long videos in chunks (`frame_range`).
     """
-    if not Path(path).is_file():
-        raise FerkitError(f"{path}: no such video file")
+    if Path(path).is_dir():
+        raise FerkitError(f"{path}: is a folder, not a video (`ferkit batch` takes folders)")
+    regular_file(path)  # missing, or a pipe or device that would never end
+
     with open(path, "rb") as fh:
         if sniff(fh.read(SNIFF_BYTES)) == "image":
             raise FerkitError(f"{path}: a photo, not a video (use 'ferkit predict' for photos)")
