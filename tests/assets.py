@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -221,3 +222,26 @@ def wait_for(condition, timeout: float = 60, what: str = "condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def size_switching_video(path: Path, big: tuple[int, int] = (2048, 1152)) -> Path:
+    """An MP4 whose header declares 160x120 and whose later frames decode at `big`: the
+    stream changes size midway (MPEG-4 part 2 packets of a second encoder, muxed as is)."""
+    container = av.open(str(path), "w", format="mp4")
+    stream = container.add_stream("mpeg4", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+    for _ in range(3):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((120, 160, 3), np.uint8))):
+            container.mux(packet)
+    other = av.CodecContext.create("mpeg4", "w")
+    other.width, other.height, other.pix_fmt = *big, "yuv420p"
+    other.time_base, other.framerate = Fraction(1, 10), Fraction(10)
+    frame = av.VideoFrame.from_ndarray(np.zeros((big[1], big[0], 3), np.uint8)).reformat(
+        format="yuv420p"
+    )
+    packets = other.encode(frame) + other.encode(None)
+    for pts, packet in enumerate(packets, start=3):
+        packet.stream, packet.pts, packet.dts, packet.time_base = stream, pts, pts, Fraction(1, 10)
+        container.mux(packet)
+    container.close()
+    return path

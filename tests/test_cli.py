@@ -264,3 +264,14 @@ def test_a_gif_photo_is_read_like_any_other(tmp_path, astronaut):
     run = ferkit("predict", gif, "--json")
     assert run.returncode == 0, run.stderr
     assert len(json.loads(run.stdout)["faces"]) == 1
+
+
+def test_a_frame_larger_than_the_header_declared_is_refused(tmp_path):
+    from assets import size_switching_video
+
+    clip = size_switching_video(tmp_path / "switch.mp4")
+    run = ferkit("video", clip, "--out", tmp_path / "o.mp4")
+    assert run.returncode == 2 and "Traceback" not in run.stderr  # after the progress bar:
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "a frame of 2048x1152" in last
+    assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".o.*"))

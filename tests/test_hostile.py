@@ -444,3 +444,59 @@ def test_front_reads_requests_under_deadlines():
     )
     slow.feed(b"Content-Length: 9\r\n\r\nab")
     assert not slow.late(slow.started + BODY_GRACE_S) and slow.late(slow.started + BODY_GRACE_S + 1)
+
+
+@pytest.mark.parametrize(
+    "request_bytes, code",
+    [
+        (b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 1_0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX-A: a\x00b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n folded: x\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\n\r\n", 505),
+        (b"POST / HTTP/1.1\r\nExpect: foo\r\n\r\n", 417),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n", 400),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n", 400),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY", 400),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X: y\r\n" * 12000, 431),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * 1100, 400),
+    ],
+)
+def test_front_refuses_what_gunicorn_would_answer_in_html(request_bytes, code):
+    """Malformed framing is refused by the front (a JSON answer), not passed to gunicorn's
+    parser (an HTML one); trailers are bounded and a flood of tiny chunks is cut short."""
+    from ferkit.web.server import _Front, _Refused
+
+    with pytest.raises(_Refused) as refused:
+        _Front(cap=10_000, spool_dir=None).feed(request_bytes)
+    assert refused.value.code == code
+
+
+def test_malformed_requests_and_handshakes_get_json_errors(server):
+    port, _ = server
+
+    def raw(request: bytes) -> tuple[int, dict]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(request)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert b"application/json" in head, reply[:300]
+        return int(head.split()[1]), json.loads(body)
+
+    assert raw(b"GET /api/health HTTP/1.1\r\nX-A: " + b"b" * 9000 + b"\r\n\r\n")[0] == 200
+    status, body = raw(b"GET /api/health?" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n")
+    assert status == 431 and "too large" in body["error"]
+    assert raw(b"POST /api/predict HTTP/1.1\r\nContent-Length: +5\r\n\r\n")[0] == 400
+    upgrade = b"GET /ws/live HTTP/1.1\r\nConnection: close, Upgrade\r\nUpgrade: websocket\r\n"
+    status, body = raw(upgrade + b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert status == 400 and "Sec-WebSocket-Key" in body["error"]
+    assert raw(upgrade + b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x\r\n\r\n")[0] == 426
+    status, body = raw(b"GET /ws/live HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert status == 400 and "WebSocket client" in body["error"]
+    assert health_within(port, 1)

@@ -81,18 +81,23 @@ _in_flight = _PixelBudget(IN_FLIGHT_PIXELS)
 
 
 @contextmanager
-def decoded(data: bytes, name: str = "image") -> Iterator[np.ndarray]:
+def decoded(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> Iterator[np.ndarray]:
     """The picture as BGR uint8, upright (EXIF orientation applied), for the `with` block.
 
-    Every declared size is checked before any pixel is decoded; a large picture waits for
-    its share of the pixel budget and holds it until the block ends, so the caller's work
-    on it (recognition) is bounded too.
+    Every declared size is checked before any pixel is decoded (`max_pixels` may lower the
+    cap: a live video frame is no 40 MP photo); a large picture waits for its share of the
+    pixel budget and holds it until the block ends, so the caller's work on it
+    (recognition) is bounded too.
     """
     if not data:
         raise FerkitError(f"{name}: empty file")
     if sniff(data) != "image":
-        raise FerkitError(f"{name}: not an image (JPEG, PNG, BMP, WebP or TIFF expected)")
+        raise FerkitError(f"{name}: not an image (JPEG, PNG, BMP, WebP, TIFF or GIF expected)")
     width, height = check_declared_size(data, name)
+    if width * height > max_pixels:
+        raise FerkitError(
+            f"{name}: too large ({width}x{height} pixels; the limit is {max_pixels:,})"
+        )
     with _in_flight.hold(width * height):
         try:  # IMREAD_COLOR: 8-bit BGR straight from the decoder, EXIF orientation applied
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

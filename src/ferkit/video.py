@@ -279,12 +279,20 @@ def to_bgr(frame: av.VideoFrame) -> np.ndarray:
 
 
 def _frames(container, src: Path, audio, on_audio: Callable):
-    """The decoded video frames; packets of the `audio` stream go to `on_audio`."""
+    """The decoded video frames; packets of the `audio` stream go to `on_audio`. A frame
+    larger than the cap is refused even when the header declared less (a stream may change
+    size midway)."""
     video = container.streams.video[0]
     try:
         for packet in container.demux(*[s for s in (video, audio) if s is not None]):
             if packet.stream is video:
-                yield from packet.decode()
+                for frame in packet.decode():
+                    if frame.width * frame.height > MAX_VIDEO_PIXELS:
+                        raise FerkitError(
+                            f"{src}: a frame of {frame.width}x{frame.height} (limit 1920x1080 "
+                            "pixels or the same area), although the header declares less"
+                        )
+                    yield frame
             elif packet.dts is not None:
                 on_audio(packet)
     except av.error.FFmpegError as err:

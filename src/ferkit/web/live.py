@@ -9,11 +9,14 @@ sends no frame for LIVE_IDLE_S is closed.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, jsonify, request
 from flask_sock import Sock
+from werkzeug.routing import WebsocketMismatch
 
 from ferkit.errors import FerkitError
 from ferkit.images import decoded
@@ -22,6 +25,30 @@ from ferkit.web.slots import client_address
 bp = Blueprint("live", __name__)
 sock = Sock()
 BUSY, IDLE = 1013, 1001  # WebSocket close codes: try again later, going away
+LIVE_MAX_PIXELS = 1920 * 1088  # a camera frame (the page sends 480 px): not a 40 MP photo
+
+
+@bp.app_errorhandler(WebsocketMismatch)
+def _not_a_websocket(_err):
+    """A plain request to the socket's URL (the router refuses it before any handler)."""
+    return jsonify(error="a WebSocket endpoint: open it with a WebSocket client"), 400
+
+
+@bp.before_request
+def _handshake():
+    """Refuse in JSON what the WebSocket library would answer with a 500: a request that is
+    not a version-13 handshake with a proper key."""
+    if request.headers.get("Sec-WebSocket-Version") != "13":
+        reply = jsonify(error="only WebSocket version 13 is spoken")
+        reply.headers["Sec-WebSocket-Version"] = "13"
+        return reply, 426
+    try:
+        key = base64.b64decode(request.headers.get("Sec-WebSocket-Key", ""), validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 16:
+        return jsonify(error="the WebSocket handshake needs a Sec-WebSocket-Key of 16 bytes"), 400
+    return None
 
 
 @sock.route("/ws/live", bp=bp)
@@ -30,7 +57,7 @@ def live(ws):
     refused = slots.acquire(client)
     if refused is not None:
         ws.send(json.dumps({"error": refused[1]}))
-        ws.close(BUSY, "server busy")
+        ws.close(BUSY, "too many from your address" if refused[0] == 429 else "server busy")
         return
     try:
         stream = current_app.extensions["ferkit.pipeline"].stream()
@@ -51,7 +78,9 @@ def _serve(ws, stream, idle_s: float) -> None:
             ws.send(json.dumps({"error": "send each frame as a binary JPEG message"}))
             continue
         try:
-            with decoded(message, "frame") as image:  # a large frame holds its pixel budget
+            with decoded(
+                message, "frame", LIVE_MAX_PIXELS
+            ) as image:  # a large frame holds its pixel budget
                 faces = [face.to_dict() for face in stream(image)]
             reply = {"faces": faces, "width": image.shape[1], "height": image.shape[0]}
         except FerkitError as err:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import selectors
 import socket
 import sys
@@ -36,12 +37,45 @@ SPOOL_BYTES = 256 * 1024  # bodies above this wait in an unnamed file, not in me
 DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and discarded
 STOP_GRACE_S = 1.0  # a stop lets requests in progress finish for this long
 RESERVED_THREADS = 16  # threads never given to live WebSockets
+TURN_BYTES = 1024 * 1024  # what one connection may be read in one turn of the event loop
+# the wire may carry this much more than the body: chunk framing, trailers (1-byte chunks
+# are 6 bytes each: more is an attack on the parser, not an upload)
+FRAMING_ALLOWANCE = 4
+# chunks past the first SMALL_CHUNKS must average MIN_CHUNK_BYTES: each costs the event loop
+# a parse (clients send 8-64 KB chunks; a flood of 1-byte ones held every other request)
+SMALL_CHUNKS, MIN_CHUNK_BYTES = 1024, 256
+
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method or header name (RFC 9110)
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # not allowed in a header value
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 class _Refused(Exception):
     def __init__(self, code: int, reason: str, message: str):
         super().__init__(message)
         self.code, self.reason = code, reason
+
+
+def _parse_head(lines: list[bytes]) -> dict[bytes, bytes]:
+    """Header names (lowercase) to values (lowercase), refusing in JSON what gunicorn's
+    parser would refuse in HTML: a malformed request line, header line or Content-Length."""
+    parts = lines[0].split(b" ") if lines else []
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+        raise _Refused(400, "Bad Request", "malformed request line")
+    if parts[2] not in (b"HTTP/1.0", b"HTTP/1.1"):
+        raise _Refused(505, "HTTP Version Not Supported", "HTTP/1.0 and HTTP/1.1 only")
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name) or _CONTROL.search(value):
+            raise _Refused(400, "Bad Request", "malformed header line")
+        name, value = name.lower(), value.strip(b" \t").lower()
+        if name == b"content-length" and headers.get(name, value) != value:
+            raise _Refused(400, "Bad Request", "conflicting Content-Length headers")
+        if name in headers and name in (b"transfer-encoding", b"expect"):
+            value = headers[name] + b", " + value  # seen as one list, so refused unless plain
+        headers[name] = value
+    return headers
 
 
 class _Front:
@@ -57,7 +91,10 @@ class _Front:
         self.pending = bytearray()  # undecoded chunked framing
         self.state = "size"  # chunked framing: size line, data, CRLF, ..., trailer lines
         self.chunk_left = 0  # data bytes left in the current chunk
+        self.trailer = 0  # trailer bytes so far
+        self.chunks = 0
         self.received = 0
+        self.wire = 0  # bytes read for the body, framing included
         self.done = False
         self.continue_ = False  # the client waits for "100 Continue" before the body
         self.upgrade = False  # a WebSocket handshake
@@ -67,13 +104,16 @@ class _Front:
         if self.body is None:
             self.head += data
             end = self.head.find(b"\r\n\r\n")
-            if end < 0:
+            if end < 0 or end > MAX_HEAD_BYTES:
                 if len(self.head) > MAX_HEAD_BYTES:
                     raise _Refused(431, "Request Header Fields Too Large", "request head too large")
                 return
             data = bytes(self.head[end + 4 :])
             del self.head[end + 4 :]
             self._start_body()
+        self.wire += len(data)
+        if self.wire > FRAMING_ALLOWANCE * self.cap + MAX_HEAD_BYTES:
+            raise _Refused(400, "Bad Request", "too much chunk framing for the data it carries")
         if self.chunked:
             self._feed_chunked(data)
         else:
@@ -81,28 +121,30 @@ class _Front:
 
     def _start_body(self) -> None:
         lines = bytes(self.head).split(b"\r\n")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip().lower()
+        headers = _parse_head(lines[:-2])  # the head ends with an empty line
         self.upgrade = b"upgrade" in headers.get(b"connection", b"")
         self.body = tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=self.spool_dir)
+        if headers.get(b"expect", b"100-continue") != b"100-continue":
+            raise _Refused(417, "Expectation Failed", "the only Expect understood is 100-continue")
         if headers.get(b"expect") == b"100-continue":  # answered here, not again by gunicorn
             self.continue_ = True
             self.head = bytearray(
                 b"\r\n".join(ln for ln in lines if not ln.lower().startswith(b"expect:"))
             )
             lines = bytes(self.head).split(b"\r\n")
-        if b"chunked" in headers.get(b"transfer-encoding", b""):
+        coding = headers.get(b"transfer-encoding")
+        if coding is not None and coding != b"chunked":
+            raise _Refused(501, "Not Implemented", "the only Transfer-Encoding accepted is chunked")
+        if coding == b"chunked":
             self.chunked = True
             framing = (b"transfer-encoding:", b"content-length:")  # both: a smuggling attempt
             kept = [ln for ln in lines if not ln.lower().startswith(framing)]
             self.head = bytearray(b"\r\n".join(kept))  # Content-Length is added when complete
             return
-        try:
-            self.length = int(headers.get(b"content-length", b"0"))
-        except ValueError:
-            raise _Refused(400, "Bad Request", "bad Content-Length") from None
+        length = headers.get(b"content-length", b"0")
+        if not re.fullmatch(rb"[0-9]{1,15}", length):
+            raise _Refused(400, "Bad Request", "bad Content-Length")
+        self.length = int(length)
         if self.length > self.cap:
             raise self._too_large()
 
@@ -137,6 +179,8 @@ class _Front:
             if self.state == "crlf":  # after a chunk's data
                 if len(self.pending) < 2:
                     return
+                if self.pending[:2] != b"\r\n":
+                    raise _Refused(400, "Bad Request", "bad chunked encoding")
                 del self.pending[:2]
                 self.state = "size"
                 continue
@@ -148,13 +192,19 @@ class _Front:
             line = bytes(self.pending[:end])
             del self.pending[: end + 2]
             if self.state == "trailer":  # trailer lines, up to an empty one
+                self.trailer += len(line) + 2
+                if self.trailer > MAX_HEAD_BYTES:
+                    raise _Refused(431, "Request Header Fields Too Large", "trailer too large")
                 if not line:
                     self._finish_chunked()
                 continue
-            try:
-                size = int(line.split(b";")[0], 16)
-            except ValueError:
-                raise _Refused(400, "Bad Request", "bad chunked encoding") from None
+            size_text = line.split(b";")[0].strip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise _Refused(400, "Bad Request", "bad chunked encoding")
+            size = int(size_text, 16)
+            self.chunks += 1
+            if self.chunks > SMALL_CHUNKS and self.chunks * MIN_CHUNK_BYTES > self.received:
+                raise _Refused(400, "Bad Request", "chunks too small (send them whole)")
             if self.received + size > self.cap:
                 raise self._too_large()
             self.state, self.chunk_left = ("data", size) if size else ("trailer", 0)
@@ -208,7 +258,11 @@ class BufferingWorker(ThreadWorker):
             self._feed(conn, tail)
 
     def _readable(self, conn, _sock) -> None:
-        while conn in self.fronts:
+        """Read what has arrived, up to TURN_BYTES: a fast sender waits for the next turn
+        (the selector fires again) instead of holding the loop that serves everyone."""
+        for _ in range(TURN_BYTES // (256 * 1024)):
+            if conn not in self.fronts:
+                return
             try:
                 data = conn.sock.recv(256 * 1024)
             except BlockingIOError:
@@ -284,8 +338,11 @@ class BufferingWorker(ThreadWorker):
 
     def _discard(self, conn, _sock) -> None:
         try:
-            while data := conn.sock.recv(256 * 1024):
-                del data
+            for _ in range(TURN_BYTES // (256 * 1024)):  # the rest in later turns
+                if not conn.sock.recv(256 * 1024):
+                    break
+            else:
+                return
         except BlockingIOError:
             return
         except OSError:
@@ -388,6 +445,11 @@ def run(
                 "graceful_timeout": 10,  # the worker needs ~STOP_GRACE_S + its app's stop
                 "worker_connections": 1000,
                 "control_socket_disable": True,  # unused; two servers would share its path
+                # the front bounds the head (MAX_HEAD_BYTES, a JSON 431): gunicorn's own
+                # smaller limits would answer a head the front passed in HTML
+                "limit_request_line": 0,
+                "limit_request_fields": 32768,
+                "limit_request_field_size": MAX_HEAD_BYTES,
                 "worker_exit": partial(_exit_worker, on_exit),
             }
             for key, value in options.items():

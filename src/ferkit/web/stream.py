@@ -6,6 +6,7 @@ one leaves. A video file loops.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import cv2
@@ -13,6 +14,8 @@ from flask import Blueprint, Response, abort, current_app
 
 from ferkit.overlay import draw
 from ferkit.web.slots import client_address
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("stream", __name__)
 
@@ -39,8 +42,9 @@ class SharedCapture:
 
     def _open(self):
         capture = cv2.VideoCapture(self.source)
-        if not capture.isOpened():
-            self.failed = f"cannot open the stream source {self.source!r}"
+        if not capture.isOpened():  # the source (a path, maybe a URL with a password) is
+            log.warning("cannot open the stream source %r", self.source)  # for the log only
+            self.failed = "cannot open the stream source"
         return capture
 
     def _run(self) -> None:
@@ -57,7 +61,8 @@ class SharedCapture:
                         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                         ok, image = capture.read()
                     if not ok:
-                        self.failed = f"the stream source {self.source!r} gave no frame"
+                        log.warning("the stream source %r gave no frame", self.source)
+                        self.failed = "the stream source gave no frame"
                         break
                 ok, jpeg = cv2.imencode(".jpg", draw(image, stream(image)))
                 with self.cond:
