@@ -69,6 +69,15 @@ def test_predict_bad_input_gives_json_4xx(client, kwargs, code):
     assert client.get("/api/health").status_code == 200  # still serving
 
 
+def test_errors_say_what_was_wrong(client):
+    reply = client.delete("/api/predict")
+    assert reply.status_code == 405 and "POST" in reply.headers["Allow"]
+    assert "Allowed: " in reply.get_json()["error"]
+    parts = {f"f{i}": "x" for i in range(1100)}  # a small form of too many parts
+    reply = client.post("/api/predict", data=parts, content_type="multipart/form-data")
+    assert reply.status_code == 413 and reply.get_json()["error"] == "the form has too many parts"
+
+
 def test_video_job_lifecycle(client, app, astronaut_video):
     reply = client.post(
         "/api/videos", data={"video": (io.BytesIO(astronaut_video.read_bytes()), "../../etc/x.mp4")}
@@ -141,3 +150,4 @@ def test_server_stream_without_source_is_503(tmp_path):
     app = create_app({"DATA_DIR": str(tmp_path), "SOURCE": str(tmp_path / "none.mp4")})
     reply = app.test_client().get("/video_feed")
     assert reply.status_code == 503 and "cannot open" in reply.get_json()["error"]
+    assert str(tmp_path) not in reply.get_data(as_text=True)  # the server's path stays in its log

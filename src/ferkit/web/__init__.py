@@ -19,7 +19,7 @@ import os
 import socket
 from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ferkit.errors import FerkitError
@@ -102,11 +102,21 @@ def create_app(config: dict | None = None, model=None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def json_errors(err: HTTPException):
-        return jsonify(error=err.description), err.code
+        """The error in JSON, with the headers it carries (a 405's Allow)."""
+        message = err.description
+        if getattr(err, "valid_methods", None):
+            message += f" Allowed: {', '.join(err.valid_methods)}."
+        headers = [(k, v) for k, v in err.get_headers() if k.lower() != "content-type"]
+        return jsonify(error=message), err.code, headers
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(err: RequestEntityTooLarge):
-        return jsonify(error=too_large_message(app.config["MAX_CONTENT_LENGTH"])), 413
+        cap = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length <= cap:  # not size:
+            message = "the form has too many parts"  # werkzeug's max_form_parts (1,000)
+        else:
+            message = too_large_message(cap)
+        return jsonify(error=message), 413
 
     @app.errorhandler(FerkitError)
     def user_error(err: FerkitError):
