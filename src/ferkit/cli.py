@@ -140,57 +140,34 @@ def _add_train(sub) -> None:
         help="carve this stratified share of --val out for validation; the rest is trained on",
     )
     p.add_argument(
-        "--split-seed", type=int, help="seed of the --val-split carve" + default("split_seed")
-    )
-    p.add_argument(
-        "--val-rest-repeat",
-        type=int,
-        help="repeat the rest of --val this many times in training" + default("val_rest_repeat"),
-    )
-    p.add_argument(
         "--recipe", choices=["seed", "default"], help="preset settings (flags still override)"
     )
-    p.add_argument("--arch", help="architecture: seed, vgg or vgg_wide" + default("arch"))
-    p.add_argument("--epochs", type=int, help="passes over the training data" + default("epochs"))
-    p.add_argument(
-        "--batch-size", type=int, help="images per training step" + default("batch_size")
-    )
-    p.add_argument(
-        "--learning-rate",
-        type=float,
-        help="Adam's initial learning rate (cosine decay)" + default("learning_rate"),
-    )
-    p.add_argument(
-        "--label-smoothing",
-        type=float,
-        help="cross-entropy label smoothing (0-1)" + default("label_smoothing"),
-    )
-    p.add_argument(
-        "--class-weight",
-        choices=["none", "sqrt", "balanced"],
-        help="weigh rare classes up in the loss" + default("class_weight"),
-    )
-    p.add_argument(
-        "--blur-prob",
-        type=float,
-        help="share of training images given a random blur" + default("blur_prob"),
-    )
-    p.add_argument(
-        "--erase",
-        type=float,
-        help="share of training images given random erasing" + default("erase"),
-    )
-    p.add_argument(
-        "--mixup",
-        type=float,
-        help="mix each face with another, its weight uniform in [0, MIXUP]" + default("mixup"),
-    )
-    p.add_argument(
-        "--consistency",
-        type=float,
-        help="weight of the blur-consistency term (each sharp face also trained as its blurred twin)"
-        + default("consistency"),
-    )
+    for flag, kind, text in (  # the settings with a default (TRAIN_DEFAULTS)
+        ("--split-seed", int, "seed of the --val-split carve"),
+        ("--val-rest-repeat", int, "repeat the rest of --val this many times in training"),
+        ("--arch", str, "architecture: seed, vgg or vgg_wide"),
+        ("--epochs", int, "passes over the training data"),
+        ("--batch-size", int, "images per training step"),
+        ("--learning-rate", float, "Adam's initial learning rate (cosine decay)"),
+        ("--label-smoothing", float, "cross-entropy label smoothing (0-1)"),
+        ("--class-weight", ["none", "sqrt", "balanced"], "weigh rare classes up in the loss"),
+        ("--blur-prob", float, "share of training images given a random blur"),
+        ("--erase", float, "share of training images given random erasing"),
+        ("--mixup", float, "mix each face with another, its weight uniform in [0, MIXUP]"),
+        (
+            "--consistency",
+            float,
+            "weight of the blur-consistency term (each sharp face also trained as its blurred twin)",
+        ),
+        ("--seed", int, "random seed (weights, shuffling, augmentation)"),
+        (
+            "--precision",
+            ["float32", "mixed_bfloat16"],
+            "bf16 trains 1.4-1.9x faster on CPUs with AVX512-BF16",
+        ),
+    ):
+        typed = {"choices": kind} if isinstance(kind, list) else {"type": kind}
+        p.add_argument(flag, **typed, help=text + default(flag[2:].replace("-", "_")))
     p.add_argument(
         "--ema",
         type=float,
@@ -217,14 +194,6 @@ def _add_train(sub) -> None:
         type=int,
         dest="sources_sample",
         help="train on a stratified random N of the training sources' faces (--val's part is whole)",
-    )
-    p.add_argument(
-        "--seed", type=int, help="random seed (weights, shuffling, augmentation)" + default("seed")
-    )
-    p.add_argument(
-        "--precision",
-        choices=["float32", "mixed_bfloat16"],
-        help="bf16 trains 1.4-1.9x faster on CPUs with AVX512-BF16" + default("precision"),
     )
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
     p.add_argument("--out", required=True, type=Path, help="run folder")
