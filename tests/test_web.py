@@ -1,6 +1,8 @@
 import io
 
+import av
 import cv2
+import numpy as np
 import pytest
 
 from ferkit.web import create_app
@@ -108,6 +110,19 @@ def test_video_job_rejects_non_videos_and_reports_corrupt(client, app):
     assert reply.status_code == 400  # refused from its header, before any job exists
     error = reply.get_json()["error"]
     assert error.startswith("upload: not a readable video") and "/" not in error
+    hollow = io.BytesIO()  # a well-formed H.264 MP4 header (sizes and all), no frame data
+    with av.open(hollow, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((120, 160, 3), np.uint8))
+        for packet in stream.encode(frame) + stream.encode():
+            zeros = av.Packet(bytes(packet.size))
+            zeros.stream, zeros.pts, zeros.dts = stream, packet.pts, packet.dts
+            zeros.time_base = packet.time_base
+            container.mux(zeros)
+    reply = client.post("/api/videos", data={"video": (io.BytesIO(hollow.getvalue()), "h.mp4")})
+    assert reply.status_code == 400, reply.get_json()  # its first frame tried now, not in a job
+    assert reply.get_json()["error"].startswith("upload: the video is damaged")
     assert app.extensions["ferkit.jobs"].jobs == jobs
 
 

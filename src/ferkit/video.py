@@ -239,6 +239,18 @@ class _Writer:
             self.error = err
 
 
+def check_decodes(path: Path) -> None:
+    """`open_video`'s checks, then its first frame decoded: a header with no frame data is
+    refused now rather than as a job that fails later."""
+    container = open_video(path)
+    try:
+        for _ in _frames(container, Path(path), None, None):
+            return
+    finally:
+        container.close()
+    raise FerkitError(f"{path}: the video has no decodable frames")
+
+
 def frame_range(path: Path, start: int = 0, stop: int | None = None):
     """(index, time_s, BGR frame) for frames [start, stop) of a video of any length.
 

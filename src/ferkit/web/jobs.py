@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from ferkit.errors import FerkitError
 from ferkit.pipeline import Pipeline
-from ferkit.video import VideoOutputs, open_video, process_video
+from ferkit.video import VideoOutputs, check_decodes, process_video
 from ferkit.web.logs import current_id
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,9 @@ class JobQueue:
         client's share of it is full (nothing is then kept), so one client cannot keep
         everyone else's videos out.
 
-        A video that is unreadable or over the caps (size, length) is refused here, from its
-        header, with a FerkitError (a 400) rather than a job that fails later.
+        A video that is unreadable, over the caps (size, length) or without a decodable
+        frame is refused here, from its header and first frame, with a FerkitError (a 400)
+        rather than a job that fails later.
         """
         with self.lock:  # before the upload is written: a refusal costs nothing
             self._check_room(client)
@@ -172,7 +173,7 @@ class JobQueue:
             with open(job.upload, "wb") as fh:
                 fh.write(head)
                 shutil.copyfileobj(rest, fh, COPY_CHUNK)
-            open_video(job.upload).close()
+            check_decodes(job.upload)
             with self.lock:
                 self._check_room(client)  # again: others may have sent videos meanwhile
                 self.jobs[job.id] = job  # known before the worker can pick it up
