@@ -5,7 +5,9 @@ loopback address) and N slow clients (a request head sent one header line every 
 measure `/api/health` (answered within 1 s?) and one live client's round trips over the
 WebSocket (p95 < 150 ms?). Then, on the kept design, 8 hostile image uploads at once
 (tile-bomb TIFFs, 6300x6300 16-bit PNGs), 8 large legitimate photos (40 MP JPEGs) and 8
-90 MB video uploads from one address: the worker's peak memory.
+90 MB video uploads from one address: the worker's peak memory. Last, on each design, fast
+senders: two clients sending as fast as loopback allows (1-byte chunks, endless chunk
+trailers, a body going on after its 413): how long `/api/health` takes meanwhile.
 
     .venv/bin/python bench/hostile_clients.py [--clients 64] [--seconds 8]
 """
@@ -240,6 +242,59 @@ def measure_uploads(port: int, proc, label: str, data: bytes, kind: str, at_once
     }
 
 
+SENDERS = {  # what a fast sender sends after its head, over and over
+    "1-byte chunks": (b"Transfer-Encoding: chunked\r\n\r\n", b"1\r\nX\r\n" * 65536),
+    "endless trailers": (b"Transfer-Encoding: chunked\r\n\r\n0\r\n", b"X-T: v\r\n" * 8192),
+    "body after a 413": (b"Content-Length: 900000000\r\n\r\n", bytes(512 * 1024)),
+}
+
+
+def fast_sender(port: int, head: bytes, piece: bytes, until: float) -> str:
+    """Send `piece` again and again until `until`; how it ended."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        try:
+            s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n" + head)
+            while time.monotonic() < until:
+                s.sendall(piece)
+        except OSError as err:
+            return f"cut off ({err.strerror})"
+    return "sent until the end"
+
+
+def measure_senders(design: str, worker: str, threads: int, seconds: float) -> list[dict]:
+    rows = []
+    for name, (head, piece) in SENDERS.items():
+        proc, port = start(worker, threads, tempfile.mkdtemp(prefix="ferkit-bench-"))
+        try:
+            until, ends = time.monotonic() + seconds, []
+            senders = [
+                threading.Thread(target=lambda: ends.append(fast_sender(port, head, piece, until)))
+                for _ in range(2)
+            ]
+            for t in senders:
+                t.start()
+            time.sleep(0.5)
+            answers = []
+            while time.monotonic() < until:
+                answers.append(health(port, 20.0))
+            for t in senders:
+                t.join()
+            answered = [a for a in answers if a is not None]
+            rows.append(
+                {
+                    "design": design,
+                    "senders": f"2 x {name}",
+                    "health_answered": f"{len(answered)}/{len(answers)}",
+                    "health_max_s": max(answered) if answered else None,
+                    "senders_end": "; ".join(sorted(set(ends))),
+                }
+            )
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--clients", type=int, default=64)
@@ -280,6 +335,14 @@ def main() -> None:
         proc.wait(30)
     columns = ["upload", "bytes", "at_once", "statuses", "seconds"]
     report("hostile_uploads", [*columns, "worker_rss_before_mb", "worker_peak_mb"], upload_rows)
+    sender_rows = [
+        row
+        for design, (worker, threads, slow) in DESIGNS.items()
+        if slow == 1
+        for row in measure_senders(design, worker, threads, args.seconds)
+    ]
+    columns = ["design", "senders", "health_answered", "health_max_s", "senders_end"]
+    report("hostile_senders", columns, sender_rows)
 
 
 if __name__ == "__main__":
