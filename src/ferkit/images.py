@@ -84,20 +84,15 @@ _in_flight = _PixelBudget(IN_FLIGHT_PIXELS)
 def decoded(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> Iterator[np.ndarray]:
     """The picture as BGR uint8, upright (EXIF orientation applied), for the `with` block.
 
-    Every declared size is checked before any pixel is decoded (`max_pixels` may lower the
-    cap: a live video frame is no 40 MP photo); a large picture waits for its share of the
-    pixel budget and holds it until the block ends, so the caller's work on it
-    (recognition) is bounded too.
+    Every declared size is checked before any pixel is decoded (`check_declared_size`); a
+    large picture waits for its share of the pixel budget and holds it until the block
+    ends, so the caller's work on it (recognition) is bounded too.
     """
     if not data:
         raise FerkitError(f"{name}: empty file")
     if sniff(data) != "image":
         raise FerkitError(f"{name}: not an image (JPEG, PNG, BMP, WebP, TIFF or GIF expected)")
-    width, height = check_declared_size(data, name)
-    if width * height > max_pixels:
-        raise FerkitError(
-            f"{name}: too large ({width}x{height} pixels; the limit is {max_pixels:,})"
-        )
+    width, height = check_declared_size(data, name, max_pixels)
     with _in_flight.hold(width * height):
         try:  # IMREAD_COLOR: 8-bit BGR straight from the decoder, EXIF orientation applied
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -115,8 +110,9 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         return image
 
 
-def check_declared_size(data: bytes, name: str) -> tuple[int, int]:
-    """Refuse a file whose header (or a TIFF tile) declares more than the budget."""
+def check_declared_size(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Refuse a file whose header (or a TIFF tile) declares more than the budget
+    (`max_pixels` may lower the pixel cap: a live video frame is no 40 MP photo)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -129,9 +125,9 @@ def check_declared_size(data: bytes, name: str) -> tuple[int, int]:
         raise FerkitError(f"{name}: image too large (limit {MAX_PIXELS:,} pixels)") from None
     except Exception as err:  # PIL's messages name its in-memory buffer: give our own
         raise FerkitError(f"{name}: corrupt image (its header could not be read)") from err
-    if width * height > MAX_PIXELS:
+    if width * height > max_pixels:
         raise FerkitError(
-            f"{name}: too large ({width}x{height} pixels; the limit is {MAX_PIXELS:,})"
+            f"{name}: too large ({width}x{height} pixels; the limit is {max_pixels:,})"
         )
     for what, w, h, bytes_per_pixel in [("image", width, height, samples * depth), *parts]:
         if w * h * bytes_per_pixel > MAX_DECODED_BYTES:

@@ -458,7 +458,9 @@ class _EpochFiles(keras.callbacks.Callback):
             if self.cfg.fold is not None:  # the held-out fold's answers, for out-of-fold scores
                 scores = predict(self.net, self.val_images)
                 self.predictions.append(scores.argmax(axis=1).astype(np.int8))
-                write_atomic(self.out / PREDICTIONS_NAME, _npy(np.stack(self.predictions)))
+                write_atomic(
+                    self.out / PREDICTIONS_NAME, _npy_bytes(np.save, np.stack(self.predictions))
+                )
             if self.cfg.fold is not None or self.cfg.keep_epochs:
                 save_epoch_weights(self.net, self.out, epoch + 1)
             if logs.get("val_accuracy", -1.0) > self.best:
@@ -652,9 +654,10 @@ def blur_agreement(net, images: np.ndarray, seed: int = 0) -> float:
     return agreement(predict(net, x), predict(net, twin))
 
 
-def _npy(array: np.ndarray) -> bytes:
+def _npy_bytes(save, *arrays: np.ndarray) -> bytes:
+    """What `np.save` or `np.savez` writes, as bytes for `write_atomic`."""
     buffer = io.BytesIO()
-    np.save(buffer, array)
+    save(buffer, *arrays)
     return buffer.getvalue()
 
 
@@ -667,9 +670,7 @@ def save_epoch_weights(net, run: Path, epoch: int) -> None:
     builds), so that its model can be the one of the epoch the folds choose together."""
     path = _epoch_weights_path(run, epoch)
     path.parent.mkdir(exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, *net.get_weights())
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, _npy_bytes(np.savez, *net.get_weights()))
 
 
 def keep_epoch(run: Path, epoch: int, held: data.FaceSet | None = None) -> float | None:
@@ -750,20 +751,20 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
         best + 1,
     )
     final = out / "final"
-    if (final / "config.json").exists() and not _epoch_weights_path(final, best + 1).exists():
-        if _complete(final) and read_metadata(final)["training"]["epochs_run"] != best + 1:
-            log.warning("%s stopped before epoch %d: training it again", final, best + 1)
-            shutil.rmtree(final)
+    if (  # a --fold final that --max-minutes stopped before the chosen epoch
+        _complete(final)
+        and not _epoch_weights_path(final, best + 1).exists()
+        and read_metadata(final)["training"]["epochs_run"] != best + 1
+    ):
+        log.warning("%s stopped before epoch %d: training it again", final, best + 1)
+        shutil.rmtree(final)
     if not _complete(final):
-        final_cfg = prepare_run(
-            replace(cfg, fold=None, stop_after=best + 1, max_minutes=None),
-            final,
-            (final / "config.json").exists(),
+        chosen = {"stop_after": best + 1, "max_minutes": None}  # every chosen epoch
+        saved = prepare_run(
+            replace(cfg, fold=None, **chosen), final, (final / "config.json").exists()
         )
-        # every chosen epoch, whatever the config of an interrupted --fold final said
-        _train_one(
-            replace(final_cfg, stop_after=best + 1, max_minutes=None), final, verbose, callbacks
-        )
+        # an interrupted --fold final resumes with its own saved config: to this epoch too
+        _train_one(replace(saved, **chosen), final, verbose, callbacks)
     if _epoch_weights_path(final, best + 1).exists():  # trained beside the folds
         keep_epoch(final, best + 1)
     metadata = read_metadata(final)

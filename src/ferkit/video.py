@@ -50,6 +50,16 @@ MAX_VIDEO_SECONDS = 600
 MAX_VIDEO_FRAMES = 18_000
 
 
+def _check_frame_size(path: Path, width: int, height: int, what: str = "video of") -> None:
+    """The resolution cap, on the header's size and on each decoded frame's (a stream may
+    change size midway, past what its header declared)."""
+    if width * height > MAX_VIDEO_PIXELS:
+        raise FerkitError(
+            f"{path}: {what} {width}x{height} is too large (limit 1920x1080 pixels or the same "
+            "area in another shape; scale it down)"
+        )
+
+
 def open_video(path: Path, long: bool = False):
     """The PyAV container, or a FerkitError that names the file instead of an FFmpeg trace.
 
@@ -82,11 +92,7 @@ def open_video(path: Path, long: bool = False):
 
 def _check_caps(path: Path, container, long: bool = False) -> None:
     stream = container.streams.video[0]
-    width, height = stream.codec_context.width, stream.codec_context.height
-    if width * height > MAX_VIDEO_PIXELS:
-        raise FerkitError(
-            f"{path}: video too large: {width}x{height} (limit 1920x1080 pixels or the same area in another shape; scale it down)"
-        )
+    _check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
     if long:
         return
     seconds = container.duration / av.time_base if container.duration else 0.0
@@ -299,11 +305,7 @@ def _frames(container, src: Path, audio, on_audio: Callable):
         for packet in container.demux(*[s for s in (video, audio) if s is not None]):
             if packet.stream is video:
                 for frame in packet.decode():
-                    if frame.width * frame.height > MAX_VIDEO_PIXELS:
-                        raise FerkitError(
-                            f"{src}: a frame of {frame.width}x{frame.height} (limit 1920x1080 "
-                            "pixels or the same area), although the header declares less"
-                        )
+                    _check_frame_size(src, frame.width, frame.height, "a frame of")
                     yield frame
             elif packet.dts is not None:
                 on_audio(packet)

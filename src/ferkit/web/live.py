@@ -78,9 +78,8 @@ def _serve(ws, stream, idle_s: float) -> None:
             ws.send(json.dumps({"error": "send each frame as a binary JPEG message"}))
             continue
         try:
-            with decoded(
-                message, "frame", LIVE_MAX_PIXELS
-            ) as image:  # a large frame holds its pixel budget
+            # a large frame holds its pixel budget
+            with decoded(message, "frame", LIVE_MAX_PIXELS) as image:
                 faces = [face.to_dict() for face in stream(image)]
             reply = {"faces": faces, "width": image.shape[1], "height": image.shape[0]}
         except FerkitError as err:

@@ -38,9 +38,6 @@ DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and di
 STOP_GRACE_S = 1.0  # a stop lets requests in progress finish for this long
 RESERVED_THREADS = 16  # threads never given to live WebSockets
 TURN_BYTES = 1024 * 1024  # what one connection may be read in one turn of the event loop
-# the wire may carry this much more than the body: chunk framing, trailers (1-byte chunks
-# are 6 bytes each: more is an attack on the parser, not an upload)
-FRAMING_ALLOWANCE = 4
 # chunks past the first SMALL_CHUNKS must average MIN_CHUNK_BYTES: each costs the event loop
 # a parse (clients send 8-64 KB chunks; a flood of 1-byte ones held every other request)
 SMALL_CHUNKS, MIN_CHUNK_BYTES = 1024, 256
@@ -48,6 +45,7 @@ SMALL_CHUNKS, MIN_CHUNK_BYTES = 1024, 256
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method or header name (RFC 9110)
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # not allowed in a header value
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_LENGTH = re.compile(rb"[0-9]{1,15}")
 
 
 class _Refused(Exception):
@@ -94,7 +92,6 @@ class _Front:
         self.trailer = 0  # trailer bytes so far
         self.chunks = 0
         self.received = 0
-        self.wire = 0  # bytes read for the body, framing included
         self.done = False
         self.continue_ = False  # the client waits for "100 Continue" before the body
         self.upgrade = False  # a WebSocket handshake
@@ -111,9 +108,6 @@ class _Front:
             data = bytes(self.head[end + 4 :])
             del self.head[end + 4 :]
             self._start_body()
-        self.wire += len(data)
-        if self.wire > FRAMING_ALLOWANCE * self.cap + MAX_HEAD_BYTES:
-            raise _Refused(400, "Bad Request", "too much chunk framing for the data it carries")
         if self.chunked:
             self._feed_chunked(data)
         else:
@@ -142,7 +136,7 @@ class _Front:
             self.head = bytearray(b"\r\n".join(kept))  # Content-Length is added when complete
             return
         length = headers.get(b"content-length", b"0")
-        if not re.fullmatch(rb"[0-9]{1,15}", length):
+        if not _LENGTH.fullmatch(length):
             raise _Refused(400, "Bad Request", "bad Content-Length")
         self.length = int(length)
         if self.length > self.cap:
