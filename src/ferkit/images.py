@@ -125,18 +125,26 @@ def check_declared_size(data: bytes, name: str, max_pixels: int = MAX_PIXELS) ->
         raise FerkitError(f"{name}: image too large (limit {MAX_PIXELS:,} pixels)") from None
     except Exception as err:  # PIL's messages name its in-memory buffer: give our own
         raise FerkitError(f"{name}: corrupt image (its header could not be read)") from err
-    if width * height > max_pixels:
-        raise FerkitError(
-            f"{name}: too large ({width}x{height} pixels; the limit is {max_pixels:,})"
-        )
-    for what, w, h, bytes_per_pixel in [("image", width, height, samples * depth), *parts]:
+    _check_pixels(name, width, height, MAX_PIXELS)
+    _check_decoded_bytes(name, [("image", width, height, samples * depth), *parts])
+    _check_pixels(name, width, height, max_pixels)  # a caller's lower cap, after the budget's
+    return width, height
+
+
+def _check_pixels(name: str, width: int, height: int, cap: int) -> None:
+    if width * height > cap:
+        raise FerkitError(f"{name}: too large ({width}x{height} pixels; the limit is {cap:,})")
+
+
+def _check_decoded_bytes(name: str, parts: list[tuple[str, int, int, int]]) -> None:
+    """Each buffer a decoder allocates (the image, a TIFF tile) within MAX_DECODED_BYTES."""
+    for what, w, h, bytes_per_pixel in parts:
         if w * h * bytes_per_pixel > MAX_DECODED_BYTES:
             raise FerkitError(
                 f"{name}: {what} too large to decode: {w}x{h} at {bytes_per_pixel} bytes a "
                 f"pixel needs {w * h * bytes_per_pixel / 2**20:.0f} MB "
                 f"(limit {MAX_DECODED_BYTES / 2**20:.0f} MB)"
             )
-    return width, height
 
 
 def _sample_layout(data: bytes, image: Image.Image) -> tuple[int, int]:
