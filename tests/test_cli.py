@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -77,6 +79,22 @@ def test_video_checks_every_output_before_processing(tmp_path, short_clip):
     run = ferkit("video", short_clip, "--out", out, "--csv", blocker / "x.csv")
     assert_one_error_line(run, "x.csv", "cannot create the folder")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def _small_file_limit() -> None:
+    """In the child: files larger than 8 KB cannot be written (a disk that fills up)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8_000, 8_000))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails (EFBIG) instead of killing
+
+
+def test_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, short_clip):
+    out = tmp_path / "x.mp4"
+    run = ferkit(
+        "video", short_clip, "--out", out, "--csv", tmp_path / "f.csv", preexec_fn=_small_file_limit
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == f"error: {out}: cannot write (File too large)"
+    assert list(tmp_path.iterdir()) == []  # no partial video, no temporary file
 
 
 @pytest.mark.parametrize("command", ["evaluate", "explore", "predict"])

@@ -93,6 +93,8 @@ def test_video_job_lifecycle(client, app, astronaut_video):
     video = client.get(job["files"]["video"])
     assert video.status_code == 200 and video.data[4:8] == b"ftyp"
     assert client.get(job["files"]["csv"]).data.startswith(b"frame,time_s,face_id")
+    assert client.get(job["files"]["json"]).get_json() == job["summary"]  # one story
+    assert job["summary"]["video"] == "upload"  # not the server's name for the file
     assert client.get(f"/api/videos/{job_id}/upload.bin").status_code == 404
     assert client.get("/api/videos/nope").status_code == 404
 

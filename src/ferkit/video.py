@@ -116,6 +116,7 @@ def process_video(
     progress: Callable[[float], None] | None = None,
     show_bar: bool = True,
     rows: list | None = None,
+    name: str | None = None,
 ) -> dict:
     """Annotate every frame (classify every `every`-th) with a `Stream`; returns the summary.
 
@@ -123,7 +124,8 @@ def process_video(
     false faces, so the video, the CSV, the summary and the chart all show the same tracks.
     `progress` is called after every frame with the share done (0.0 when the length is not
     known); an exception raised there stops the work and leaves no output. `rows`, when
-    given, receives the CSV rows (for callers that keep them, like `ferkit batch`).
+    given, receives the CSV rows (for callers that keep them, like `ferkit batch`). `name` is
+    the video's name in the summary (the file's own name by default).
     """
     if every < 1:
         raise FerkitError(f"--every must be 1 or more, got {every}")
@@ -131,16 +133,21 @@ def process_video(
     finals = [p for p in (outputs.video, outputs.csv, outputs.json, outputs.chart) if p is not None]
     tmps = {p: temp_path(p) for p in finals}
     try:
-        summary = _run(src, outputs, tmps, stream, every, progress, show_bar, rows)
+        summary = _run(src, outputs, tmps, stream, every, progress, show_bar, rows, name)
         for final, tmp in tmps.items():
             os.replace(tmp, final)
         return summary
+    except OSError as err:  # a full disk: name the output, not its temporary file
+        final = next((f for f, t in tmps.items() if err.filename in (str(t), t)), None)
+        if final is None:
+            raise
+        raise FerkitError(f"{final}: cannot write ({err.strerror})") from err
     finally:
         for tmp in tmps.values():
             tmp.unlink(missing_ok=True)
 
 
-def _run(src, outputs, tmps, stream, every, progress, show_bar, rows) -> dict:
+def _run(src, outputs, tmps, stream, every, progress, show_bar, rows, name) -> dict:
     container = open_video(src)
     rows = [] if rows is None else rows
     times, mean_scores = [], []
@@ -175,7 +182,7 @@ def _run(src, outputs, tmps, stream, every, progress, show_bar, rows) -> dict:
         writer.close()
     finally:
         container.close()
-    summary = summarise({"video": src.name, "frames": len(times), "fps": float(rate)}, rows)
+    summary = summarise({"video": name or src.name, "frames": len(times), "fps": float(rate)}, rows)
     if outputs.csv:
         write_csv(tmps[outputs.csv], CSV_FIELDS, rows)
     if outputs.json:

@@ -257,8 +257,8 @@ class JobQueue:
                 self.pipeline.stream(),
                 progress=self._progress(job),
                 show_bar=False,
+                name="upload",
             )
-            job.summary["video"] = "upload"
             job.status, job.progress = "done", 1.0
         except _Stopped as stop:
             job.status, job.error = "failed", str(stop)
