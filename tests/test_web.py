@@ -78,6 +78,13 @@ def test_errors_say_what_was_wrong(client):
     parts = {f"f{i}": "x" for i in range(1100)}  # a small form of too many parts
     reply = client.post("/api/predict", data=parts, content_type="multipart/form-data")
     assert reply.status_code == 413 and reply.get_json()["error"] == "the form has too many parts"
+    text = {"data": {"image": "photo.jpg"}, "content_type": "multipart/form-data"}
+    reply = client.post("/api/predict", **text)  # curl -F image=photo.jpg, without the @
+    assert reply.status_code == 400 and "is text, not a file" in reply.get_json()["error"]
+    name = b'name="image"; filename="\xff\xfe.jpg"'  # not UTF-8: werkzeug drops the part
+    body = b"--B\r\nContent-Disposition: form-data; " + name + b"\r\n\r\n\xff\xd8\xff\r\n--B--\r\n"
+    reply = client.post("/api/predict", data=body, content_type="multipart/form-data; boundary=B")
+    assert reply.status_code == 400 and "no part could be read" in reply.get_json()["error"]
 
 
 def test_video_job_lifecycle(client, app, astronaut_video):

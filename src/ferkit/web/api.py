@@ -41,8 +41,11 @@ def _body(kind: str) -> IO[bytes]:
     """The multipart field named `kind`, or the raw body, as a stream (werkzeug keeps a large
     multipart file on disk, and the server's front a large body)."""
     if request.mimetype == "multipart/form-data":
-        if kind not in request.files:
-            abort(400, f"expected the multipart field '{kind}'")
+        if kind in request.form:  # sent as text: no filename in its Content-Disposition
+            abort(400, f"the multipart field '{kind}' is text, not a file (curl -F {kind}=@FILE)")
+        if kind not in request.files:  # werkzeug drops a part it cannot decode, silently
+            unread = "" if request.files or request.form else " (no part could be read)"
+            abort(400, f"expected the multipart field '{kind}'{unread}")
         return request.files[kind].stream
     return request.stream
 
