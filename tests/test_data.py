@@ -85,6 +85,14 @@ def test_training_reads_a_csvs_training_rows_and_validates_on_its_public_test(tm
             "emotion,pixels,Usage\n1," + " ".join(["9" * 30] * 2304) + ",Training\n",
             "line 2: pixel values",  # past int64
         ),
+        (
+            "emotion,pixels,Usage\n1," + " ".join(["1"] * 2304) + ",Training,x\n",
+            "line 2: expected 3 fields, got 4",  # an unquoted comma shifted the fields
+        ),
+        (
+            "emotion,pixels,Usage\n1," + " ".join(["1"] * 2304) + ",Trainng\n",
+            "line 2: Usage 'Trainng' is not one of Training, PublicTest, PrivateTest",
+        ),
     ],
 )
 def test_bad_csv_names_file_and_line(tmp_path, content, message):

@@ -217,8 +217,14 @@ def load_csv(path: Path, usage: str | None = None) -> FaceSet:
                 line = reader.line_num
                 if not row:
                     continue
-                if len(row) < 3:
-                    raise FerkitError(f"{path}: line {line}: expected 3 fields, got {len(row)}")
+                if len(row) != len(header):  # a stray comma would shift the fields
+                    raise FerkitError(
+                        f"{path}: line {line}: expected {len(header)} fields, got {len(row)}"
+                    )
+                if row[2].strip() not in USAGES:  # a typo would drop the row from every split
+                    raise FerkitError(
+                        f"{path}: line {line}: Usage '{row[2]}' is not one of {', '.join(USAGES)}"
+                    )
                 if usage is not None and row[2].strip() != usage:
                     continue
                 images.append(_parse_pixels(path, line, row[1]))
