@@ -2,7 +2,9 @@
 (1280x800) and a phone (390x844) size. Each test writes screenshots of what it checked to
 test-artifacts/ (<page>-<size>.png), to be looked at as a user would."""
 
+import base64
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,7 @@ import pytest
 from assets import (
     CHROMIUM,
     astronaut_frames,
+    paste_faces,
     start_server,
     stop_server,
     three_faces,
@@ -103,6 +106,10 @@ class Page:
             assert 0 <= label["x"] and label["x"] + label["w"] <= drawn["width"] + 0.5, label
             assert 0 <= label["y"] and label["y"] + label["h"] <= drawn["height"] + 0.5, label
             assert label["h"] >= 20  # 14 px text on screen, whatever the photo's resolution
+        for i, a in enumerate(drawn["labels"]):  # none covers another (faces side by side)
+            for b in drawn["labels"][i + 1 :]:
+                apart_x = a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+                assert apart_x or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"], (a, b)
         return [label["text"] for label in drawn["labels"]]
 
     def shot(self, name: str) -> None:
@@ -262,6 +269,8 @@ def photos(tmp_path_factory, astronaut):
     big = cv2.resize(astronaut, (3000, 3000), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(folder / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 80])
     cv2.imwrite(str(folder / "three.jpg"), three_faces(astronaut))
+    row = paste_faces(astronaut, (1200, 400), [(20 + 230 * i, 90, 220) for i in range(5)])
+    cv2.imwrite(str(folder / "row.jpg"), row)  # faces side by side: labels must not collide
     cv2.imwrite(str(folder / "three.tif"), three_faces(astronaut))  # Chromium cannot show TIFF
     cv2.imwrite(str(folder / "wall.png"), np.full((300, 400, 3), 128, np.uint8))
     (folder / "notes.jpg").write_text("not a photo")
@@ -295,6 +304,11 @@ def test_image_page(server, browser, photos, size):
     assert panels.locator("strong").all_inner_texts() == texts
     p.shot("image-three")
 
+    p.page.set_input_files("#file", str(photos / "row.jpg"))
+    expect(status).to_have_text("5 faces found", timeout=15_000)
+    p.assert_labels_readable(5)
+    p.shot("image-row")
+
     p.page.set_input_files("#file", str(photos / "three.tif"))  # read, but not showable
     expect(status).to_contain_text("3 faces found; this browser cannot show", timeout=15_000)
     expect(panels).to_have_count(3)
@@ -315,7 +329,47 @@ def test_image_page(server, browser, photos, size):
     expect(status).to_have_text("No face found in this photo.", timeout=10_000)
     expect(status).to_have_class("status info")
     expect(p.page.locator("#faces .empty")).to_contain_text("No face found")
+
+    with overtaken(p.page, "/api/predict", "big.jpg"):  # its reply comes after wall.png's
+        p.page.set_input_files("#file", str(photos / "big.jpg"))
+        p.page.set_input_files("#file", str(photos / "wall.png"))
+        expect(status).to_have_text("No face found in this photo.", timeout=10_000)
+    expect(status).to_have_text("No face found in this photo.")  # the file chosen last
+    assert p.page.eval_on_selector("#photo", "img => img.naturalWidth") == 400
+
+    photo = base64.b64encode((photos / "three.jpg").read_bytes()).decode()
+    p.page.evaluate(  # dropped on the heading, outside the box: analysed, not opened
+        """b64 => {
+          const file = new File([Uint8Array.from(atob(b64), c => c.charCodeAt(0))], "three.jpg");
+          const dataTransfer = new DataTransfer();
+          dataTransfer.items.add(file);
+          const drop = new DragEvent("drop", { dataTransfer, bubbles: true, cancelable: true });
+          window.dropAccepted = !document.querySelector("h1").dispatchEvent(drop);
+        }""",
+        photo,
+    )
+    expect(status).to_have_text("3 faces found", timeout=15_000)
+    assert p.page.evaluate("window.dropAccepted")  # the browser's default (open it) prevented
     p.close(allowed=["/api/predict"])  # the refused upload
+
+
+@contextmanager
+def overtaken(page, path: str, filename: str):
+    """Hold the upload of `filename` to `path` until the block is done, then let it go and
+    wait until the page has had its reply: a reply that a newer upload overtook."""
+    held = []
+
+    def hold(route):
+        body = route.request.post_data_buffer or b""
+        held.append(route) if f'filename="{filename}"'.encode() in body else route.continue_()
+
+    page.route("**" + path, hold)
+    yield
+    assert len(held) == 1
+    with page.expect_request_finished(lambda r: r.url.endswith(path)):
+        held[0].continue_()
+    page.unroute("**" + path)
+    page.evaluate("() => new Promise(requestAnimationFrame)")  # its reply's handler has run
 
 
 def record_statuses(page) -> None:
@@ -374,6 +428,17 @@ def test_video_page(server, browser, astronaut_video, tmp_path):
     expect(status).to_have_text("Done: 10 frames, no faces found", timeout=30_000)
     expect(p.page.locator("#chart")).to_be_hidden()  # not an empty chart
     expect(p.page.locator("#summary")).to_contain_text("No faces found")
+
+    jobs = []  # the upload a newer one overtook: its job is deleted, the page shows the newer
+    p.page.on("response", lambda r: r.url.endswith("/api/videos") and jobs.append(r))
+    with overtaken(p.page, "/api/videos", "astronaut.mp4"):
+        p.page.set_input_files("#file", str(astronaut_video))
+        p.page.set_input_files("#file", str(blank))
+        expect(status).to_have_text("Done: 10 frames, no faces found", timeout=30_000)
+    ids = {b"astronaut.mp4" in r.request.post_data_buffer: r.json()["id"] for r in jobs}
+    wait_for(lambda: p.page.request.get(f"{server}/api/videos/{ids[True]}").status == 404, 10)
+    expect(status).to_have_text("Done: 10 frames, no faces found")
+    assert p.page.url.endswith(f"?job={ids[False]}")
     p.close(allowed=["/api/videos"])  # the refused upload
 
 

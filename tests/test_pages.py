@@ -69,6 +69,17 @@ def test_favicon(client):
     assert 'rel="icon"' in client.get("/").get_data(as_text=True)
 
 
+def test_a_mistyped_address_is_a_page_for_browsers_and_json_for_the_api(client):
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    reply = client.get("/imag", headers=browser)
+    assert reply.status_code == 404 and reply.mimetype == "text/html"
+    page = reply.get_data(as_text=True)
+    assert "no page at <code>/imag</code>" in page and 'href="/image"' in page  # a way on
+    for path, headers in [("/imag", {}), ("/api/nope", browser), ("/static/x.js", browser)]:
+        reply = client.get(path, headers=headers)
+        assert reply.status_code == 404 and reply.is_json, path
+
+
 def test_user_errors_are_400_json_without_repeated_words(client):
     ok, png = cv2.imencode(".png", np.zeros((7000, 7000), np.uint8))  # 49 MP, 50 KB
     reply = client.post("/api/predict", data={"image": (io.BytesIO(png.tobytes()), "big.png")})

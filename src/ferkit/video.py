@@ -76,8 +76,9 @@ def open_video(path: Path, long: bool = False):
             raise FerkitError(f"{path}: a photo, not a video (use 'ferkit predict' for photos)")
     try:
         container = av.open(str(path))
-    except (av.error.FFmpegError, ValueError) as err:
-        raise FerkitError(f"{path}: not a readable video ({err})") from err
+    except (av.error.FFmpegError, ValueError) as err:  # FFmpeg's reason, without its errno
+        why = getattr(err, "strerror", None) or str(err)
+        raise FerkitError(f"{path}: not a readable video ({why})") from err
     try:
         if not container.streams.video:
             raise FerkitError(f"{path}: has no video stream")

@@ -19,7 +19,7 @@ import os
 import socket
 from pathlib import Path
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ferkit.errors import FerkitError
@@ -102,7 +102,10 @@ def create_app(config: dict | None = None, model=None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def json_errors(err: HTTPException):
-        """The error in JSON, with the headers it carries (a 405's Allow)."""
+        """The error in JSON, with the headers it carries (a 405's Allow); a browser that
+        asked for a page that does not exist gets a page with the navigation instead."""
+        if err.code == 404 and _wants_page():
+            return render_template("404.html"), 404
         message = err.description
         if getattr(err, "valid_methods", None):
             message += f" Allowed: {', '.join(err.valid_methods)}."
@@ -125,6 +128,16 @@ def create_app(config: dict | None = None, model=None) -> Flask:
         return jsonify(error=str(err)), 400
 
     return app
+
+
+def _wants_page() -> bool:
+    """A browser's GET of a page's address (not the API's, whose clients want JSON)."""
+    accept = request.accept_mimetypes
+    return (
+        request.method == "GET"
+        and not request.path.startswith(("/api/", "/ws/", "/static/"))
+        and accept["text/html"] > accept["application/json"]
+    )
 
 
 def check_port(host: str, port: int) -> None:

@@ -198,7 +198,7 @@ class JobQueue:
         if active >= self.per_client:
             raise QueueFull(
                 f"you have {active} video jobs in progress (the most from one address); "
-                "wait for one to finish, or DELETE it"
+                "wait for one to finish, or cancel one (DELETE /api/videos/ID)"
             )
 
     def get(self, job_id: str) -> Job | None:
@@ -285,7 +285,7 @@ class JobQueue:
         def progress(value: float) -> None:
             job.progress = value
             if self.stopping.is_set():
-                raise _Stopped("the server stopped")
+                raise _Stopped("the server stopped before the video was done")
             if job.cancelled.is_set():
                 raise _Stopped("deleted")
             if time.monotonic() > deadline:

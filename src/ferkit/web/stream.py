@@ -1,13 +1,14 @@
 """Server stream (the seed's way): MJPEG of the server's camera or of a video file.
 
 One capture thread serves every viewer; it starts with the first and stops when the last
-one leaves. A video file loops.
+one leaves. A video file loops, at its own frame rate (a camera sets the pace itself).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import cv2
 from flask import Blueprint, Response, abort, current_app
@@ -47,14 +48,25 @@ class SharedCapture:
             self.failed = "cannot open the stream source"
         return capture
 
+    def _period(self, capture) -> float:
+        """Seconds between a file's frames (read as fast as it decodes, it would fast-forward
+        and take every core); 0 for a camera, whose reads wait for its next frame."""
+        if not isinstance(self.source, str):
+            return 0.0
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        return 1 / fps if 1 <= fps <= 240 else 1 / 30
+
     def _run(self) -> None:
         capture = self._open()
         stream = self.pipeline.stream()  # each run of the capture numbers faces from 1
+        period, due = self._period(capture), time.monotonic()
         try:
             while not self.failed:
-                with self.cond:
+                with self.cond:  # stop() wakes the wait for the next frame's time
+                    self.cond.wait_for(lambda: self.stopped, due - time.monotonic())
                     if self.viewers == 0 or self.stopped:
                         break
+                due = max(due + period, time.monotonic())  # late: no burst to catch up
                 ok, image = capture.read()
                 if not ok:
                     if isinstance(self.source, str):  # a file: loop it

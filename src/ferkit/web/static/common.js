@@ -37,7 +37,12 @@ function drawFaces(canvas, under, faces, width, height) {
     const text = `#${faceNumber(f, i)} ${f.emotion} ${percent(f.scores[f.emotion])}`;
     const tw = Math.ceil(ctx.measureText(text).width) + 10, th = LABEL_PX + 8;
     const lx = Math.max(0, Math.min(x, w - tw));  // never cut at the right edge
-    const ly = y - th >= 0 ? y - th : Math.min(y + bh, h - th);  // above the box, else below
+    // above the box, else below it, else a row further out: the first that fits the picture
+    // and covers no label drawn before (faces side by side on a narrow screen)
+    const places = [0, 1, 2, 3].flatMap(k => [y - th * (k + 1), y + bh + th * k])
+      .filter(ly => ly >= 0 && ly + th <= h);
+    const free = ly => !labels.some(o => lx < o.x + o.w && o.x < lx + tw && ly < o.y + o.h && o.y < ly + th);
+    const ly = places.find(free) ?? places[0] ?? Math.max(0, h - th);
     ctx.fillStyle = color;
     ctx.fillRect(lx, ly, tw, th);
     ctx.fillStyle = "#000";
@@ -60,11 +65,13 @@ function facePanels(faces, emptyText) {
     "</div>").join("");
 }
 
+// A file chosen with the form's picker or dropped anywhere on the page (a drop outside the
+// box would otherwise make the browser open the file and leave the app).
 function dropZone(form, input, onFile) {
   input.addEventListener("change", () => { if (input.files[0]) onFile(input.files[0]); input.value = ""; });
-  form.addEventListener("dragover", e => { e.preventDefault(); form.classList.add("over"); });
-  form.addEventListener("dragleave", () => form.classList.remove("over"));
-  form.addEventListener("drop", e => {
+  window.addEventListener("dragover", e => { e.preventDefault(); form.classList.add("over"); });
+  window.addEventListener("dragleave", e => { if (!e.relatedTarget) form.classList.remove("over"); });
+  window.addEventListener("drop", e => {
     e.preventDefault(); form.classList.remove("over");
     if (e.dataTransfer.files[0]) onFile(e.dataTransfer.files[0]);
   });
@@ -72,9 +79,14 @@ function dropZone(form, input, onFile) {
 
 const megabytes = n => `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`;
 
+let uploads = 0;  // uploads started on this page: only the newest one's reply is shown
+
 // POST one file as a multipart field, its size checked first against the server's limit
 // and the upload's progress shown; resolves to the JSON reply, or {error} when it failed.
+// A reply that a newer upload overtook has `stale: true` (the page shows the file chosen
+// last, not the one whose reply came last).
 function postFile(url, field, file, statusEl, progressEl) {
+  const mine = ++uploads;
   const limit = Number(document.getElementById("form").dataset.maxBytes);
   if (file.size > limit) {
     return Promise.resolve({ error: `${file.name} is ${megabytes(file.size)}; the limit is ${megabytes(limit)}` });
@@ -89,13 +101,17 @@ function postFile(url, field, file, statusEl, progressEl) {
     progressEl.value = 0;
     setStatus(statusEl, `Uploading ${file.name}… 0%`, "busy");
     xhr.upload.onprogress = e => {
-      if (!e.lengthComputable) return;
+      if (!e.lengthComputable || mine !== uploads) return;
       progressEl.value = e.loaded / e.total;
       setStatus(statusEl, `Uploading ${file.name}… ${percent(e.loaded / e.total)}`, "busy");
     };
-    xhr.onload = () => resolve(xhr.response && typeof xhr.response === "object"
+    xhr.upload.onload = () => {
+      if (mine === uploads) setStatus(statusEl, `${file.name} sent; the server is reading it…`, "busy");
+    };
+    const settle = reply => resolve(mine === uploads ? reply : { ...reply, stale: true });
+    xhr.onload = () => settle(xhr.response && typeof xhr.response === "object"
       ? xhr.response : { error: `the server answered ${xhr.status} ${xhr.statusText}` });
-    xhr.onerror = () => resolve({ error: "could not reach the server (is it running?)" });
+    xhr.onerror = () => settle({ error: "could not reach the server (is it running?)" });
     xhr.send(body);
   });
 }

@@ -20,6 +20,7 @@ function clear() {
 async function predict(file) {
   clear();
   const reply = await postFile("/api/predict", "image", file, statusEl, progress);
+  if (reply.stale) return;  // another photo was chosen meanwhile
   progress.hidden = true;
   if (reply.error) { setStatus(statusEl, `Error: ${reply.error}`, "error"); return; }
   setStatus(statusEl, "Drawing…", "busy");

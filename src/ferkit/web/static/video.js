@@ -6,7 +6,7 @@ const progress = document.getElementById("progress");
 const result = document.getElementById("result");
 const player = document.getElementById("player");
 const chart = document.getElementById("chart");
-let current = null;  // the job this page shows; an older poll stops when it changes
+let current = null;  // the job this page shows; a poll of any other job stops
 
 function clear() {
   if (current) fetch(`/api/videos/${current}`, { method: "DELETE" });
@@ -26,23 +26,35 @@ function clear() {
 async function upload(file) {
   clear();
   const reply = await postFile("/api/videos", "video", file, statusEl, progress);
+  if (reply.stale) {  // another video was chosen meanwhile: this job is nobody's
+    if (reply.id) fetch(`/api/videos/${reply.id}`, { method: "DELETE" });
+    return;
+  }
   if (reply.error) { progress.hidden = true; setStatus(statusEl, `Error: ${reply.error}`, "error"); return; }
   history.replaceState(null, "", `?job=${reply.id}`);
   progress.value = 0;
+  current = reply.id;
   poll(reply.id);
 }
 
 async function poll(id) {
-  current = id;
+  if (current !== id) return;
   let job;
   try {
-    job = await (await fetch(`/api/videos/${id}`)).json();
+    const reply = await fetch(`/api/videos/${id}`);
+    if (reply.status === 503) throw new Error("the server is stopping");
+    job = await reply.json();
   } catch (err) {
     if (current === id) setTimeout(() => poll(id), 2000);  // the server restarts: keep asking
     return;
   }
   if (current !== id) return;
-  if (!job.status) { progress.hidden = true; setStatus(statusEl, `Error: ${job.error}`, "error"); return; }
+  if (!job.status) {  // gone: expired, deleted, or the server restarted
+    progress.hidden = true;
+    history.replaceState(null, "", location.pathname);
+    setStatus(statusEl, `Error: ${job.error}. Choose the video again to analyse it.`, "error");
+    return;
+  }
   progress.hidden = false;
   progress.value = job.progress;
   if (job.status === "failed") { progress.hidden = true; setStatus(statusEl, `Failed: ${job.error}`, "error"); return; }
@@ -75,5 +87,5 @@ function show(job) {
 }
 
 dropZone(document.getElementById("form"), document.getElementById("file"), upload);
-const resumeId = new URLSearchParams(location.search).get("job");
-if (resumeId) poll(resumeId);
+current = new URLSearchParams(location.search).get("job");
+if (current) poll(current);
