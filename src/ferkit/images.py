@@ -133,7 +133,9 @@ def check_declared_size(data: bytes, name: str, max_pixels: int = MAX_PIXELS) ->
 
 def _check_pixels(name: str, width: int, height: int, cap: int) -> None:
     if width * height > cap:
-        raise FerkitError(f"{name}: too large ({width}x{height} pixels; the limit is {cap:,} pixels)")
+        raise FerkitError(
+            f"{name}: too large ({width}x{height} pixels; the limit is {cap:,} pixels)"
+        )
 
 
 def _check_decoded_bytes(name: str, parts: list[tuple[str, int, int, int]]) -> None:
