@@ -399,6 +399,10 @@ def test_video_page(server, browser, astronaut_video, tmp_path):
     assert any(s.startswith("Uploading astronaut.mp4… ") for s in statuses), statuses
     assert any(s.startswith("Processing… ") for s in statuses), statuses
     assert "?job=" in p.page.url
+    with p.page.expect_download() as download:  # named after the upload, not frames.csv
+        p.page.click("#csv")
+    assert download.value.suggested_filename == "astronaut-frames.csv"  # ferkit's name
+    assert Path(download.value.path()).read_text().startswith("frame,time_s,face_id")
     p.page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=10_000)
     job_url = p.page.url
     job_api = server + "/api/videos/" + job_url.split("?job=")[1]

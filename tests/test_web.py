@@ -1,5 +1,6 @@
 import io
 import time
+from urllib.parse import quote
 
 import av
 import cv2
@@ -90,7 +91,8 @@ def test_errors_say_what_was_wrong(client):
 
 def test_video_job_lifecycle(client, app, astronaut_video):
     reply = client.post(
-        "/api/videos", data={"video": (io.BytesIO(astronaut_video.read_bytes()), "../../etc/x.mp4")}
+        "/api/videos",
+        data={"video": (io.BytesIO(astronaut_video.read_bytes()), "../../etc/клип 1.mp4")},
     )
     assert reply.status_code == 202
     job_id = reply.get_json()["id"]
@@ -100,6 +102,8 @@ def test_video_job_lifecycle(client, app, astronaut_video):
     assert job["summary"]["frames"] == 45
     video = client.get(job["files"]["video"])
     assert video.status_code == 200 and video.data[4:8] == b"ftyp"
+    saved_as = quote("клип_1-video.mp4")  # the upload's name, not a path; the same for all
+    assert video.headers["Content-Disposition"].endswith(f"filename*=UTF-8''{saved_as}")
     assert client.get(job["files"]["csv"]).data.startswith(b"frame,time_s,face_id")
     assert client.get(job["files"]["json"]).get_json() == job["summary"]  # one story
     assert job["summary"]["video"] == "upload"  # not the server's name for the file

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+from pathlib import Path
 from typing import IO
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
@@ -50,6 +52,14 @@ def _body(kind: str) -> IO[bytes]:
     return request.stream
 
 
+def _upload_name(kind: str) -> str:
+    """The multipart file's name without its extension, safe in a header and a file name;
+    "video" for a raw body or a name with nothing usable."""
+    upload = request.files.get(kind) if request.mimetype == "multipart/form-data" else None
+    stem = Path(upload.filename or "").stem if upload is not None else ""
+    return re.sub(r"[^\w.-]+", "_", stem).strip("._")[:60] or kind
+
+
 def _check_kind(kind: str, head: bytes) -> None:
     """400 for nothing sent, 415 when the first bytes are not of that kind."""
     if not head:
@@ -88,7 +98,7 @@ def create_video_job():
     head = body.read(SNIFF_BYTES)
     _check_kind("video", head)
     try:
-        job = _jobs().submit(head, body, client_address())
+        job = _jobs().submit(head, body, client_address(), _upload_name("video"))
     except QueueFull as err:
         abort(429, str(err))
     log.info("queued as job-%s", job.id)
@@ -117,4 +127,4 @@ def video_file(job_id: str, name: str):
     path = job.output(name) if job else None
     if path is None:
         abort(404, "no such file")
-    return send_file(path, conditional=True)
+    return send_file(path, conditional=True, download_name=f"{job.name}-{name}")

@@ -41,6 +41,8 @@ class Job:
     id: str
     folder: Path
     client: str = ""  # the address it came from: each address has a share of the queue
+    name: str = "video"  # the uploaded file's name (no extension): its outputs are saved as
+    # NAME-video.mp4, NAME-frames.csv... rather than the same names for every job
     status: str = "queued"  # queued, running, done, failed
     progress: float = 0.0
     error: str | None = None
@@ -155,7 +157,7 @@ class JobQueue:
         self._lock_file.close()
         atexit.unregister(self.shutdown)  # nor keep the app (and its model) alive until exit
 
-    def submit(self, head: bytes, rest: BinaryIO, client: str = "") -> Job:
+    def submit(self, head: bytes, rest: BinaryIO, client: str = "", name: str = "video") -> Job:
         """Queue a video (its first bytes, then a stream of the others, copied to disk in
         chunks: a burst of large uploads costs no memory); QueueFull when the queue or the
         client's share of it is full (nothing is then kept), so one client cannot keep
@@ -167,7 +169,7 @@ class JobQueue:
         """
         with self.lock:  # before the upload is written: a refusal costs nothing
             self._check_room(client)
-        job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8), client)
+        job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8), client, name)
         job.folder.mkdir(mode=0o700)
         try:
             with open(job.upload, "wb") as fh:

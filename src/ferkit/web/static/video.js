@@ -70,6 +70,7 @@ async function poll(id) {
 function show(job) {
   const faces = Object.entries(job.summary.faces);
   player.src = job.files.video;
+  document.getElementById("mp4").href = job.files.video;  // saved under the upload's name
   document.getElementById("csv").href = job.files.csv;
   document.getElementById("json").href = job.files.json;
   const table = document.getElementById("summary");
