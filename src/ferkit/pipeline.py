@@ -61,9 +61,8 @@ class Pipeline:
         if frame.size == 0:
             raise FerkitError("empty image")
         if frame.shape[0] * frame.shape[1] > MAX_PIXELS:
-            raise FerkitError(
-                f"image too large: {frame.shape[1]}x{frame.shape[0]} pixels (limit {MAX_PIXELS:,})"
-            )
+            height, width = frame.shape[:2]
+            raise FerkitError(f"image too large: {width}x{height} (limit {MAX_PIXELS:,} pixels)")
 
     def classify(self, frame: np.ndarray, found: Detections) -> list[Face]:
         """The emotion scores of every detected face, in one batched model call."""
