@@ -276,6 +276,9 @@ def test_user_mistakes_exit_2(tmp_path, capsys):
     assert "missing: no such file or folder" in capsys.readouterr().err
     assert main(["batch", str(tmp_path / "*.mp4"), "--out", str(tmp_path / "o")]) == 2
     assert "matches no file" in capsys.readouterr().err
+    os.mkfifo(tmp_path / "pipe.mp4")  # named, so an input: refused, not read (it would block)
+    assert main(["batch", str(tmp_path / "pipe.mp4"), "--out", str(tmp_path / "o")]) == 1
+    assert "pipe.mp4: not a regular file" in capsys.readouterr().err
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
     assert main(["batch", str(photo), "--out", str(tmp_path / "o"), "--engine", "dask"]) == 2
@@ -316,6 +319,9 @@ def test_an_edited_manifest_is_refused_and_stale_temporaries_removed(tmp_path, c
         err = capsys.readouterr().err
         assert "manifest.json: not a ferkit batch manifest" in err and "Traceback" not in err
     assert not list(tmp_path.glob("pwned*"))
+    (out / "manifest.json").write_text(json.dumps({"version": 2, "files": {}}))
+    assert main(["batch", str(photo), "--out", str(out), "--quiet"]) == 2
+    assert "a batch manifest of version 2, not 1" in capsys.readouterr().err
     (out / "manifest.json").unlink()
     stale = out / "files" / ".p.tmp4242.png.annotated.png"  # what a SIGKILL leaves
     stale.parent.mkdir()

@@ -124,7 +124,8 @@ def test_predict_gives_each_image_its_own_output_and_a_csv(tmp_path, astronaut):
 
 def test_predict_on_an_empty_folder_says_so(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_one_error_line(ferkit("predict", tmp_path / "empty"), "no images found", "empty")
+    (tmp_path / "empty" / ".DS_Store").write_bytes(b"Bud1")  # hidden: not an input
+    assert_one_error_line(ferkit("predict", tmp_path / "empty"), "no files found", "empty")
 
 
 def test_closed_pipe_is_no_error(face_folders):

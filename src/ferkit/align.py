@@ -1,11 +1,11 @@
-"""Face crops framed like FER2013: the 48x48 model input made straight from the frame.
+"""Face crops framed like FER2013, cut from the frame (the model resizes them to 48x48).
 
 FER2013's faces were framed by its makers' own detector; CenterFace's bare box is tighter.
 Two ways back to FER2013's framing: the box made square with a small margin (the default:
 it labelled the most FER2013 faces in frames right, `bench/detect.py`), or a warp that puts
 the 5 landmarks where they sit, on average, in FER2013 images (`--crop aligned`, 0.9 points
-behind: the average framing fits an individual face less well than its own box). `FER_LANDMARKS` was measured on this repository's data: CenterFace run on the
-1,827 training faces of `publictest/` it found (upscaled 3x with a replicated border), the
+behind: the average framing fits an individual face less well than its own box).
+`FER_LANDMARKS` was measured on this repository's data: CenterFace run on the 1,827 training faces of `publictest/` it found (upscaled 3x with a replicated border), the
 landmarks averaged in 48x48 coordinates (standard deviation about 3-4 px;
 `scripts/fer_landmarks.py` measures it again).
 """
@@ -60,7 +60,7 @@ def box_crop(frame: np.ndarray, box, margin: float = 0.0, square: bool = False) 
 
 
 def face_crop(
-    frame: np.ndarray, box, landmarks: np.ndarray | None, mode: str = "aligned"
+    frame: np.ndarray, box, landmarks: np.ndarray | None, mode: str = "square"
 ) -> np.ndarray:
     """The model's view of one face: the square box (default), aligned by its landmarks (when
     known), or the bare box. On FER2013 faces in frames the square box with a 5% margin labels

@@ -16,9 +16,8 @@ from pathlib import Path
 import cv2
 
 from ferkit.errors import FerkitError
-from ferkit.files import write_atomic
 from ferkit.images import read_image
-from ferkit.overlay import draw
+from ferkit.overlay import write_annotated
 from ferkit.pipeline import Pipeline
 from ferkit.recognizer import FacialExpressionModel
 from ferkit.video import VideoOutputs, csv_rows, frame_range, process_video
@@ -97,8 +96,7 @@ def _photo(path: str, target: str | None) -> Outcome:
     image = read_image(Path(path))
     faces = _pipeline(image)
     if target is not None:
-        ok, png = cv2.imencode(".png", draw(image, faces))
-        write_atomic(Path(target), png.tobytes())
+        write_annotated(Path(target), image, faces)
     return Outcome(path, csv_rows(0, 0.0, faces), frames=1)
 
 

@@ -10,7 +10,6 @@ flight: nothing is recorded before its outputs are complete.
 
 from __future__ import annotations
 
-import glob
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from tqdm import tqdm
 from ferkit import chunks, tables
 from ferkit.analysis import Outcome, Task
 from ferkit.errors import FerkitError
-from ferkit.files import remove_temps
+from ferkit.files import find_inputs, regular_file, remove_temps, unique_name
 from ferkit.images import SNIFF_BYTES, sniff
 from ferkit.manifest import Manifest, stamp
 
@@ -54,40 +53,9 @@ class Report:
     rows: dict = field(default_factory=dict)
 
 
-def discover(inputs: list[str], out: Path) -> list[Path]:
-    """Files named, found in folders (recursively) or matched by globs, each once, in order.
-
-    Hidden files and anything under the output folder are left out.
-    """
-    found: dict[Path, Path] = {}
-    out = out.resolve()
-    for item in inputs:
-        path = Path(item)
-        if path.is_file():
-            candidates = [path]
-        elif path.is_dir():
-            candidates = sorted(f for f in path.rglob("*") if f.is_file())
-        elif glob.has_magic(item):
-            matched = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
-            candidates = [f for m in matched for f in ([m] if m.is_file() else m.rglob("*"))]
-            if not candidates:
-                raise FerkitError(f"{item}: matches no file")
-        else:
-            raise FerkitError(f"{item}: no such file or folder")
-        for f in candidates:
-            resolved = f.resolve()
-            hidden = path.is_dir() and any(p.startswith(".") for p in f.relative_to(path).parts)
-            if f.is_file() and not hidden and out not in resolved.parents:
-                found.setdefault(resolved, f)
-    if not found:
-        under_out = [i for i in inputs if out in (r := Path(i).resolve(), *r.parents)]
-        inside = " (files inside --out are never inputs)" if under_out else ""
-        raise FerkitError(f"no files found in {' '.join(inputs)}{inside}")
-    return list(found.values())
-
-
 def kind_of(path: Path) -> str:
     """'photo' or 'video' by content, never by name."""
+    regular_file(path)  # a named pipe or a device would block or never end
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
     if not head:
@@ -118,7 +86,7 @@ def run_batch(
     if chunk_frames < 0:
         raise FerkitError(f"--chunk-frames must be 0 (never) or more, got {chunk_frames}")
     out = Path(out)
-    paths = discover(inputs, out)
+    paths = find_inputs(inputs, out)
     out.mkdir(parents=True, exist_ok=True)
     if removed := remove_temps(out, recursive=False) + remove_temps(out / FILES):
         log.info("%s: removed %d unfinished files of an interrupted run", out, removed)
@@ -155,7 +123,7 @@ def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: i
     """The files still to do (by absolute path), and those finished before."""
     jobs: dict[Path, Job] = {}
     finished: list[Job] = []
-    taken = manifest.names()
+    taken = {name.lower() for name in manifest.names()}
     root = _common_root(paths)
     for path in paths:
         source = path.resolve()
@@ -174,8 +142,7 @@ def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: i
                 {"file": str(path), "error": f"{path}: cannot read ({err.strerror or err})"}
             )
             continue
-        name = manifest.name_of(source) or _unique(source.relative_to(root).as_posix(), taken)
-        taken.add(name)
+        name = manifest.name_of(source) or unique_name(source.relative_to(root).as_posix(), taken)
         job = jobs[source] = Job(path, source, kind, name, stamp(source), max(frames, 1), fps)
         if kind == "video":
             job.ranges = chunks.ranges(frames, chunk_frames)
@@ -251,11 +218,3 @@ def _common_root(paths: list[Path]) -> Path:
         while root not in (parent, *parent.parents):
             root = root.parent
     return root
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, n = name, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{name}-{n}"
-    return candidate

@@ -448,17 +448,6 @@ def _add_predict(sub) -> None:
     _add_face_options(p)
 
 
-def _image_paths(inputs: list[Path]) -> list[Path]:
-    paths = []
-    for item in inputs:
-        if not item.exists():  # a name typed wrong is a user mistake, not a bad file
-            raise FerkitError(f"{item}: no such file or folder")
-        paths += sorted(f for f in item.rglob("*") if f.is_file()) if item.is_dir() else [item]
-    if not paths:
-        raise FerkitError(f"no images found in {', '.join(str(i) for i in inputs)}")
-    return paths
-
-
 def _check_outputs(inputs: list[Path], outputs: list[Path | None]) -> None:
     """Refuse, before any work, an output that would replace an input (`--out clip.mp4` for
     clip.mp4), another output (`--csv x --json x`) or a folder."""
@@ -486,34 +475,19 @@ def _check_data_apart(data: list[Path | None], out: Path, names: list[str]) -> N
     _check_outputs([p for p in data if p is not None], [out / n for n in names])
 
 
-def _output_names(paths: list[Path]) -> list[str]:
-    """One output name per input: its stem, numbered when stems repeat (a/x.jpg, b/x.jpg, x.png)."""
-    used: set[str] = set()
-    names = []
-    for path in paths:
-        name, n = path.stem, 1
-        while name.lower() in used:  # case-blind: macOS and Windows folders are
-            n += 1
-            name = f"{path.stem}-{n}"
-        used.add(name.lower())
-        names.append(name)
-    return names
-
-
 def _csv_rows(path: Path, faces) -> list[list]:
     return [[str(path), *face.csv_row()] for face in faces]
 
 
 def cmd_predict(args) -> int:
-    import cv2
-
     from ferkit.face import CSV_FIELDS
-    from ferkit.files import write_atomic, write_csv, write_json
+    from ferkit.files import find_inputs, unique_name, write_csv, write_json
     from ferkit.images import read_image
-    from ferkit.overlay import draw
+    from ferkit.overlay import write_annotated
 
-    paths = _image_paths(args.inputs)
-    names = _output_names(paths)
+    paths = find_inputs(args.inputs, args.out)
+    taken: set[str] = set()  # one output name per input: a/x.jpg, b/x.jpg -> x, x-2
+    names = [unique_name(path.stem, taken) for path in paths]
     if args.out:
         _make_folder(args.out)
     annotated = (
@@ -538,8 +512,7 @@ def cmd_predict(args) -> int:
             "faces": [f.to_dict() for f in faces],
         }
         if args.out:
-            ok, png = cv2.imencode(".png", draw(image, faces))
-            write_atomic(args.out / f"{name}.png", png.tobytes())
+            write_annotated(args.out / f"{name}.png", image, faces)
             write_json(args.out / f"{name}.json", record)
         rows += _csv_rows(path, faces)
         if args.json:

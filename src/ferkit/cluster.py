@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from distributed import Client, WorkerPlugin, as_completed
 
 from ferkit.analysis import Task, init_worker, run_task
-from ferkit.engines import RETRIES, Results, failed
+from ferkit.engines import Results, failed
 from ferkit.errors import FerkitError
 
 
@@ -36,7 +36,7 @@ class DaskEngine:
         self.client.register_plugin(ModelPlugin(options or {}), name="ferkit-model")
 
     def run(self, tasks: Iterable[Task]) -> Results:
-        futures = {self.client.submit(run_task, t, pure=False, retries=RETRIES): t for t in tasks}
+        futures = {self.client.submit(run_task, t, pure=False): t for t in tasks}
         for future in as_completed(futures):
             task = futures[future]
             try:

@@ -21,11 +21,10 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.files import read_bounded, regular_file, temp_path, write_atomic
+from ferkit.files import read_bounded, regular_file, replacing, write_atomic
 from ferkit.images import MAX_DECODED_BYTES, check_declared_size
 from ferkit.labels import EMOTIONS, IMAGE_SIZE
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 CSV_HEADER = ["emotion", "pixels", "Usage"]
 USAGES = ("Training", "PublicTest", "PrivateTest")
 CACHE_VERSION = "1"
@@ -195,9 +194,8 @@ def load_folder(root: Path, cache: bool = True) -> FaceSet:
 
 def _save_cache(path: Path, faces: FaceSet) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    np.savez(tmp, images=faces.images, labels=faces.labels, names=np.array(faces.names))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        np.savez(tmp, images=faces.images, labels=faces.labels, names=np.array(faces.names))
 
 
 def load_csv(path: Path, usage: str | None = None) -> FaceSet:

@@ -3,7 +3,8 @@
 Both keep one model per worker process (loaded once, used for every task) and hand results
 back as tasks finish, in any order. Both survive a worker that dies: the local pool is
 rebuilt and the tasks that were in flight run again; Dask's scheduler moves a dead
-worker's tasks to the others. A task whose worker dies `RETRIES` times is reported as
+worker's tasks to the others. A task whose worker dies `RETRIES` times (on Dask: the
+scheduler's `distributed.scheduler.allowed-failures`, also 3 by default) is reported as
 failed instead of taking the whole batch down.
 """
 

@@ -9,14 +9,13 @@ them), so the faces a model is measured on never tune it.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.evaluate import agreement, trained_on
-from ferkit.files import temp_path
+from ferkit.files import replacing, temp_path
 from ferkit.labels import IMAGE_SIZE
 from ferkit.serialize import (
     INT8_NAME,
@@ -36,9 +35,8 @@ def export_onnx(folder: str | Path) -> Path:
     folder = Path(folder)
     model = load_keras_model(folder / JSON_NAME, folder / WEIGHTS_NAME)
     model(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), dtype="float32"))  # export needs a built call
-    tmp = temp_path(folder / ONNX_NAME)
-    model.export(str(tmp), format="onnx", verbose=False)
-    os.replace(tmp, folder / ONNX_NAME)
+    with replacing(folder / ONNX_NAME) as tmp:
+        model.export(str(tmp), format="onnx", verbose=False)
     return folder / ONNX_NAME
 
 
@@ -82,26 +80,25 @@ def export_int8(folder: str | Path, calibration: np.ndarray) -> tuple[Path, floa
             batch = next(self.batches, None)
             return None if batch is None else {name: batch}
 
-    prepared, tmp = temp_path(folder / "model.pre.onnx"), temp_path(folder / INT8_NAME)
+    prepared = temp_path(folder / "model.pre.onnx")
     try:
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(tmp),
-            Faces(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        int8 = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        same = agreement(
-            session.run(None, {name: calibration})[0], int8.run(None, {name: calibration})[0]
-        )
-        os.replace(tmp, folder / INT8_NAME)
+        with replacing(folder / INT8_NAME) as tmp:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared),
+                str(tmp),
+                Faces(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            int8 = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            same = agreement(
+                session.run(None, {name: calibration})[0], int8.run(None, {name: calibration})[0]
+            )
     finally:
         prepared.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     log.info("int8 model agrees with float32 on %.1f%% of %d faces", 100 * same, len(calibration))
     return folder / INT8_NAME, same

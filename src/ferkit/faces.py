@@ -79,7 +79,8 @@ class CenterFaceDetector:
     def look_again(self, frame: np.ndarray) -> Detections:
         """A second, finer look at a photo in which `detect` found nothing: one pass at twice
         the coarse pass's resolution. Costs a no-face photo about 3x; finds faces the first
-        pass rated just under the threshold (2.8% more of FER2013's faces in frames)."""
+        pass rated just under the threshold (3.5 points more of FER2013's faces in frames:
+        93.7% -> 97.2%, bench/detect.py)."""
         bgr = to_bgr8(frame)
         h, w = bgr.shape[:2]
         if max(h, w) < 160:

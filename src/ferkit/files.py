@@ -4,11 +4,14 @@ so a crash or Ctrl-C never leaves half a file under the final name."""
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ferkit.errors import FerkitError
@@ -49,15 +52,26 @@ def remove_temps(folder: Path, recursive: bool = True) -> int:
     return len(stale)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary sibling to write `path`'s new content to: renamed to `path` when the block
+    ends without error, removed otherwise (a failed or interrupted write leaves neither a
+    half-written `path` nor a temporary file)."""
     tmp = temp_path(path)
     try:
-        tmp.write_bytes(data)
+        yield tmp
         os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """`data` as the whole content of `path`, or a FerkitError naming `path`."""
+    try:
+        with replacing(path) as tmp:
+            tmp.write_bytes(data)
     except OSError as err:  # the temporary name means nothing to the user: name the output
         raise FerkitError(f"{path}: cannot write ({err.strerror})") from err
-    finally:  # a failed or interrupted write leaves no temporary file either
-        tmp.unlink(missing_ok=True)
 
 
 def regular_file(path: Path) -> int:
@@ -98,3 +112,49 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 def write_json(path: Path, obj) -> None:
     write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def find_inputs(inputs: list[str], out: Path | None = None) -> list[Path]:
+    """Files named, found in folders (recursively) or matched by globs, each once, in order.
+
+    Hidden files in folders (.DS_Store) and anything under the output folder `out` are left
+    out; a name that matches nothing is an error.
+    """
+    found: dict[Path, Path] = {}
+    out = out.resolve() if out is not None else None
+    for item in map(str, inputs):
+        path = Path(item)
+        if path.exists() and not path.is_dir():  # named: its reader refuses a pipe or device
+            candidates = [path]
+        elif path.is_dir():
+            candidates = sorted(f for f in path.rglob("*") if f.is_file())
+        elif glob.has_magic(item):
+            matched = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
+            candidates = [f for m in matched for f in ([m] if m.is_file() else m.rglob("*"))]
+            if not candidates:
+                raise FerkitError(f"{item}: matches no file")
+        else:
+            raise FerkitError(f"{item}: no such file or folder")
+        for f in candidates:
+            resolved = f.resolve()
+            hidden = path.is_dir() and any(p.startswith(".") for p in f.relative_to(path).parts)
+            if (f is path or f.is_file()) and not hidden and out not in resolved.parents:
+                found.setdefault(resolved, f)
+    if not found:
+        under_out = out is not None and any(
+            out in (r := Path(i).resolve(), *r.parents) for i in map(str, inputs)
+        )
+        inside = " (files inside --out are never inputs)" if under_out else ""
+        raise FerkitError(f"no files found in {' '.join(map(str, inputs))}{inside}")
+    return list(found.values())
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """`name`, else `name-2`, `name-3`...: the first not in `taken` (lowercased names: the
+    folders of macOS and Windows ignore case), which it then joins."""
+    candidate, n = name, 1
+    while candidate.lower() in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    taken.add(candidate.lower())
+    return candidate

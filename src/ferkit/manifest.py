@@ -48,6 +48,9 @@ def _well_formed(entry) -> bool:
 
 
 class Manifest:
+    """`ferkit batch`'s record of the files it finished in an output folder (what a rerun
+    skips), kept in NAME there."""
+
     def __init__(self, out: Path):
         self.path = Path(out) / NAME
         self.out = Path(out)
@@ -60,6 +63,11 @@ class Manifest:
                 raise FerkitError(f"{self.path}: not a ferkit batch manifest ({err})") from err
             if not isinstance(self.files, dict):
                 raise FerkitError(f"{self.path}: not a ferkit batch manifest (no file table)")
+            if data.get("version") != VERSION:  # a later ferkit's: its entries may differ
+                raise FerkitError(
+                    f"{self.path}: a batch manifest of version {data.get('version')!r}, not "
+                    f"{VERSION}; use the ferkit that wrote it, or remove it to start again"
+                )
             for source, entry in self.files.items():
                 if not _well_formed(entry):
                     raise FerkitError(

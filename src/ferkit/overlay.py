@@ -6,10 +6,14 @@ Text and lines are sized from the frame (and the face), so a label stays readabl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
+from ferkit.errors import FerkitError
 from ferkit.face import Face
+from ferkit.files import write_atomic
 from ferkit.labels import EMOTIONS
 from ferkit.preprocess import to_bgr8
 
@@ -49,6 +53,14 @@ def draw(frame: np.ndarray, faces: list[Face], bars: bool = True) -> np.ndarray:
         if bars:
             _score_bars(out, face.scores, face.box, thick, scale)
     return out
+
+
+def write_annotated(path: Path, image: np.ndarray, faces: list[Face]) -> None:
+    """`image` with its faces drawn, as a PNG at `path` (written whole or not at all)."""
+    ok, png = cv2.imencode(".png", draw(image, faces))
+    if not ok:
+        raise FerkitError(f"{path}: could not encode the annotated image")
+    write_atomic(path, png.tobytes())
 
 
 def _label(out, text, origin, font_scale, color) -> None:

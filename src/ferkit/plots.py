@@ -1,4 +1,5 @@
-"""Every PNG ferkit draws, each written atomically.
+"""The charts ferkit draws (training curves, class counts, confusion, emotions over time),
+each written atomically; annotated photos and frames are `overlay`'s.
 
 Figures are plain `matplotlib.figure.Figure` objects, never pyplot: no screen is needed and
 the caller's backend (a notebook's inline plots, say) is left alone.

@@ -10,13 +10,12 @@ Keras is imported inside the functions: serving from ONNX never pays for TensorF
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 from ferkit.errors import FerkitError
-from ferkit.files import temp_path, write_atomic, write_json
+from ferkit.files import replacing, write_atomic, write_json
 
 JSON_NAME = "model.json"
 WEIGHTS_NAME = "model.weights.h5"
@@ -36,9 +35,8 @@ def save_model_files(folder: Path, model: Any, metadata: dict) -> None:
     model_json = json.dumps(config)
     bare = keras.models.model_from_json(model_json)
     bare.set_weights(model.get_weights())
-    tmp_weights = temp_path(folder / WEIGHTS_NAME)
-    bare.save_weights(tmp_weights)
-    os.replace(tmp_weights, folder / WEIGHTS_NAME)
+    with replacing(folder / WEIGHTS_NAME) as tmp:
+        bare.save_weights(tmp)
     write_atomic(folder / JSON_NAME, model_json.encode())
     write_metadata(folder, metadata)
 

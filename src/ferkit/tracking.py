@@ -5,7 +5,7 @@ gets its public number (1, 2, ...) only once it is confirmed: seen in `min_frame
 with a mean detection confidence of at least `min_detection`. A background patch that looks
 like a face for a frame or two never gets a number, so it never reaches a table, a chart or
 a summary, and numbers have no gaps. Scores are an exponential moving average, so labels do
-not flicker. A track unseen for `max_missing` frames is forgotten.
+not flicker. A track unseen for more than `max_missing` frames is forgotten.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ from ferkit.evaluate import (
     fingerprints,
     metrics,
 )
-from ferkit.files import remove_temps, temp_path, write_atomic, write_json
+from ferkit.files import remove_temps, replacing, write_atomic, write_json
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ferkit.model import build_trainer, ema_weights, network, reset_ema
 from ferkit.plots import training_curves
@@ -480,13 +480,12 @@ class _EpochFiles(keras.callbacks.Callback):
     @staticmethod
     def _save(model, path: Path, epoch: int | None = None) -> None:
         """Weights under a temporary name, then renamed; with `epoch`, a full backup."""
-        tmp = temp_path(path)
-        if epoch is not None:
-            _save_backup(model, tmp)
-            _failpoint("backup", epoch)
-        else:
-            model.save_weights(tmp)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            if epoch is not None:
+                _save_backup(model, tmp)
+                _failpoint("backup", epoch)
+            else:
+                model.save_weights(tmp)
 
 
 def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:

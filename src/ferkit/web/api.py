@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 ACCEPTED = {
-    "image": "a JPEG, PNG, BMP, WebP or TIFF file",
+    "image": "a JPEG, PNG, GIF, BMP, WebP or TIFF file",
     "video": "an MP4, MOV, WebM, AVI or Ogg file",
 }
 

@@ -41,14 +41,13 @@ class Job:
     id: str
     folder: Path
     client: str = ""  # the address it came from: each address has a share of the queue
-    name: str = "video"  # the uploaded file's name (no extension): its outputs are saved as
-    # NAME-video.mp4, NAME-frames.csv... rather than the same names for every job
+    name: str = "video"  # the uploaded file's name (no extension): its outputs download as
+    # NAME-video.mp4, NAME-frames.csv... rather than under the same names for every job
     status: str = "queued"  # queued, running, done, failed
     progress: float = 0.0
     error: str | None = None
     summary: dict | None = None
     finished_at: float | None = None
-    created_at: float = field(default_factory=time.time)
     finished: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
