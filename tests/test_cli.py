@@ -54,6 +54,27 @@ def test_every_argument_has_help_and_every_command_examples():
     assert "(default: 5000)" in commands["serve"].format_help()
 
 
+def test_choices_are_the_librarys():
+    """The CLI lists choices by hand (so `--help` imports nothing heavy); they must be the
+    library's own."""
+    from ferkit.align import CROPS
+    from ferkit.engines import ENGINES
+    from ferkit.faces import DETECTORS
+    from ferkit.train import RECIPES
+
+    commands = parser()._subparsers._group_actions[0].choices
+    choices = {
+        (name, a.dest): tuple(a.choices)
+        for name, sub in commands.items()
+        for a in sub._actions
+        if a.choices
+    }
+    assert choices[("predict", "detector")] == DETECTORS
+    assert choices[("predict", "crop")] == CROPS
+    assert choices[("batch", "engine")] == ENGINES
+    assert choices[("train", "recipe")] == tuple(RECIPES)
+
+
 def test_version():
     run = ferkit("--version")
     assert run.returncode == 0 and run.stdout.strip() == f"ferkit {__version__}"
