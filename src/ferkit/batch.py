@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ferkit import chunks, tables
 from ferkit.analysis import Outcome, Task
+from ferkit.engines import Engine
 from ferkit.errors import FerkitError
 from ferkit.files import find_inputs, regular_file, remove_temps, unique_name
 from ferkit.images import SNIFF_BYTES, sniff
@@ -69,7 +70,7 @@ def kind_of(path: Path) -> str:
 def run_batch(
     inputs: list[str],
     out: Path,
-    engine,
+    engine: Engine,
     *,
     chunk_frames: int = 4500,
     every: int = 1,

@@ -17,6 +17,7 @@ import signal
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
 
 from ferkit.analysis import Outcome, Task, init_worker, run_task
 from ferkit.errors import FerkitError
@@ -27,6 +28,16 @@ RETRIES = 3
 ENGINES = ("local", "dask")
 
 Results = Iterator[tuple[Task, list[Outcome]]]
+
+
+class Engine(Protocol):
+    """What `ferkit batch` needs of where its tasks run: `LocalEngine`, `cluster.DaskEngine`."""
+
+    def run(self, tasks: Iterable[Task]) -> Results:
+        """Each task with its outcomes, as tasks finish (in any order)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def failed(task: Task, why: str) -> list[Outcome]:
@@ -89,7 +100,7 @@ def _start_worker(options: dict | None) -> None:
     init_worker(options)
 
 
-def open_engine(name: str, address: str | None, workers: int | None, options: dict):
+def open_engine(name: str, address: str | None, workers: int | None, options: dict) -> Engine:
     """The engine `--engine` names, connected; `--address` only for a cluster.
 
     `options` are the worker's model and face options (see `analysis.init_worker`).
