@@ -202,6 +202,27 @@ def test_consistency_loss_is_cross_entropy_on_both_views_plus_js():
     assert plain == pytest.approx(float(ce(labels, p)), rel=1e-5)  # validation: one view
 
 
+def test_distillation_targets_mix_the_teachers_mean_answer_with_the_label():
+    import keras
+
+    from ferkit.model import build_trainer, network
+
+    teachers = [network("seed"), network("seed")]
+    trainer = build_trainer("vgg", 1e-3, teachers=teachers, distill=0.25)
+    assert len(trainer.weights) == len(build_trainer("vgg", 1e-3).weights)  # not its own
+    x, y = synthetic_faces(1)
+    faces = x[..., None].astype("float32")
+    labels = np.eye(7, dtype="float32")[y]
+    p = trainer(faces)
+    soft = (teachers[0](faces) + teachers[1](faces)) / 2
+    ce = keras.losses.CategoricalCrossentropy()
+    expected = float(ce(0.75 * labels + 0.25 * soft, p))
+    got = float(trainer.compute_loss(x=faces, y=labels, y_pred=p, training=True))
+    assert got == pytest.approx(expected, rel=1e-5) and got != pytest.approx(float(ce(labels, p)))
+    plain = float(trainer.compute_loss(x=faces, y=labels, y_pred=p, training=False))
+    assert plain == pytest.approx(float(ce(labels, p)), rel=1e-5)  # validation: the labels
+
+
 @pytest.fixture(scope="module")
 def kfold_run(tmp_path_factory, face_folders):
     """Fold 1 alone (as parallel processes run them), then --resume: fold 2, the final model."""
@@ -257,6 +278,33 @@ def test_final_model_trains_on_every_sharp_face_for_the_chosen_epochs(kfold_run,
     assert (kfold_run / "model.weights.h5").read_bytes() == (
         final / "model.weights.h5"
     ).read_bytes()
+
+
+def test_a_kfold_run_teaches_the_same_folds_and_its_final_all_of_them(
+    kfold_run, face_folders, tmp_path, capsys
+):
+    """`--teacher RUN`: fold i learns from RUN's fold i (which never saw fold i's held-out
+    faces); the final model from all of RUN's folds; a run validating on faces a teacher
+    trained on is refused."""
+    train, val = face_folders
+    out = tmp_path / "student"
+    args = ["train", train, "--val", val, "--epochs", "1", "--batch-size", "16", "--quiet"]
+    teach = ["--teacher", kfold_run, "--distill", "0.7"]
+    assert main([str(a) for a in args + teach + ["--folds", "2", "--out", out]]) == 0
+    assert json.loads((out / "folds.json").read_text())["n"] == 28
+    from ferkit.evaluate import decode_fingerprints
+    from ferkit.serialize import read_metadata
+
+    for folder, teachers in [("fold-1", ["fold-1"]), ("final", ["fold-1", "fold-2"])]:
+        learned = set(decode_fingerprints(read_metadata(out / folder)))
+        for teacher in teachers:  # what a teacher trained on counts as the student's
+            assert set(decode_fingerprints(read_metadata(kfold_run / teacher))) <= learned
+    assert not set(decode_fingerprints(read_metadata(kfold_run / "fold-2"))) <= set(
+        decode_fingerprints(read_metadata(out / "fold-1"))
+    )  # fold 1 never learned from the fold that trained on its held-out faces
+    split = args + teach + ["--val-split", "0.5", "--out", tmp_path / "split"]
+    assert main([str(a) for a in split]) == 2  # RUN's folds trained on these faces
+    assert "the teacher trained on" in capsys.readouterr().err
 
 
 def test_fold_models_give_the_out_of_fold_figure_again(kfold_run, face_folders, capsys):

@@ -105,7 +105,8 @@ MAX_BLUR_SIGMA = 20.0  # evaluate's --blur/--input-blur: far past train/'s ~3.3 
 TRAIN_DEFAULTS = {
     "split_seed": 0, "val_rest_repeat": 1, "arch": "vgg", "epochs": 40, "batch_size": 64,
     "learning_rate": 1e-3, "label_smoothing": 0.0, "class_weight": "none", "blur_prob": 0.5,
-    "erase": 0.0, "mixup": 0.0, "consistency": 0.0, "seed": 1, "precision": "float32",
+    "erase": 0.0, "mixup": 0.0, "consistency": 0.0, "distill": 0.5, "seed": 1,
+    "precision": "float32",
 }  # fmt: skip
 
 
@@ -159,6 +160,7 @@ def _add_train(sub) -> None:
             float,
             "weight of the blur-consistency term (each sharp face also trained as its blurred twin)",
         ),
+        ("--distill", float, "with --teacher: the teachers' share of each training target (0-1)"),
         ("--seed", int, "random seed (weights, shuffling, augmentation)"),
         (
             "--precision",
@@ -188,6 +190,11 @@ def _add_train(sub) -> None:
         "--init",
         help="start from this model folder's weights (e.g. a base trained on train/ alone); "
         "the faces it trained on count as this model's",
+    )
+    p.add_argument(
+        "--teacher",
+        help="learn from this model's scores as well as the labels: a model folder, or a K-fold "
+        "run (its fold i teaches fold i; the final model learns from all its folds)",
     )
     p.add_argument(
         "--sample-sources",
@@ -225,7 +232,7 @@ def cmd_train(args) -> int:
     for key in (
         "val", "val_split", "split_seed", "val_rest_repeat", "arch", "epochs", "batch_size",
         "learning_rate", "label_smoothing", "class_weight", "seed", "max_minutes", "precision",
-        "mixup", "consistency", "ema", "folds", "init", "sources_sample",
+        "mixup", "consistency", "ema", "folds", "init", "sources_sample", "teacher", "distill",
     ):  # fmt: skip
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)

@@ -92,6 +92,8 @@ class TrainConfig:
     init: str | None = None  # a model folder whose weights start the run (e.g. a blurred base)
     sources_sample: int | None = None  # train on this many faces of the sources (stratified)
     keep_epochs: bool = False  # keep every epoch's weights (a fold does anyway; --fold final)
+    teacher: str | None = None  # a model folder or K-fold run whose answers are soft targets
+    distill: float = 0.5  # with `teacher`: the teachers' share of each training target
 
 
 RECIPES: dict[str, dict] = {
@@ -197,6 +199,48 @@ def start_from(trainer: keras.Model, cfg: TrainConfig) -> None:
         load_keras_model(folder / JSON_NAME, folder / WEIGHTS_NAME).get_weights()
     )
     reset_ema(trainer)  # the average starts where the weights do
+
+
+def teacher_folders(cfg: TrainConfig) -> list[Path]:
+    """The models `--teacher` names for this run. A K-fold run's fold i teaches fold i of
+    the same split (it never saw those faces, so the out-of-fold figure stays honest: a
+    single teacher of the same recipe, born-again distillation); a run on every face (the
+    final model) learns from all its folds at once (the fold ensemble distilled into one
+    net). Any other folder is one model."""
+    if not cfg.teacher:
+        return []
+    run = Path(cfg.teacher)
+    folds = sorted(run.glob("fold-*"), key=lambda p: p.name.partition("-")[2].zfill(9))
+    if not folds:
+        return [run]
+    if cfg.fold is not None:
+        return [run / f"fold-{cfg.fold + 1}"]
+    return folds
+
+
+def load_teachers(cfg: TrainConfig, val_set: data.FaceSet | None) -> list[keras.Model]:
+    """`teacher_folders` loaded, each refused if it trained on a face this run validates on
+    (its answers would carry the label into training)."""
+    from ferkit.serialize import JSON_NAME, WEIGHTS_NAME, load_keras_model, read_metadata
+
+    if cfg.teacher and not 0 <= cfg.distill <= 1:
+        raise FerkitError(f"--distill must be between 0 and 1, got {cfg.distill}")
+    teachers = []
+    val_hashes = fingerprints(val_set.images) if val_set is not None else np.empty(0, "<u8")
+    for folder in teacher_folders(cfg):
+        metadata = read_metadata(folder)
+        if not metadata.get("trained_on"):
+            raise FerkitError(f"{folder}: --teacher needs a ferkit model folder or K-fold run")
+        seen = np.isin(val_hashes, decode_fingerprints(metadata)).sum()
+        if seen:
+            raise FerkitError(
+                f"{folder}: the teacher trained on {seen} of this run's validation faces; "
+                "use a run with the same folds (--folds, --split-seed) or another teacher"
+            )
+        teacher = load_keras_model(folder / JSON_NAME, folder / WEIGHTS_NAME)
+        teacher.trainable = False
+        teachers.append(teacher)
+    return teachers
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -568,7 +612,10 @@ def _train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate, steps * cfg.epochs, alpha=0.01
     )
-    trainer = build_trainer(cfg.arch, schedule, cfg.label_smoothing, cfg.consistency, cfg.ema)
+    teachers = load_teachers(cfg, val_set)
+    trainer = build_trainer(
+        cfg.arch, schedule, cfg.label_smoothing, cfg.consistency, cfg.ema, teachers, cfg.distill
+    )
     first = restore_backup(trainer, out / "backup") if (out / "backup").exists() else 0
     if first == 0 and cfg.init:
         start_from(trainer, cfg)
@@ -623,12 +670,12 @@ def _train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None
 
 def model_metadata(cfg: TrainConfig, net, train_set: data.FaceSet) -> dict:
     """What a model folder says about itself, including the faces it trained on (and those
-    its `--init` model trained on)."""
+    its `--init` model and its teachers trained on: what they learned of them is in it)."""
     from ferkit.serialize import read_metadata
 
     hashes = fingerprints(train_set.images)
-    if cfg.init:
-        hashes = np.concatenate([hashes, decode_fingerprints(read_metadata(cfg.init))])
+    for folder in ([cfg.init] if cfg.init else []) + teacher_folders(cfg):
+        hashes = np.concatenate([hashes, decode_fingerprints(read_metadata(folder))])
     return {
         "labels": list(EMOTIONS),
         "input": {"size": IMAGE_SIZE, "color": "gray", "range": [0, 255], "resize": "area"},
