@@ -187,7 +187,10 @@ def test_short_tracks_are_left_out_of_video_outputs(tmp_path, astronaut, capsys)
     assert len(tracks[1]) == 2  # the flash is a face of its own when nothing is left out
     rows = list(csv.DictReader(open(tmp_path / "f3.csv")))
     assert {r["face_id"] for r in rows} == {"1"}
-    assert main(["video", str(src), "--out", str(tmp_path / "o.mp4"), "--min-track", "0"]) == 2
+    for flag in ("--min-track", "--every"):  # a usage error, before any work
+        with pytest.raises(SystemExit) as stop:
+            main(["video", str(src), "--out", str(tmp_path / "o.mp4"), flag, "0"])
+        assert stop.value.code == 2
 
 
 def test_score_bars_stay_whole_near_the_frame_edge():

@@ -210,6 +210,13 @@ def _add_train(sub) -> None:
     )
 
 
+def _count(text: str) -> int:
+    """A whole number of 1 or more (frames, workers): anything else is a usage error."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of 1 or more, not {text!r}")
+    return int(text)
+
+
 def _fold_number(text: str) -> int:
     """`--fold`: 1..K, or 'final' (0), the model on every sharp face trained alongside the folds."""
     if text == "final":
@@ -391,13 +398,13 @@ def _add_model_options(p, engine_flag: str = "--engine") -> None:
 
 def _add_video_options(p) -> None:
     """How videos are read: shared by `video` and `batch`."""
-    p.add_argument("--every", type=int, default=1, help="classify every N-th frame")
+    p.add_argument("--every", type=_count, default=1, help="classify every N-th frame")
     p.add_argument(
         "--no-smooth", action="store_true", help="no score smoothing (faces are still tracked)"
     )
     p.add_argument(
         "--min-track",
-        type=int,
+        type=_count,
         default=3,
         help="frames a face must be seen in before it counts (shorter tracks are left out of "
         "the video, CSV, chart and summary; default: %(default)s)",
@@ -562,8 +569,6 @@ def cmd_video(args) -> int:
     _check_outputs([args.input], [args.out, args.csv, args.json, args.chart])
     outputs = VideoOutputs(args.out, args.csv, args.json, args.chart)
     try:
-        if args.min_track < 1:
-            raise FerkitError(f"--min-track must be 1 or more, got {args.min_track}")
         stream = _pipeline(args).stream(smooth=not args.no_smooth, min_frames=args.min_track)
         summary = process_video(args.input, outputs, stream, args.every)
     except KeyboardInterrupt:
@@ -722,7 +727,7 @@ def _add_batch(sub) -> None:
         help="local: a process pool on this machine; dask: the cluster at --address",
     )
     p.add_argument("--address", help="HOST:PORT of the Dask scheduler (--engine dask)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument("--workers", type=_count, help="local worker processes (default: one per core)")
     p.add_argument(
         "--chunk-frames",
         type=int,
