@@ -271,6 +271,8 @@ def photos(tmp_path_factory, astronaut):
     cv2.imwrite(str(folder / "three.jpg"), three_faces(astronaut))
     row = paste_faces(astronaut, (1200, 400), [(20 + 230 * i, 90, 220) for i in range(5)])
     cv2.imwrite(str(folder / "row.jpg"), row)  # faces side by side: labels must not collide
+    strip = paste_faces(astronaut, (950, 210), [(10 + 188 * i, 10, 180) for i in range(5)])
+    cv2.imwrite(str(folder / "strip.jpg"), strip)  # no room above or below: numbers only
     cv2.imwrite(str(folder / "three.tif"), three_faces(astronaut))  # Chromium cannot show TIFF
     cv2.imwrite(str(folder / "wall.png"), np.full((300, 400, 3), 128, np.uint8))
     (folder / "notes.jpg").write_text("not a photo")
@@ -308,6 +310,10 @@ def test_image_page(server, browser, photos, size):
     expect(status).to_have_text("5 faces found", timeout=15_000)
     p.assert_labels_readable(5)
     p.shot("image-row")
+    p.page.set_input_files("#file", str(photos / "strip.jpg"))
+    expect(status).to_have_text("5 faces found", timeout=15_000)
+    texts = p.assert_labels_readable(5)
+    assert [t.split()[0] for t in texts] == ["#1", "#2", "#3", "#4", "#5"]
 
     p.page.set_input_files("#file", str(photos / "three.tif"))  # read, but not showable
     expect(status).to_contain_text("3 faces found; this browser cannot show", timeout=15_000)

@@ -34,15 +34,22 @@ function drawFaces(canvas, under, faces, width, height) {
     ctx.lineWidth = 3;
     ctx.strokeStyle = color;
     ctx.strokeRect(x, y, bw, bh);
-    const text = `#${faceNumber(f, i)} ${f.emotion} ${percent(f.scores[f.emotion])}`;
-    const tw = Math.ceil(ctx.measureText(text).width) + 10, th = LABEL_PX + 8;
-    const lx = Math.max(0, Math.min(x, w - tw));  // never cut at the right edge
-    // above the box, else below it, else a row further out: the first that fits the picture
-    // and covers no label drawn before (faces side by side on a narrow screen)
-    const places = [0, 1, 2, 3].flatMap(k => [y - th * (k + 1), y + bh + th * k])
+    // The whole label, else only the face's number (its panel below has the rest), at the
+    // first place that fits the picture and covers no label drawn before: above the box,
+    // below it, a row further out, inside its top (faces side by side on a narrow screen).
+    const th = LABEL_PX + 8, number = `#${faceNumber(f, i)}`;
+    const places = [0, 1, 2, 3].flatMap(k => [y - th * (k + 1), y + bh + th * k]).concat([y])
       .filter(ly => ly >= 0 && ly + th <= h);
-    const free = ly => !labels.some(o => lx < o.x + o.w && o.x < lx + tw && ly < o.y + o.h && o.y < ly + th);
-    const ly = places.find(free) ?? places[0] ?? Math.max(0, h - th);
+    const label = text => {
+      const tw = Math.ceil(ctx.measureText(text).width) + 10;
+      const lx = Math.max(0, Math.min(x, w - tw));  // never cut at the right edge
+      const free = ly => !labels.some(o => lx < o.x + o.w && o.x < lx + tw && ly < o.y + o.h && o.y < ly + th);
+      const ly = places.find(free);
+      return ly === undefined ? null : { text, lx, ly, tw };
+    };
+    const fallback = { text: number, lx: Math.max(0, x), ly: places[0] ?? Math.max(0, h - th) };
+    const { text, lx, ly, tw = Math.ceil(ctx.measureText(number).width) + 10 } =
+      label(`${number} ${f.emotion} ${percent(f.scores[f.emotion])}`) ?? label(number) ?? fallback;
     ctx.fillStyle = color;
     ctx.fillRect(lx, ly, tw, th);
     ctx.fillStyle = "#000";
