@@ -307,6 +307,22 @@ def test_a_kfold_run_teaches_the_same_folds_and_its_final_all_of_them(
     assert "the teacher trained on" in capsys.readouterr().err
 
 
+def test_progress_script_pools_the_finished_folds_last_epoch(kfold_run, face_folders, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "kfold_progress.py"
+    last = json.loads((kfold_run / "folds.json").read_text())["per_epoch"][-1]["accuracy"]
+    run = subprocess.run(
+        [sys.executable, script, kfold_run, face_folders[1]], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"pooled: {last:.1%} " in run.stdout and "on 28 sharp faces" in run.stdout
+    unfinished = shutil.copytree(kfold_run, tmp_path / "run")
+    (unfinished / "fold-2" / "backup").mkdir()  # as while fold 2 trains
+    run = subprocess.run(
+        [sys.executable, script, unfinished, face_folders[1]], capture_output=True, text=True
+    )
+    assert "fold-2: not finished" in run.stdout and "on 14 sharp faces" in run.stdout
+
+
 def test_fold_models_give_the_out_of_fold_figure_again(kfold_run, face_folders, capsys):
     """Each fold keeps the weights of the epoch the folds chose together, so `evaluate
     --out-of-fold` (every face scored by the fold that never trained on it) is the figure."""
