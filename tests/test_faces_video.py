@@ -193,6 +193,34 @@ def test_short_tracks_are_left_out_of_video_outputs(tmp_path, astronaut, capsys)
         assert stop.value.code == 2
 
 
+def test_labels_and_bars_of_faces_side_by_side_cover_no_face_and_no_label():
+    """A group photo: each label and each set of bars keeps off the other faces and off what
+    was drawn before; where the whole label has no room, the number alone goes there."""
+    from ferkit.face import Face
+    from ferkit.overlay import _bars_size, _overlap, _rect, _scale, layout
+
+    scores = np.eye(len(EMOTIONS), dtype=np.float32)[3]
+    faces = [Face((20 + 110 * i, 60, 90, 90), scores, face_id=i + 1) for i in range(7)]
+    places = layout((420, 800, 3), faces)
+    bars = {}
+    for p in places:
+        if p.bars is not None:
+            w, h = _bars_size(p.face.box, _scale((420, 800)))
+            bars[p.face.face_id] = (p.bars[0], p.bars[1], p.bars[0] + w, p.bars[1] + h)
+    assert bars  # some faces have room for theirs
+    for i, place in enumerate(places):
+        own = [place.label] + ([bars[place.face.face_id]] if place.face.face_id in bars else [])
+        others = [_rect(f.box) for f in faces if f is not place.face]
+        others += [p.label for p in places if p is not place]
+        others += [r for face_id, r in bars.items() if face_id != place.face.face_id]
+        assert not any(_overlap(a, b) for a in own for b in others), place
+        assert place.text.startswith(f"#{i + 1}")
+    assert any(" happy " in p.text for p in places)  # the whole label where there is room
+    assert any(p.text == f"#{p.face.face_id}" for p in places)  # the number where there is not
+    image = draw(np.full((420, 800, 3), 120, np.uint8), faces)
+    assert image.shape == (420, 800, 3)
+
+
 def test_score_bars_stay_whole_near_the_frame_edge():
     """A face at the bottom gets its 7 labelled bars beside it, none cut off."""
     from ferkit.face import Face
