@@ -68,6 +68,7 @@ def test_training_reads_a_csvs_training_rows_and_validates_on_its_public_test(tm
     "content, message",
     [
         ("a,b,c\n", "line 1: expected header"),
+        ("3," + " ".join(["1"] * 2304) + ",Training\n", r"got '3,1 1 1 .{52}\.\.\.'$"),
         ("emotion,pixels,Usage\n3,1 2 3,Training\n", "line 2: expected 2304 pixels, got 3"),
         (
             "emotion,pixels,Usage\n9," + " ".join(["1"] * 2304) + ",Training\n",

@@ -202,6 +202,26 @@ def test_consistency_loss_is_cross_entropy_on_both_views_plus_js():
     assert plain == pytest.approx(float(ce(labels, p)), rel=1e-5)  # validation: one view
 
 
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(face_folders, tmp_path, capsys):
+    """Bad data or options are one error line, and leave no run folder behind that would
+    make the corrected command ask for --resume."""
+    train, val = face_folders
+    out = tmp_path / "run"
+    args = ["train", train, "--val", val, "--epochs", "1", "--out", out]
+    assert main([str(a) for a in args + ["--sample-sources", "100000"]]) == 2
+    assert "--sample-sources must be between" in capsys.readouterr().err
+    assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main([str(a) for a in [*args[:1], tmp_path / "missing", *args[2:]]]) == 2
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]  # what was there stays
+    for bad in (["--epochs", "0"], ["--distill", "2"], ["--batch-size", "-1"]):
+        with pytest.raises(SystemExit):
+            main([str(a) for a in args + bad])
+    assert main([str(a) for a in args + ["--teacher", tmp_path / "nope"]]) == 2
+    assert "nope: no such folder" in capsys.readouterr().err
+
+
 def test_distillation_targets_mix_the_teachers_mean_answer_with_the_label():
     import keras
 

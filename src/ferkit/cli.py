@@ -147,10 +147,10 @@ def _add_train(sub) -> None:
         ("--split-seed", int, "seed of the --val-split carve"),
         ("--val-rest-repeat", int, "repeat the rest of --val this many times in training"),
         ("--arch", str, "architecture: seed, vgg or vgg_wide"),
-        ("--epochs", int, "passes over the training data"),
-        ("--batch-size", int, "images per training step"),
+        ("--epochs", _count, "passes over the training data"),
+        ("--batch-size", _count, "images per training step"),
         ("--learning-rate", float, "Adam's initial learning rate (cosine decay)"),
-        ("--label-smoothing", float, "cross-entropy label smoothing (0-1)"),
+        ("--label-smoothing", _share, "cross-entropy label smoothing (0-1)"),
         ("--class-weight", ["none", "sqrt", "balanced"], "weigh rare classes up in the loss"),
         ("--blur-prob", float, "share of training images given a random blur"),
         ("--erase", float, "share of training images given random erasing"),
@@ -160,7 +160,7 @@ def _add_train(sub) -> None:
             float,
             "weight of the blur-consistency term (each sharp face also trained as its blurred twin)",
         ),
-        ("--distill", float, "with --teacher: the teachers' share of each training target (0-1)"),
+        ("--distill", _share, "with --teacher: the teachers' share of each training target (0-1)"),
         ("--seed", int, "random seed (weights, shuffling, augmentation)"),
         (
             "--precision",
@@ -217,6 +217,17 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _share(text: str) -> float:
+    """A number from 0 to 1 (a share of the target): anything else is a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a number from 0 to 1, not {text!r}")
+    return value
+
+
 def _fold_number(text: str) -> int:
     """`--fold`: 1..K, or 'final' (0), the model on every sharp face trained alongside the folds."""
     if text == "final":
@@ -232,6 +243,11 @@ def cmd_train(args) -> int:
             "give at least one training source (a class folder or fer2013.csv), "
             "or --val with --val-split to train on the rest of --val"
         )
+    if args.teacher and not (
+        (Path(args.teacher) / "metadata.json").is_file() or any(Path(args.teacher).glob("fold-*"))
+    ):  # before TensorFlow loads and the run folder is made
+        what = "no such folder" if not Path(args.teacher).exists() else "not a ferkit model folder"
+        raise FerkitError(f"{args.teacher}: {what} (--teacher takes a model or a K-fold run)")
     from ferkit.train import RECIPES, TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -465,7 +481,7 @@ def _add_predict(sub) -> None:
 def _check_outputs(inputs: list[Path], outputs: list[Path | None]) -> None:
     """Refuse, before any work, an output that would replace an input (`--out clip.mp4` for
     clip.mp4), another output (`--csv x --json x`) or a folder."""
-    given = {p.resolve() for p in inputs if p.exists()}
+    given = {p.resolve() for p in inputs if os.path.exists(p)}  # False where it may not look
     taken: set[Path] = set()
     for path in outputs:
         if path is None:

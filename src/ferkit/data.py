@@ -208,8 +208,10 @@ def load_csv(path: Path, usage: str | None = None) -> FaceSet:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None or [h.strip() for h in header[:3]] != CSV_HEADER:
+                got = ",".join(header or [])  # a file without header: its first row, cut short
+                got = got if len(got) <= 60 else got[:60] + "..."
                 raise FerkitError(
-                    f"{path}: line 1: expected header '{','.join(CSV_HEADER)}', got '{','.join(header or [])}'"
+                    f"{path}: line 1: expected header '{','.join(CSV_HEADER)}', got '{got}'"
                 )
             for row in reader:
                 line = reader.line_num

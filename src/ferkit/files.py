@@ -127,18 +127,22 @@ def find_inputs(inputs: list[str], out: Path | None = None) -> list[Path]:
         if path.exists() and not path.is_dir():  # named: its reader refuses a pipe or device
             candidates = [path]
         elif path.is_dir():
-            candidates = sorted(f for f in path.rglob("*") if f.is_file())
+            candidates = _walk(path)
         elif glob.has_magic(item):
             matched = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
-            candidates = [f for m in matched for f in ([m] if m.is_file() else m.rglob("*"))]
+            candidates = [f for m in matched for f in ([m] if not m.is_dir() else _walk(m))]
             if not candidates:
                 raise FerkitError(f"{item}: matches no file")
         else:
             raise FerkitError(f"{item}: no such file or folder")
         for f in candidates:
-            resolved = f.resolve()
+            resolved = f.absolute()
             hidden = path.is_dir() and any(p.startswith(".") for p in f.relative_to(path).parts)
-            if (f is path or f.is_file()) and not hidden and out not in resolved.parents:
+            try:
+                resolved, wanted = f.resolve(), f is path or f.is_file()
+            except OSError:  # in a folder we may list but not enter: its reader says why
+                wanted = True
+            if wanted and not hidden and out not in resolved.parents:
                 found.setdefault(resolved, f)
     if not found:
         under_out = out is not None and any(
@@ -147,6 +151,18 @@ def find_inputs(inputs: list[str], out: Path | None = None) -> list[Path]:
         inside = " (files inside --out are never inputs)" if under_out else ""
         raise FerkitError(f"no files found in {' '.join(map(str, inputs))}{inside}")
     return list(found.values())
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every file below `folder`, sorted (links to folders are not followed: no loops); a
+    folder that cannot be listed is an error rather than silently empty."""
+
+    def refuse(err: OSError) -> None:
+        raise FerkitError(f"{err.filename}: cannot list the folder ({err.strerror})")
+
+    return sorted(
+        Path(root) / name for root, _, names in os.walk(folder, onerror=refuse) for name in names
+    )
 
 
 def unique_name(name: str, taken: set[str]) -> str:

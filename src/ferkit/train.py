@@ -568,10 +568,28 @@ def train(
     out = Path(out)
     if only_fold is not None:
         return _train_fold(cfg, out, only_fold, resume, verbose, callbacks)
-    cfg = prepare_run(cfg, out, resume)
-    if cfg.folds and cfg.fold is None and cfg.stop_after is None:
-        return train_folds(cfg, out, verbose, callbacks)
-    return _train_one(cfg, out, verbose, callbacks)
+    before = set(out.iterdir()) if out.is_dir() else None  # what was there: kept on failure
+    try:
+        cfg = prepare_run(cfg, out, resume)
+        if cfg.folds and cfg.fold is None and cfg.stop_after is None:
+            return train_folds(cfg, out, verbose, callbacks)
+        return _train_one(cfg, out, verbose, callbacks)
+    except Exception:  # not Ctrl-C: an interrupted first epoch resumes with its config
+        if not resume:
+            _remove_unstarted(out, before)
+        raise
+
+
+def _remove_unstarted(out: Path, before: set[Path] | None) -> None:
+    """A new run that failed before its first epoch (bad data, a refused teacher) leaves
+    nothing behind, so the corrected command can start again without --resume."""
+    if not out.is_dir() or any(out.rglob("history.csv")) or any(out.rglob("backup")):
+        return
+    if before is None:  # the run made the folder
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in set(out.iterdir()) - before:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _train_fold(
