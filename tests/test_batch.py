@@ -138,20 +138,21 @@ def test_bad_files_are_reported_and_the_rest_done(corpus, tmp_path, capsys):
     zero_frame_video(src / "empty.avi")
     out = tmp_path / "out"
     assert main(["batch", str(src), "--out", str(out), "--quiet"]) == 1
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     errors = {
         Path(r["file"]).name: r["error"] for r in pq.read_table(out / "errors.parquet").to_pylist()
     }
-    assert set(errors) == {"corrupt.mp4", "notes.txt", "broken.jpg", "empty.avi"}
-    assert "not a photo or video" in errors["notes.txt"]
+    assert set(errors) == {"corrupt.mp4", "broken.jpg", "empty.avi"}  # notes.txt: not media
+    assert "1 neither photo nor video left out" in captured.out
     assert "no decodable frames" in errors["empty.avi"]
     assert all(name in message for name, message in errors.items())
-    assert err.count("error:") == 4
+    assert err.count("error:") == 3
     assert {r["file"] for r in faces_table(out)} == {str(src / "good.jpg")}
     assert [Path(k).name for k in finished(out)] == ["good.jpg"]
     # the failed files are not recorded as done: a rerun tries them again
     assert main(["batch", str(src), "--out", str(out), "--quiet"]) == 1
-    assert "0 file(s) analysed, 1 already done, 4 failed" in capsys.readouterr().out
+    assert "0 file(s) analysed, 1 already done, 3 failed" in capsys.readouterr().out
 
 
 def test_killed_run_loses_only_files_in_flight_and_resumes(corpus, reference, tmp_path):

@@ -62,13 +62,17 @@ def test_predict_cli_processes_good_files_and_fails_on_bad(tmp_path, astronaut, 
     folder.mkdir()
     cv2.imwrite(str(folder / "astro.jpg"), astronaut)
     cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY))
-    (folder / "notes.txt").write_text("not an image")
+    (folder / "notes.txt").write_text("not an image")  # met in the folder: left out
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")  # a photo that fails
     out = tmp_path / "out"
     assert main(["predict", str(folder), "--out", str(out), "--json"]) == 1
     captured = capsys.readouterr()
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert len(records) == 2 and all(r["faces"][0]["emotion"] == "happy" for r in records)
-    assert "notes.txt" in captured.err
+    assert "broken.jpg: corrupt image" in captured.err and "notes.txt" not in captured.err
+    assert "left out 1 file(s) in the folders that are not photos" in captured.err
+    assert main(["predict", str(folder / "notes.txt")]) == 1  # named: an error
+    assert "notes.txt: not an image" in capsys.readouterr().err
     assert (out / "astro.png").exists() and json.loads((out / "gray.json").read_text())[
         "width"
     ] == 512

@@ -21,7 +21,7 @@ from ferkit.analysis import Outcome, Task
 from ferkit.engines import Engine
 from ferkit.errors import FerkitError
 from ferkit.files import find_inputs, regular_file, remove_temps, unique_name
-from ferkit.images import SNIFF_BYTES, sniff
+from ferkit.images import SNIFF_BYTES, sniff, sniff_file
 from ferkit.manifest import Manifest, stamp
 
 PHOTOS_PER_TASK = 8  # photos take milliseconds: one task each would be mostly overhead
@@ -50,6 +50,7 @@ class Job:
 class Report:
     done: int = 0  # analysed by this run
     skipped: int = 0  # finished by an earlier run, unchanged
+    unwanted: int = 0  # files met in the folders that are neither photos nor videos
     errors: list[dict] = field(default_factory=list)
     rows: dict = field(default_factory=dict)
 
@@ -86,13 +87,12 @@ def run_batch(
         raise FerkitError(f"--min-track must be 1 or more, got {min_track}")
     if chunk_frames < 0:
         raise FerkitError(f"--chunk-frames must be 0 (never) or more, got {chunk_frames}")
-    out = Path(out)
-    paths = find_inputs(inputs, out)
+    out, report = Path(out), Report()
+    paths, report.unwanted = find_inputs(inputs, out, lambda f: sniff_file(f) is not None)
     out.mkdir(parents=True, exist_ok=True)
     if removed := remove_temps(out, recursive=False) + remove_temps(out / FILES):
         log.info("%s: removed %d unfinished files of an interrupted run", out, removed)
     manifest = Manifest(out)
-    report = Report()
     # an annotated video is made by `ferkit video`'s own code, in one piece
     jobs, finished = _plan(paths, manifest, report, 0 if annotate else chunk_frames, annotate)
     settings = Task("video", (), every=every, smooth=smooth, min_track=min_track)

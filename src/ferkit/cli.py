@@ -512,10 +512,14 @@ def _csv_rows(path: Path, faces) -> list[list]:
 def cmd_predict(args) -> int:
     from ferkit.face import CSV_FIELDS
     from ferkit.files import find_inputs, unique_name, write_csv, write_json
-    from ferkit.images import read_image
+    from ferkit.images import read_image, sniff_file
     from ferkit.overlay import write_annotated
 
-    paths = find_inputs(args.inputs, args.out)
+    paths, unwanted = find_inputs(args.inputs, args.out, lambda f: sniff_file(f) == "image")
+    if unwanted:
+        print(
+            f"note: left out {unwanted} file(s) in the folders that are not photos", file=sys.stderr
+        )
     taken: set[str] = set()  # one output name per input: a/x.jpg, b/x.jpg -> x, x-2
     names = [unique_name(path.stem, taken) for path in paths]
     if args.out:
@@ -793,9 +797,10 @@ def cmd_batch(args) -> int:
         engine.close()
     for error in report.errors:
         print(f"error: {error['error']}", file=sys.stderr)
+    unwanted = f", {report.unwanted} neither photo nor video left out" if report.unwanted else ""
     print(
         f"{report.done} file(s) analysed, {report.skipped} already done, "
-        f"{len(report.errors)} failed; {report.rows['faces']} face rows -> {args.out}"
+        f"{len(report.errors)} failed{unwanted}; {report.rows['faces']} face rows -> {args.out}"
     )
     return 1 if report.errors else 0
 

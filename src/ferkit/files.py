@@ -10,7 +10,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -114,13 +114,18 @@ def write_json(path: Path, obj) -> None:
     write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
-def find_inputs(inputs: list[str], out: Path | None = None) -> list[Path]:
-    """Files named, found in folders (recursively) or matched by globs, each once, in order.
+def find_inputs(
+    inputs: list[str], out: Path | None = None, keep: Callable[[Path], bool] | None = None
+) -> tuple[list[Path], int]:
+    """Files named, found in folders (recursively) or matched by globs, each once, in order,
+    and how many files met in folders `keep` turned down (a README among the photos).
 
     Hidden files in folders (.DS_Store) and anything under the output folder `out` are left
-    out; a name that matches nothing is an error.
+    out; a file named is always kept (its reader says what is wrong with it); a name that
+    matches nothing is an error.
     """
     found: dict[Path, Path] = {}
+    unwanted = 0
     out = out.resolve() if out is not None else None
     for item in map(str, inputs):
         path = Path(item)
@@ -136,21 +141,27 @@ def find_inputs(inputs: list[str], out: Path | None = None) -> list[Path]:
         else:
             raise FerkitError(f"{item}: no such file or folder")
         for f in candidates:
-            resolved = f.absolute()
             hidden = path.is_dir() and any(p.startswith(".") for p in f.relative_to(path).parts)
             try:
-                resolved, wanted = f.resolve(), f is path or f.is_file()
+                resolved, regular = f.resolve(), f.is_file()
             except OSError:  # in a folder we may list but not enter: its reader says why
-                wanted = True
-            if wanted and not hidden and out not in resolved.parents:
-                found.setdefault(resolved, f)
+                resolved, regular = f.absolute(), None
+            if hidden or out in resolved.parents or resolved in found:
+                continue
+            if f is not path and regular is False:  # a link to nowhere, a pipe, a socket
+                continue
+            if f is not path and regular and keep is not None and not keep(f):
+                unwanted += 1
+                continue
+            found[resolved] = f
     if not found:
         under_out = out is not None and any(
             out in (r := Path(i).resolve(), *r.parents) for i in map(str, inputs)
         )
         inside = " (files inside --out are never inputs)" if under_out else ""
-        raise FerkitError(f"no files found in {' '.join(map(str, inputs))}{inside}")
-    return list(found.values())
+        skipped = f" ({unwanted} of another kind)" if unwanted else ""
+        raise FerkitError(f"no files found in {' '.join(map(str, inputs))}{inside}{skipped}")
+    return list(found.values()), unwanted
 
 
 def _walk(folder: Path) -> list[Path]:

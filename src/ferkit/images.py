@@ -56,6 +56,15 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+def sniff_file(path: Path) -> str | None:
+    """`sniff` of a regular file's first bytes; None also when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return sniff(fh.read(SNIFF_BYTES))
+    except OSError:
+        return None
+
+
 class _PixelBudget:
     """Pixels in flight across threads: a holder waits until its share fits (one always fits)."""
 
