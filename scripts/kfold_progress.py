@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ferkit import data
-from ferkit.evaluate import bootstrap_interval, metrics
+from ferkit.evaluate import bootstrap_interval, fold_folders, metrics
 
 
 def main(run: Path, sharp: str) -> None:
     faces = data.load(sharp)
     truth, answers = [], []
-    for fold in sorted(run.glob("fold-*"), key=lambda p: int(p.name.partition("-")[2])):
+    for fold in fold_folders(run):
         if not (fold / "metadata.json").exists() or (fold / "backup").exists():
             print(f"{fold.name}: not finished")
             continue

@@ -5,7 +5,8 @@ Two ways back to FER2013's framing: the box made square with a small margin (the
 it labelled the most FER2013 faces in frames right, `bench/detect.py`), or a warp that puts
 the 5 landmarks where they sit, on average, in FER2013 images (`--crop aligned`, 0.9 points
 behind: the average framing fits an individual face less well than its own box).
-`FER_LANDMARKS` was measured on this repository's data: CenterFace run on the 1,827 training faces of `publictest/` it found (upscaled 3x with a replicated border), the
+`FER_LANDMARKS` was measured on this repository's data: CenterFace run on the 1,827
+training faces of `publictest/` it found (upscaled 3x with a replicated border), the
 landmarks averaged in 48x48 coordinates (standard deviation about 3-4 px;
 `scripts/fer_landmarks.py` measures it again).
 """

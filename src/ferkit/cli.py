@@ -243,8 +243,10 @@ def cmd_train(args) -> int:
             "give at least one training source (a class folder or fer2013.csv), "
             "or --val with --val-split to train on the rest of --val"
         )
+    from ferkit.evaluate import fold_folders  # numpy only: TensorFlow loads with ferkit.train
+
     if args.teacher and not (
-        (Path(args.teacher) / "metadata.json").is_file() or any(Path(args.teacher).glob("fold-*"))
+        (Path(args.teacher) / "metadata.json").is_file() or fold_folders(args.teacher)
     ):  # before TensorFlow loads and the run folder is made
         what = "no such folder" if not Path(args.teacher).exists() else "not a ferkit model folder"
         raise FerkitError(f"{args.teacher}: {what} (--teacher takes a model or a K-fold run)")

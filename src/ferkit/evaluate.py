@@ -126,11 +126,17 @@ def trained_on(metadata: dict, images: np.ndarray) -> np.ndarray | None:
     return np.isin(fingerprints(images), decode_fingerprints(metadata))
 
 
+def fold_folders(run: str | Path) -> list[Path]:
+    """The fold folders of a K-fold run (`fold-1/` ... `fold-K/`), in fold order (none for
+    any other folder)."""
+    return sorted(Path(run).glob("fold-*"), key=lambda p: p.name.partition("-")[2].zfill(9))
+
+
 def fold_models(run: str | Path, engine: str = "auto") -> list:
     """The fold models of a K-fold run (`fold-1/` ... `fold-K/`), in order."""
     from ferkit.recognizer import FacialExpressionModel
 
-    folders = sorted(Path(run).glob("fold-*"), key=lambda p: p.name.partition("-")[2].zfill(9))
+    folders = fold_folders(run)
     if not folders:
         raise FerkitError(f"{run}: no fold-N/ folders: not a K-fold run ('ferkit train --folds')")
     models = [FacialExpressionModel.load(folder, engine) for folder in folders]

@@ -44,13 +44,13 @@ Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in the frame's pixels
 class Placement:
     """Where one face's label and score bars go. `text` is the whole label, or only the
     face's number when nothing else fits without covering another face or label; `bars` is
-    the bars' top-left corner, None when they would cover another face (the scores are in
-    the CSV and JSON all the same)."""
+    where the score bars go, None when they would cover another face (the scores are in the
+    CSV and JSON all the same)."""
 
     face: Face
     text: str
     label: Rect
-    bars: tuple[int, int] | None
+    bars: Rect | None
 
 
 def draw(frame: np.ndarray, faces: list[Face], bars: bool = True) -> np.ndarray:
@@ -65,7 +65,7 @@ def draw(frame: np.ndarray, faces: list[Face], bars: bool = True) -> np.ndarray:
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
         _label(out, place.text, place.label, scale * 0.9, color)
         if place.bars is not None:
-            _score_bars(out, place.face.scores, place.bars, _bars_size(place.face.box, scale))
+            _score_bars(out, place.face.scores, place.bars)
     return out
 
 
@@ -99,14 +99,14 @@ def layout(shape: tuple[int, ...], faces: list[Face], bars: bool = True) -> list
             tags += [(text, (left, top, left + tw, top + th)) for top in tops]
         text, label = next((tag for tag in tags[:-1] if free(tag[1])), tags[-1])
         taken.append(label)
-        corner = None
+        spot = None
         if bars:
             bw, bh = _bars_size(face.box, scale)
             spots = [(cx, cy, cx + bw, cy + bh) for cx, cy in _bars_spots(shape, face.box, bw, bh)]
-            corner = next(((r[0], r[1]) for r in spots if free(r)), None)
-            if corner is not None:
-                taken.append((corner[0], corner[1], corner[0] + bw, corner[1] + bh))
-        placements.append(Placement(face, text, label, corner))
+            spot = next((r for r in spots if free(r)), None)
+            if spot is not None:
+                taken.append(spot)
+        placements.append(Placement(face, text, label, spot))
     return placements
 
 
@@ -134,18 +134,24 @@ def write_annotated(path: Path, image: np.ndarray, faces: list[Face]) -> None:
     write_atomic(path, png.tobytes())
 
 
+def _text(text: str, font_scale: float) -> tuple[int, int, int, int]:
+    """Stroke weight, width, height and baseline of `text` at `font_scale`: what both the
+    layout (sizes) and the drawing (positions) need, measured one way."""
+    weight = max(1, round(font_scale * 1.5))
+    (width, height), base = cv2.getTextSize(text, FONT, font_scale, weight)
+    return weight, width, height, base
+
+
 def _label_size(text: str, font_scale: float) -> tuple[int, int]:
     """The filled tag's width and height for `text`."""
-    weight = max(1, round(font_scale * 1.5))
-    (tw, th), base = cv2.getTextSize(text, FONT, font_scale, weight)
+    _, tw, th, base = _text(text, font_scale)
     pad = max(2, th // 4)
     return tw + 2 * pad, th + base + 2 * pad
 
 
 def _label(out, text: str, rect: Rect, font_scale: float, color) -> None:
     """A filled tag with black text filling `rect` (from `_label_size`)."""
-    weight = max(1, round(font_scale * 1.5))
-    (_, th), _ = cv2.getTextSize(text, FONT, font_scale, weight)
+    weight, _, th, _ = _text(text, font_scale)
     pad = max(2, th // 4)
     x0, y0, x1, y1 = rect
     cv2.rectangle(out, (x0, y0), (x1, y1), color, -1)
@@ -154,23 +160,23 @@ def _label(out, text: str, rect: Rect, font_scale: float, color) -> None:
     )
 
 
+def _bar_rows(scale: float) -> tuple[float, int, int, int, int]:
+    """Font scale, weight, name column width, text height and row height of the bars."""
+    font_scale = 0.5 * scale
+    weight, name_w, th, base = _text("surprise", font_scale)
+    return font_scale, weight, name_w, th, th + base + 4
+
+
 def _bars_size(box, scale: float) -> tuple[int, int]:
     """Width and height of the seven labelled bars for a face's box."""
-    font_scale = 0.5 * scale
-    weight = max(1, round(font_scale * 1.5))
-    (name_w, th), base = cv2.getTextSize("surprise", FONT, font_scale, weight)
-    row = th + base + 4
+    _, _, name_w, _, row = _bar_rows(scale)
     return max(box[2], name_w * 3), len(EMOTIONS) * (row + 1)
 
 
-def _score_bars(out: np.ndarray, scores: np.ndarray, corner, size) -> None:
-    """One labelled bar per emotion, in the `size` rectangle at `corner`."""
-    scale = _scale(out.shape)
-    font_scale = 0.5 * scale
-    weight = max(1, round(font_scale * 1.5))
-    (name_w, th), base = cv2.getTextSize("surprise", FONT, font_scale, weight)
-    row = th + base + 4
-    (x, y), width = corner, size[0]
+def _score_bars(out: np.ndarray, scores: np.ndarray, rect: Rect) -> None:
+    """One labelled bar per emotion, in `rect` (from `_bars_size`)."""
+    font_scale, weight, name_w, th, row = _bar_rows(_scale(out.shape))
+    x, y, width = rect[0], rect[1], rect[2] - rect[0]
     for i, name in enumerate(EMOTIONS):
         top = y + i * (row + 1)
         cv2.rectangle(out, (x, top), (x + width, top + row), (40, 40, 40), -1)

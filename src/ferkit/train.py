@@ -51,6 +51,7 @@ from ferkit.evaluate import (
     decode_fingerprints,
     encode_fingerprints,
     fingerprints,
+    fold_folders,
     metrics,
 )
 from ferkit.files import remove_temps, replacing, write_atomic, write_json
@@ -210,7 +211,7 @@ def teacher_folders(cfg: TrainConfig) -> list[Path]:
     if not cfg.teacher:
         return []
     run = Path(cfg.teacher)
-    folds = sorted(run.glob("fold-*"), key=lambda p: p.name.partition("-")[2].zfill(9))
+    folds = fold_folders(run)
     if not folds:
         return [run]
     if cfg.fold is not None:
