@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def test_bad_folders(tmp_path):
         data.load(tmp_path / "odd")
 
 
-def test_unreadable_files_are_skipped_and_counted_and_sizes_fixed(tmp_path, capsys):
+def test_unreadable_files_are_skipped_and_counted_and_sizes_fixed(tmp_path, caplog):
     x, y = synthetic_faces(1)
     root = write_folder(tmp_path / "f", x, y)
     (root / "happy" / "notes.txt").write_text("not an image")
@@ -145,10 +146,10 @@ def test_unreadable_files_are_skipped_and_counted_and_sizes_fixed(tmp_path, caps
     import cv2
 
     cv2.imwrite(str(root / "fear" / "big.png"), np.zeros((96, 96), np.uint8))
-    faces = data.load(root, cache=False)
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.WARNING, logger="ferkit.data"):
+        faces = data.load(root, cache=False)
     assert len(faces) == 8 and faces.images.shape[1:] == (48, 48)
-    assert "skipped 2 files" in err and "resized 1 images" in err
+    assert "skipped 2 files" in caplog.text and "resized 1 images" in caplog.text
 
 
 def test_cache_is_used_and_invalidated(tmp_path):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,8 @@ from ferkit.labels import EMOTIONS, IMAGE_SIZE
 CSV_HEADER = ["emotion", "pixels", "Usage"]
 USAGES = ("Training", "PublicTest", "PrivateTest")
 CACHE_VERSION = "1"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def _decode(path: Path) -> np.ndarray | None:
 
 
 def load_folder(root: Path, cache: bool = True) -> FaceSet:
-    """Decode ``root/<class>/*``; unreadable files are skipped and counted on stderr."""
+    """Decode ``root/<class>/*``; unreadable files are skipped and counted in one warning."""
     files = _folder_files(root)
     cached = _cache_path(root, files)
     if cache and cached.exists():
@@ -177,13 +179,14 @@ def load_folder(root: Path, cache: bool = True) -> FaceSet:
         labels.append(label)
         names.append(f"{f.parent.name}/{f.name}")
     if skipped:
-        print(
-            f"warning: {root}: skipped {len(skipped)} files that are not readable images, "
-            f"e.g. {skipped[0]}",
-            file=sys.stderr,
+        log.warning(
+            "%s: skipped %d files that are not readable images, e.g. %s",
+            root,
+            len(skipped),
+            skipped[0],
         )
     if resized:
-        print(f"warning: {root}: resized {resized} images that were not 48x48", file=sys.stderr)
+        log.warning("%s: resized %d images that were not 48x48", root, resized)
     if not images:
         raise FerkitError(f"{root}: no readable images")
     faces = FaceSet(np.stack(images), np.array(labels, dtype=np.int64), names)
