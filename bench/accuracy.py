@@ -21,14 +21,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import report
+from common import FER2013, ROOT, SHIPPED_RUN, report
 
 from ferkit import data
 from ferkit.evaluate import metrics, out_of_fold_scores, trained_on
 from ferkit.preprocess import blur
 from ferkit.recognizer import FacialExpressionModel
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN_BLUR_SIGMA = 3.2  # matches train/ sharpness (Laplacian variance); docs/experiments.md
 
 
@@ -91,8 +90,8 @@ def _plain(model):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
-    p.add_argument("--folds", type=Path, default=ROOT / "runs" / "distill")
+    p.add_argument("--data", type=Path, default=FER2013)
+    p.add_argument("--folds", type=Path, default=SHIPPED_RUN)
     p.add_argument("--seed-model", type=Path, default=ROOT / "runs" / "seed")
     args = p.parse_args()
     faces = data.load(args.data / "publictest")

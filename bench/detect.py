@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
-from common import median_ms, report
+from common import FER2013, ROOT, SHIPPED_RUN, median_ms, report
 from media import astronaut
 
 from ferkit import data
@@ -38,7 +38,6 @@ from ferkit.labels import EMOTIONS
 from ferkit.pipeline import Pipeline
 from ferkit.recognizer import FacialExpressionModel
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(640, 480), (1280, 720), (1920, 1080), (3000, 2000), (6000, 4000)]
 HEAD = (20, 240, 130, 330)  # the astronaut's head in her photo (rows, cols)
 FACE_CENTRE = (0.485, 0.455)  # her face's centre in the head patch, as a share of its side
@@ -163,9 +162,9 @@ def held_out_labellers(model, folds: Path, images: np.ndarray):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
+    p.add_argument("--data", type=Path, default=FER2013)
     p.add_argument("--canvases", type=int, default=6, help="canvases per size")
-    p.add_argument("--folds", type=Path, default=ROOT / "runs" / "distill", help="a K-fold run")
+    p.add_argument("--folds", type=Path, default=SHIPPED_RUN, help="a K-fold run")
     args = p.parse_args()
     photo = astronaut()
     model = FacialExpressionModel.load()
