@@ -141,7 +141,9 @@ def _add_train(sub) -> None:
         help="carve this stratified share of --val out for validation; the rest is trained on",
     )
     p.add_argument(
-        "--recipe", choices=["seed", "default"], help="preset settings (flags still override)"
+        "--recipe",
+        choices=["seed", "default", "blurred"],
+        help="preset settings (flags still override)",
     )
     for flag, kind, text in (  # the settings with a default (TRAIN_DEFAULTS)
         ("--split-seed", int, "seed of the --val-split carve"),
@@ -337,7 +339,15 @@ def _add_evaluate(sub) -> None:
         action="store_true",
         help="--model is a K-fold run: score each face with its fold models that never trained on it",
     )
-    p.add_argument("--out", type=Path, help="folder for confusion.png and metrics.json")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit the score temperature on these faces (never trained on) and write it into "
+        "--model's metadata; every predicting path then applies it",
+    )
+    p.add_argument(
+        "--out", type=Path, help="folder for confusion.png, reliability.png and metrics.json"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -345,13 +355,24 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from ferkit import data
-    from ferkit.evaluate import format_report, metrics, out_of_fold_scores, training_overlap
+    from ferkit.calibration import apply_temperature, expected_calibration_error
+    from ferkit.evaluate import (
+        format_report,
+        metrics,
+        out_of_fold_scores,
+        trained_on,
+        training_overlap,
+    )
     from ferkit.preprocess import blur
     from ferkit.recognizer import FacialExpressionModel
 
     if args.out:
-        _check_data_apart([args.data], args.out, ["metrics.json", "confusion.png"])
+        _check_data_apart(
+            [args.data], args.out, ["metrics.json", "confusion.png", "reliability.png"]
+        )
         _make_folder(args.out)
+    if args.calibrate and args.model is None:
+        raise FerkitError("--calibrate needs --model FOLDER: the temperature is written into it")
     for flag in ("blur", "input_blur"):
         sigma = getattr(args, flag)
         if sigma is not None and not 0 <= sigma <= MAX_BLUR_SIGMA:
@@ -373,7 +394,7 @@ def cmd_evaluate(args) -> int:
         images = np.stack([blur(img, args.blur) for img in images])
     if args.out_of_fold:
         scores = out_of_fold_scores(args.model, faces.images, images, args.engine)
-        overlap, engine = 0, "out-of-fold"
+        overlap, engine, raw = 0, "out-of-fold", scores
     else:
         tta = None if args.tta is None else args.tta == "on"
         model = FacialExpressionModel.load(
@@ -387,20 +408,55 @@ def cmd_evaluate(args) -> int:
                 "held-out (for a K-fold run: --out-of-fold)",
                 file=sys.stderr,
             )
-        scores = model.predict_scores(images)
+        raw = model.predict_scores(images, calibrated=False)
+        scores = apply_temperature(raw, model.temperature)
+    source = str(args.data) + (f" (only {args.only})" if args.only else "")
     result = metrics(faces.labels, scores.argmax(axis=1))
+    result["ece"] = expected_calibration_error(scores, faces.labels)
+    if args.calibrate:  # on the faces the model never trained on only
+        unseen = (
+            np.ones(len(faces), bool) if not overlap else ~trained_on(model.metadata, faces.images)
+        )
+        result["calibration"] = _write_calibration(
+            args.model, raw[unseen], faces.labels[unseen], source
+        )
     result["trained_on"] = overlap
-    result["data"] = str(args.data) + (f" (only {args.only})" if args.only else "")
+    result["data"] = source
     result["blur"] = args.blur or 0.0
     result["engine"] = engine
     if args.out:
         from ferkit.files import write_json
-        from ferkit.plots import confusion
+        from ferkit.plots import confusion, reliability_diagram
 
         confusion(np.array(result["confusion"]), args.out / "confusion.png")
+        temperature = result.get("calibration", {}).get("temperature")
+        after = apply_temperature(raw, temperature) if temperature else None
+        reliability_diagram(
+            raw if temperature else scores, faces.labels, args.out / "reliability.png", after
+        )
         write_json(args.out / "metrics.json", result)
     print(json.dumps(result) if args.json else format_report(result))
     return 0
+
+
+def _write_calibration(model: Path, raw, labels, data: str) -> dict:
+    """Fit the temperature on held-out answers and keep it in the model folder's metadata
+    (of a K-fold run: the run's own model, whose folds gave the answers)."""
+    from ferkit.calibration import calibrate
+    from ferkit.serialize import read_metadata, write_metadata
+
+    record = {**calibrate(raw, labels), "fitted_on": data}
+    metadata = read_metadata(model)
+    if not metadata:
+        raise FerkitError(f"{model}: no metadata.json to keep the temperature in")
+    write_metadata(model, {**metadata, "calibration": record})
+    print(
+        f"calibration: temperature {record['temperature']:.3f}; expected calibration error "
+        f"{record['ece_before']:.3f} -> {record['ece_after']:.3f} "
+        f"({record['ece_after_cross_fitted']:.3f} fitted on the other half); written to {model}",
+        file=sys.stderr,
+    )
+    return record
 
 
 def _add_model_options(p, engine_flag: str = "--engine") -> None:
@@ -635,6 +691,30 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _add_ensemble(sub) -> None:
+    p = _command(
+        sub,
+        "ensemble",
+        "join model folders into one ensemble folder (each member keeps its preprocessing; "
+        "scores combined by their geometric mean)",
+        ["ferkit ensemble runs/default runs/blurred --out runs/ensemble"],
+    )
+    p.add_argument("models", type=Path, nargs="+", help="model folders (named by their folder)")
+    p.add_argument("--out", type=Path, required=True, help="the new ensemble folder")
+
+
+def cmd_ensemble(args) -> int:
+    from ferkit.serialize import write_ensemble
+
+    names = [m.resolve().name for m in args.models]
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise FerkitError("give two or more model folders with different names")
+    _output_folder(args.out)
+    write_ensemble(args.out, dict(zip(names, args.models, strict=True)))
+    print(f"wrote the ensemble of {', '.join(names)} to {args.out}")
+    return 0
+
+
 def _add_serve(sub) -> None:
     p = _command(
         sub,
@@ -725,7 +805,7 @@ def cmd_serve(args) -> int:
         args.port,
         args.threads,
         # TensorFlow hangs in a forked worker, so only ONNX Runtime's models are handed over
-        model=model if model.keras_model is None else None,
+        model=model if "keras" not in model.engine else None,
     )
     return 0
 
@@ -812,6 +892,7 @@ COMMANDS = {
     "train": (_add_train, cmd_train),
     "evaluate": (_add_evaluate, cmd_evaluate),
     "export": (_add_export, cmd_export),
+    "ensemble": (_add_ensemble, cmd_ensemble),
     "predict": (_add_predict, cmd_predict),
     "video": (_add_video, cmd_video),
     "batch": (_add_batch, cmd_batch),

@@ -110,3 +110,29 @@ def emotions_over_time(times: np.ndarray, scores: np.ndarray, path: Path, title:
     ax.legend(ncol=4, fontsize=8)
     ax.set_title(title or "emotions over time (mean over the faces in each frame)")
     save(fig, path)
+
+
+def reliability_diagram(
+    scores: np.ndarray, labels: np.ndarray, path: Path, calibrated: np.ndarray | None = None
+) -> None:
+    """Accuracy against confidence per bin (the diagonal is a perfectly calibrated model),
+    as served and, when given, after a fitted temperature; bars show how many answers."""
+    from ferkit.calibration import expected_calibration_error, reliability
+
+    fig, (top, bottom) = figure(2, 1, figsize=(5, 6))
+    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1)
+    runs = [("as trained", scores)] + (
+        [("calibrated", calibrated)] if calibrated is not None else []
+    )
+    for (name, s), colour in zip(runs, ("tab:red", "tab:blue"), strict=False):
+        table = reliability(s, labels)
+        used = np.array(table["count"]) > 0
+        conf, acc = np.array(table["confidence"])[used], np.array(table["accuracy"])[used]
+        ece = expected_calibration_error(s, labels)
+        top.plot(conf, acc, marker="o", color=colour, label=f"{name} (ECE {ece:.3f})")
+        centres = (np.array(table["edges"][:-1]) + np.array(table["edges"][1:])) / 2
+        bottom.bar(centres, table["count"], width=1 / len(centres), alpha=0.5, color=colour)
+    top.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    top.legend(loc="upper left")
+    bottom.set(xlabel="confidence", ylabel="answers", xlim=(0, 1))
+    save(fig, path)

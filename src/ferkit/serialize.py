@@ -86,3 +86,50 @@ def load_keras_model(model_json: str | Path, weights: str | Path) -> Any:
             f"{weights}: these weights do not fit the architecture in {model_json.name} ({skipped[0]})"
         )
     return model
+
+
+def write_ensemble(out: Path, members: dict[str, Path]) -> dict:
+    """Make `out` an ensemble folder: a copy of each member model folder under its name, and
+    a metadata.json naming them, listing every face any member trained on (so `evaluate`
+    warns about all of them), and the combination rule. Built beside `out` and renamed
+    into place, so `out` is a whole ensemble or absent."""
+    import shutil
+
+    import numpy as np
+
+    from ferkit.evaluate import decode_fingerprints, encode_fingerprints
+    from ferkit.labels import EMOTIONS
+
+    if out.exists():
+        raise FerkitError(f"{out}: already exists; give a new folder")
+    hashes, described = [], {}
+    for name, folder in members.items():
+        metadata = read_metadata(folder)
+        if not metadata or "ensemble" in metadata:
+            raise FerkitError(f"{folder}: not a single ferkit model folder (no metadata.json)")
+        hashes.append(decode_fingerprints(metadata))
+        described[name] = {
+            "from": str(folder),
+            "preprocessing": metadata.get("preprocessing", {}),
+            "metrics": metadata.get("metrics", {}),
+        }
+    building = out.with_name(f".{out.name}.building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    for name, folder in members.items():
+        (building / name).mkdir()
+        for file in (JSON_NAME, WEIGHTS_NAME, ONNX_NAME, INT8_NAME, METADATA_NAME):
+            if (Path(folder) / file).exists():
+                shutil.copyfile(Path(folder) / file, building / name / file)
+    metadata = {
+        "labels": list(EMOTIONS),
+        "ensemble": {
+            "members": list(members),
+            "combine": "geometric mean of the members' scores, equal weights",
+            "described": described,
+        },
+        "trained_on": encode_fingerprints(np.concatenate(hashes)),
+    }
+    write_metadata(building, metadata)
+    building.rename(out)
+    return metadata
