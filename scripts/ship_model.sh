@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# Ship a finished K-fold run (e.g. the lent GPU's, unpacked into runs/) as the embedded model:
-#   bash scripts/ship_model.sh runs/base [../shared/data/fer2013/publictest]
-# exports ONNX and int8 ONNX (calibrated on faces the final model trained on), writes the
-# out-of-fold confusion matrix and metrics (every face scored by the fold model that never
-# trained on it) into docs/model, and copies the model files into src/ferkit/embedded.
-# EMBEDDED and DOCS move the last two (a dry run). The figures in README.md and MODEL.md are
-# then edited from docs/model/metrics.json by hand, and `make test` run again (the astronaut
-# must still be happy).
+# Ship a model as the embedded one, only if it beats the embedded model (the shipping rule):
+#   bash scripts/ship_model.sh CANDIDATE [SHARP_FACES]
+# CANDIDATE is a finished K-fold run (scored out of fold: each face by the fold model that never
+# trained on it), a model folder, or an ensemble folder ('ferkit ensemble'). It is compared face
+# by face with the embedded model on the sharp faces neither trained on (McNemar in the
+# output); unless it is right on more of them, nothing is shipped (exit 1). A K-fold run is
+# exported to ONNX and int8 first and its out-of-fold figures are written to docs/model.
+# EMBEDDED and DOCS move the last two (a dry run). The figures in README.md, MODEL.md and
+# docs/experiments.md are then edited by hand, and `make test` run again.
 set -euo pipefail
-run=${1:?usage: ship_model.sh RUN [SHARP_FACES]}
+run=${1:?usage: ship_model.sh CANDIDATE [SHARP_FACES]}
 data=${2:-../shared/data/fer2013/publictest}
 embedded=${EMBEDDED:-src/ferkit/embedded}
 docs=${DOCS:-docs/model}
 bin=$(dirname "$0")/../.venv/bin
-[ -f "$run/folds.json" ] || { echo "$run: not a finished K-fold run (no folds.json)" >&2; exit 2; }
-"$bin/ferkit" export "$run" --int8 "$data"
-"$bin/ferkit" evaluate "$data" --model "$run" --out-of-fold --out "$docs"
-mkdir -p "$embedded"
-for name in model.json model.weights.h5 model.onnx model.int8.onnx metadata.json; do
-  cp "$run/$name" "$embedded/.$name.tmp" && mv "$embedded/.$name.tmp" "$embedded/$name"
-done
-echo "shipped $run into $embedded; out-of-fold figures in $docs/metrics.json"
+[ -f "$run/metadata.json" ] || { echo "$run: not a model folder (no metadata.json)" >&2; exit 2; }
+fold=()
+if [ -f "$run/folds.json" ]; then
+  "$bin/ferkit" export "$run" --int8 "$data"
+  fold=(--out-of-fold --out "$docs")
+fi
+"$bin/ferkit" evaluate "$data" --model "$run" "${fold[@]}" --against "$embedded" --require-better \
+  || { echo "$run: does not beat $embedded on the same faces: not shipped" >&2; exit 1; }
+staging=$(mktemp -d "$(dirname "$embedded")/.ship.XXXXXX")
+cp -r "$run"/. "$staging/"
+rm -rf "$staging"/{backup,epochs,fold-*,final} "$staging"/*.csv "$staging"/*.png "$staging"/*.txt
+rm -rf "$embedded.old" && mv "$embedded" "$embedded.old" && mv "$staging" "$embedded" && rm -rf "$embedded.old"
+echo "shipped $run into $embedded"

@@ -167,3 +167,31 @@ def test_blurred_recipe_trains_on_the_sources_alone_and_validates_blurred(tmp_pa
     assert np.allclose(
         model.predict_scores([face]), FacialExpressionModel.load(out, "keras", blur_sigma=0.0).predict_scores([blur(face, 3.3)]), atol=1e-4
     )  # fmt: skip
+
+
+def test_against_compares_face_by_face_and_require_better_is_the_shipping_rule(
+    calibrated_copy, specialist, tmp_path, capsys
+):
+    x, y = synthetic_faces(8, seed=6)
+    faces = write_folder(tmp_path / "faces", x, y)
+    args = ["evaluate", str(faces), "--model", str(specialist), "--against", str(calibrated_copy)]
+    code = main([*args, "--require-better", "--json"])
+    result = json.loads(capsys.readouterr().out)["against"]
+    mine = FacialExpressionModel.load(specialist).predict_scores(x).argmax(axis=1) == y
+    theirs = FacialExpressionModel.load(calibrated_copy).predict_scores(x).argmax(axis=1) == y
+    assert result["n"] == len(y) and result["accuracy"] == theirs.mean()
+    assert result["only_first"] == (mine & ~theirs).sum()
+    assert result["only_second"] == (theirs & ~mine).sum()
+    assert code == (0 if mine.sum() > theirs.sum() else 1)
+    assert main(["evaluate", str(faces), "--model", str(specialist), "--against", str(specialist), "--require-better"]) == 1  # fmt: skip
+    assert "McNemar p = 1.000" in capsys.readouterr().err
+
+
+def test_mcnemar_is_the_exact_two_sided_binomial_on_discordant_faces():
+    from ferkit.evaluate import mcnemar
+
+    a = np.array([True] * 10 + [False] * 5 + [True] * 20)
+    b = np.array([False] * 10 + [False] * 5 + [True] * 20)
+    assert mcnemar(a, b) == {"only_first": 10, "only_second": 0, "p": 2 / 1024}
+    assert mcnemar(a, a)["p"] == 1.0
+    assert abs(mcnemar(a[:12], ~a[:12])["p"] - 2 * (1 + 12 + 66) / 4096) < 1e-12  # 10 vs 2

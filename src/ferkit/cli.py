@@ -340,6 +340,19 @@ def _add_evaluate(sub) -> None:
         help="--model is a K-fold run: score each face with its fold models that never trained on it",
     )
     p.add_argument(
+        "--against",
+        type=Path,
+        metavar="MODEL",
+        help="also score this model folder (e.g. the shipped one) on the same faces, those "
+        "neither trained on, and compare them face by face (McNemar)",
+    )
+    p.add_argument(
+        "--require-better",
+        action="store_true",
+        help="with --against: exit 1 unless --model is right on more of those faces "
+        "(the shipping rule)",
+    )
+    p.add_argument(
         "--calibrate",
         action="store_true",
         help="fit the score temperature on these faces (never trained on) and write it into "
@@ -371,6 +384,8 @@ def cmd_evaluate(args) -> int:
             [args.data], args.out, ["metrics.json", "confusion.png", "reliability.png"]
         )
         _make_folder(args.out)
+    if args.require_better and not args.against:
+        raise FerkitError("--require-better needs --against MODEL")
     if args.calibrate and args.model is None:
         raise FerkitError("--calibrate needs --model FOLDER: the temperature is written into it")
     for flag in ("blur", "input_blur"):
@@ -424,6 +439,10 @@ def cmd_evaluate(args) -> int:
     result["data"] = source
     result["blur"] = args.blur or 0.0
     result["engine"] = engine
+    if args.against:
+        result["against"] = _compare(
+            args, model if not args.out_of_fold else None, faces, images, scores
+        )
     if args.out:
         from ferkit.files import write_json
         from ferkit.plots import confusion, reliability_diagram
@@ -436,7 +455,45 @@ def cmd_evaluate(args) -> int:
         )
         write_json(args.out / "metrics.json", result)
     print(json.dumps(result) if args.json else format_report(result))
+    if args.require_better and not result["against"]["better"]:
+        return 1
     return 0
+
+
+def _compare(args, model, faces, images, scores) -> dict:
+    """The candidate (`--model`) and `--against` on the faces neither trained on."""
+    from ferkit.evaluate import mcnemar, trained_on
+    from ferkit.recognizer import FacialExpressionModel
+
+    reference = FacialExpressionModel.load(args.against, args.engine)
+    seen = trained_on(reference.metadata, faces.images)
+    if seen is None:
+        raise FerkitError(f"{args.against}: the model does not list the faces it trained on")
+    if model is not None:  # out of fold, no face was seen by the model that scored it
+        mine = trained_on(model.metadata, faces.images)
+        seen = seen | (mine if mine is not None else False)
+    keep = ~seen
+    if not keep.any():
+        raise FerkitError(f"{args.against}: it or --model trained on every one of these faces")
+    labels = faces.labels[keep]
+    right = scores[keep].argmax(axis=1) == labels
+    theirs = reference.predict_scores(images[keep]).argmax(axis=1) == labels
+    test = mcnemar(right, theirs)
+    comparison = {
+        "model": str(args.against),
+        "n": int(keep.sum()),
+        "accuracy": float(theirs.mean()),
+        "accuracy_of_model": float(right.mean()),
+        "better": bool(right.sum() > theirs.sum()),
+        **test,
+    }
+    print(
+        f"against {args.against} on the {comparison['n']} faces neither trained on: "
+        f"{right.mean():.2%} vs {theirs.mean():.2%} (right only here {test['only_first']}, "
+        f"only there {test['only_second']}, McNemar p = {test['p']:.3f})",
+        file=sys.stderr,
+    )
+    return comparison
 
 
 def _write_calibration(model: Path, raw, labels, data: str) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,16 @@ def format_report(result: dict) -> str:
     for name, row in zip(EMOTIONS, result["confusion"]):
         lines.append(f"{name:<10}" + "".join(f"{v:>8}" for v in row))
     return "\n".join(lines)
+
+
+def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict:
+    """Two answers on the same faces, compared where they differ: the exact McNemar test
+    (two-sided binomial on the discordant faces), the fair test for a paired comparison."""
+    only_a = int((a_right & ~b_right).sum())
+    only_b = int((b_right & ~a_right).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
+    return {"only_first": only_a, "only_second": only_b, "p": min(1.0, 2 * tail)}
 
 
 def bootstrap_interval(
