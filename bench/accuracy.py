@@ -23,10 +23,11 @@ import cv2
 import numpy as np
 from common import FER2013, ROOT, SHIPPED_RUN, report
 
-from ferkit import data
-from ferkit.evaluate import metrics, out_of_fold_scores, trained_on
-from ferkit.preprocess import blur
-from ferkit.recognizer import FacialExpressionModel
+from ferkit.model.fingerprints import trained_on
+from ferkit.model.preprocess import blur
+from ferkit.model.recognizer import FacialExpressionModel
+from ferkit.training import data
+from ferkit.training.evaluate import metrics, out_of_fold_scores
 
 TRAIN_BLUR_SIGMA = 3.2  # matches train/ sharpness (Laplacian variance); docs/experiments.md
 

@@ -1,6 +1,6 @@
 """Ray against Dask distributed as `ferkit batch`'s cluster engine, on one machine, loopback only.
 
-Both run the same tasks through the same driver (`ferkit.batch.run_batch`), with one model
+Both run the same tasks through the same driver (`ferkit.jobs.batch.run_batch`), with one model
 per worker process: a Dask worker plugin, a Ray actor. Measured per engine: the start-up
 of a 2-worker cluster with the engine's own start command until both workers are ready
 (`ray start --head` / `dask scheduler` + `dask worker`), the memory of the cluster's
@@ -30,9 +30,9 @@ from batch import make_corpus
 from common import report
 from media import dask_cluster
 
-from ferkit.analysis import init_worker, run_task
-from ferkit.batch import run_batch
-from ferkit.engines import LocalEngine, failed
+from ferkit.jobs.analysis import init_worker, run_task
+from ferkit.jobs.batch import run_batch
+from ferkit.jobs.executors import LocalEngine, failed
 
 OPTIONS = {"model": None, "engine": "auto", "detector": "centerface"}
 MARKERS = {"ray": ("ray", "raylet", "gcs_server"), "dask": ("dask", "distributed")}
@@ -154,7 +154,7 @@ def measure(name: str, corpus: Path, tmp: Path) -> dict:
         if name == "dask, profiler off":  # the workers' statistical profiler samples every 10 ms
             stack.enter_context(profiler_off())
         address = stack.enter_context(dask_cluster(tmp, workers=2))
-        from ferkit.cluster import DaskEngine
+        from ferkit.jobs.cluster import DaskEngine
 
         engine = DaskEngine(address, OPTIONS)
         pids = list(engine.client.run(os.getpid).values())

@@ -32,11 +32,12 @@ import skimage.data
 from common import FER2013, ROOT, SHIPPED_RUN, median_ms, report
 from media import astronaut
 
-from ferkit import data
-from ferkit.evaluate import fold_models, trained_on
 from ferkit.labels import EMOTIONS
-from ferkit.pipeline import Pipeline
-from ferkit.recognizer import FacialExpressionModel
+from ferkit.model.fingerprints import trained_on
+from ferkit.model.recognizer import FacialExpressionModel
+from ferkit.training import data
+from ferkit.training.evaluate import fold_models
+from ferkit.vision.pipeline import Pipeline
 
 SIZES = [(640, 480), (1280, 720), (1920, 1080), (3000, 2000), (6000, 4000)]
 HEAD = (20, 240, 130, 330)  # the astronaut's head in her photo (rows, cols)

@@ -19,7 +19,7 @@ import numpy as np
 from common import median_ms, report
 from media import astronaut
 
-from ferkit.recognizer import FacialExpressionModel
+from ferkit.model.recognizer import FacialExpressionModel
 
 
 def cli_first_prediction(engine: str) -> float:
@@ -42,8 +42,8 @@ def thread_rows(faces: np.ndarray, repeats: int) -> list[dict]:
     parallel threads already)."""
     import onnxruntime as ort
 
-    from ferkit.recognizer import embedded_model_dir
-    from ferkit.serialize import INT8_NAME, ONNX_NAME
+    from ferkit.model.folder import INT8_NAME, ONNX_NAME
+    from ferkit.model.recognizer import embedded_model_dir
 
     sessions = {}
     for name in (ONNX_NAME, INT8_NAME):

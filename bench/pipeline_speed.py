@@ -21,9 +21,9 @@ import numpy as np
 from common import median_ms, report
 from media import astronaut, astronaut_frames, one_face, three_faces, write_video
 
-from ferkit.overlay import draw
-from ferkit.pipeline import Pipeline
-from ferkit.video import VideoOutputs, process_video
+from ferkit.jobs.video import VideoOutputs, process_video
+from ferkit.vision.overlay import draw
+from ferkit.vision.pipeline import Pipeline
 
 
 def stages(pipeline: Pipeline, frame: np.ndarray, repeats: int, stream: bool) -> dict:

@@ -25,9 +25,10 @@ def measure(arch: str, setting: str, images: int) -> dict:
     import keras
     import numpy as np
 
-    from ferkit.data import FaceSet
-    from ferkit.model import ARCHITECTURES
-    from ferkit.train import TrainConfig, batches
+    from ferkit.training.batches import batches
+    from ferkit.training.config import TrainConfig
+    from ferkit.training.data import FaceSet
+    from ferkit.training.nets import ARCHITECTURES
 
     opts = SETTINGS[setting]
     if "precision" in opts:

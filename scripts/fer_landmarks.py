@@ -3,7 +3,7 @@
 Each sharp training face of `publictest/` (never the validation split) is upscaled 3x with a
 36 px replicated border, so the detector sees a face in context; the most confident face's
 landmarks are mapped back to 48x48 coordinates and averaged. The result is
-`ferkit.align.FER_LANDMARKS`.
+`ferkit.vision.align.FER_LANDMARKS`.
 
     .venv/bin/python scripts/fer_landmarks.py [../shared/data/fer2013/publictest]
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferkit import data
-from ferkit.centerface import CenterFace
+from ferkit.training import data
+from ferkit.vision.centerface import CenterFace
 
 ROOT = Path(__file__).resolve().parents[1]
 

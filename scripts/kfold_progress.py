@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit import data
-from ferkit.evaluate import bootstrap_interval, fold_folders, metrics
+from ferkit.training import data
+from ferkit.training.evaluate import bootstrap_interval, fold_folders, metrics
 
 
 def main(run: Path, sharp: str) -> None:

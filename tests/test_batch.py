@@ -21,8 +21,8 @@ import pytest
 from assets import astronaut_frames, dask_cluster, one_face, three_faces, wait_for, write_video
 from distributed import Client
 
-from ferkit.chunks import ranges, stitch
 from ferkit.cli import main
+from ferkit.jobs.chunks import ranges, stitch
 
 CLIPS = 6
 FRAMES = 40

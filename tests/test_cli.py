@@ -57,10 +57,10 @@ def test_every_argument_has_help_and_every_command_examples():
 def test_choices_are_the_librarys():
     """The CLI lists choices by hand (so `--help` imports nothing heavy); they must be the
     library's own."""
-    from ferkit.align import CROPS
-    from ferkit.engines import ENGINES
-    from ferkit.faces import DETECTORS
-    from ferkit.train import RECIPES
+    from ferkit.jobs.executors import ENGINES
+    from ferkit.training.config import RECIPES
+    from ferkit.vision.align import CROPS
+    from ferkit.vision.detectors import DETECTORS
 
     commands = parser()._subparsers._group_actions[0].choices
     choices = {

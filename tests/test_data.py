@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import REAL_DATA, synthetic_faces, write_csv, write_folder
 
-from ferkit import data
 from ferkit.cli import main
 from ferkit.errors import FerkitError
+from ferkit.training import data
 
 
 def test_folder_and_csv_give_the_same_arrays(tmp_path):
@@ -44,7 +44,8 @@ def test_csv_usage_filter(tmp_path):
 def test_training_reads_a_csvs_training_rows_and_validates_on_its_public_test(tmp_path):
     """One fer2013.csv as source and --val: Training rows train, PublicTest rows validate,
     PrivateTest rows are never read."""
-    from ferkit.train import TrainConfig, assemble
+    from ferkit.training.config import TrainConfig
+    from ferkit.training.fit import assemble
 
     path = tmp_path / "fer2013.csv"
     parts = {"Training": 3, "PublicTest": 2, "PrivateTest": 1}
@@ -146,7 +147,7 @@ def test_unreadable_files_are_skipped_and_counted_and_sizes_fixed(tmp_path, capl
     import cv2
 
     cv2.imwrite(str(root / "fear" / "big.png"), np.zeros((96, 96), np.uint8))
-    with caplog.at_level(logging.WARNING, logger="ferkit.data"):
+    with caplog.at_level(logging.WARNING, logger="ferkit.training.data"):
         faces = data.load(root, cache=False)
     assert len(faces) == 8 and faces.images.shape[1:] == (48, 48)
     assert "skipped 2 files" in caplog.text and "resized 1 images" in caplog.text

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from assets import astronaut_frames, paste_faces
 
-from ferkit import centerface
-from ferkit.align import FER_LANDMARKS, aligned_crop, box_crop
-from ferkit.centerface import decode
 from ferkit.cli import main
-from ferkit.detections import Detections
 from ferkit.errors import FerkitError
-from ferkit.face import Face
-from ferkit.faces import CenterFaceDetector, HaarDetector, make_detector
 from ferkit.labels import EMOTIONS
-from ferkit.pipeline import Pipeline
-from ferkit.tracking import Tracker
+from ferkit.vision import centerface
+from ferkit.vision.align import FER_LANDMARKS, aligned_crop, box_crop
+from ferkit.vision.centerface import decode
+from ferkit.vision.detections import Detections
+from ferkit.vision.detectors import CenterFaceDetector, HaarDetector, make_detector
+from ferkit.vision.face import Face
+from ferkit.vision.pipeline import Pipeline
+from ferkit.vision.tracking import Tracker
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from assets import astronaut_frames, write_video
 
 from ferkit.cli import main
 from ferkit.errors import FerkitError
-from ferkit.images import decode_image
 from ferkit.labels import EMOTIONS
-from ferkit.overlay import draw
-from ferkit.pipeline import Pipeline
-from ferkit.tracking import iou
+from ferkit.media.images import decode_image
+from ferkit.vision.overlay import draw
+from ferkit.vision.pipeline import Pipeline
+from ferkit.vision.tracking import iou
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +200,8 @@ def test_short_tracks_are_left_out_of_video_outputs(tmp_path, astronaut, capsys)
 def test_labels_and_bars_of_faces_side_by_side_cover_no_face_and_no_label():
     """A group photo: each label and each set of bars keeps off the other faces and off what
     was drawn before; where the whole label has no room, the number alone goes there."""
-    from ferkit.face import Face
-    from ferkit.overlay import _bars_size, _overlap, _rect, _scale, layout
+    from ferkit.vision.face import Face
+    from ferkit.vision.overlay import _bars_size, _overlap, _rect, _scale, layout
 
     scores = np.eye(len(EMOTIONS), dtype=np.float32)[3]
     faces = [Face((20 + 110 * i, 60, 90, 90), scores, face_id=i + 1) for i in range(7)]
@@ -227,7 +227,7 @@ def test_labels_and_bars_of_faces_side_by_side_cover_no_face_and_no_label():
 
 def test_score_bars_stay_whole_near_the_frame_edge():
     """A face at the bottom gets its 7 labelled bars beside it, none cut off."""
-    from ferkit.face import Face
+    from ferkit.vision.face import Face
 
     frame = np.full((480, 640, 3), 120, np.uint8)
     scores = np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32)

@@ -29,10 +29,10 @@ from assets import wait_for
 from simple_websocket import Client, ConnectionClosed
 from wsproto.events import CloseConnection, TextMessage
 
-from ferkit import data
 from ferkit.cli import main as ferkit
 from ferkit.errors import FerkitError
-from ferkit.images import decode_image
+from ferkit.media.images import decode_image
+from ferkit.training import data
 from ferkit.web import create_app, shutdown
 
 

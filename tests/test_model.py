@@ -6,9 +6,9 @@ from conftest import synthetic_faces
 
 from ferkit.cli import main
 from ferkit.errors import FerkitError
-from ferkit.model import build_model
-from ferkit.recognizer import FacialExpressionModel, embedded_model_dir
-from ferkit.serialize import load_keras_model
+from ferkit.model.folder import load_keras_model
+from ferkit.model.recognizer import FacialExpressionModel, embedded_model_dir
+from ferkit.training.nets import build_model
 
 
 def test_seed_architecture_has_the_seed_parameter_count():
@@ -24,7 +24,7 @@ def test_unknown_architecture():
 
 
 def test_augmentation_changes_training_images_only():
-    from ferkit.augment import N_UNIFORMS, AugmentConfig, augment
+    from ferkit.training.augment import N_UNIFORMS, AugmentConfig, augment
 
     x, _ = synthetic_faces(1)
     x = x[..., None].astype("float32")
@@ -80,7 +80,8 @@ def test_train_writes_run_files_and_model(trained_run):
 def test_interrupted_run_resumes_from_its_last_epoch(tmp_path, face_folders, trained_run):
     import keras
 
-    from ferkit.train import TrainConfig, train
+    from ferkit.training.config import TrainConfig
+    from ferkit.training.runs import train
 
     class CtrlC(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -191,7 +192,7 @@ def test_serving_never_imports_tensorflow():
     code = (
         "import sys\n"
         "from ferkit.web import create_app\n"
-        "from ferkit.pipeline import Pipeline\n"
+        "from ferkit.vision.pipeline import Pipeline\n"
         "import numpy as np\n"
         "create_app()\n"
         "Pipeline()(np.zeros((120, 160, 3), np.uint8))\n"

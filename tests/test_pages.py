@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from assets import ROOT
 
-from ferkit.labels import EMOTIONS
-from ferkit.overlay import COLORS, hex_colors
+from ferkit.labels import COLORS, EMOTIONS, hex_colors
 from ferkit.web import create_app, logs
 
 LIMIT = 2 * 1024 * 1024

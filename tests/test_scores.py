@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces, write_folder
 
-from ferkit.calibration import (
+from ferkit.cli import main
+from ferkit.errors import FerkitError
+from ferkit.model.calibration import (
     apply_temperature,
     calibrate,
     expected_calibration_error,
     fit_temperature,
 )
-from ferkit.cli import main
-from ferkit.errors import FerkitError
-from ferkit.preprocess import blur
-from ferkit.recognizer import FacialExpressionModel, embedded_model_dir
+from ferkit.model.preprocess import blur
+from ferkit.model.recognizer import FacialExpressionModel, embedded_model_dir
 
 
 def tempered_answers(temperature: float, n: int = 4000, seed: int = 0):
@@ -188,7 +188,7 @@ def test_against_compares_face_by_face_and_require_better_is_the_shipping_rule(
 
 
 def test_mcnemar_is_the_exact_two_sided_binomial_on_discordant_faces():
-    from ferkit.evaluate import mcnemar
+    from ferkit.training.evaluate import mcnemar
 
     a = np.array([True] * 10 + [False] * 5 + [True] * 20)
     b = np.array([False] * 10 + [False] * 5 + [True] * 20)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces, write_folder
 
-from ferkit import data
 from ferkit.cli import main
+from ferkit.training import data
 
 
 def _ferkit(args, env_extra=None, tmp_cache=None):
@@ -109,7 +109,8 @@ def test_no_readable_backup_is_one_clear_error(killed_run, tmp_path, capsys):
 
 
 def test_each_epoch_has_its_own_order_whatever_epoch_a_stream_starts_at(face_folders):
-    from ferkit.train import TrainConfig, batches
+    from ferkit.training.batches import batches
+    from ferkit.training.config import TrainConfig
 
     faces = data.load(face_folders[0])
     cfg = TrainConfig([], batch_size=32, seed=5)
@@ -127,7 +128,7 @@ def test_each_epoch_has_its_own_order_whatever_epoch_a_stream_starts_at(face_fol
 
 
 def test_folds_are_stratified_and_keep_identical_faces_together():
-    from ferkit.train import stratified_folds
+    from ferkit.training.data import stratified_folds
 
     labels = np.repeat(np.arange(7), 6)
     same = np.arange(len(labels))
@@ -140,9 +141,9 @@ def test_folds_are_stratified_and_keep_identical_faces_together():
 
 
 def test_default_recipe_augmentation_is_what_explore_draws(monkeypatch, face_folders):
-    from ferkit import train
-    from ferkit.augment import AugmentConfig
-    from ferkit.explore import augmented_rows
+    from ferkit.training import config as train
+    from ferkit.training.augment import AugmentConfig
+    from ferkit.training.explore import augmented_rows
 
     faces = data.load(face_folders[0])
 
@@ -157,7 +158,8 @@ def test_default_recipe_augmentation_is_what_explore_draws(monkeypatch, face_fol
 
 
 def test_sharp_faces_get_a_blurred_jpeg_twin_and_blurred_faces_themselves(tmp_path):
-    from ferkit.train import TrainConfig, batches
+    from ferkit.training.batches import batches
+    from ferkit.training.config import TrainConfig
 
     x, y = synthetic_faces(4)
     blurred = np.stack([cv2.GaussianBlur(img, (0, 0), 3.3) for img in x])
@@ -184,7 +186,7 @@ def test_sharp_faces_get_a_blurred_jpeg_twin_and_blurred_faces_themselves(tmp_pa
 def test_consistency_loss_is_cross_entropy_on_both_views_plus_js():
     import keras
 
-    from ferkit.model import build_trainer, js_divergence
+    from ferkit.training.nets import build_trainer, js_divergence
 
     trainer = build_trainer("vgg", 1e-3, consistency=0.5)
     x, y = synthetic_faces(1)
@@ -225,7 +227,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(face_folders, tm
 def test_distillation_targets_mix_the_teachers_mean_answer_with_the_label():
     import keras
 
-    from ferkit.model import build_trainer, network
+    from ferkit.training.nets import build_trainer, network
 
     teachers = [network("seed"), network("seed")]
     trainer = build_trainer("vgg", 1e-3, teachers=teachers, distill=0.25)
@@ -312,8 +314,8 @@ def test_a_kfold_run_teaches_the_same_folds_and_its_final_all_of_them(
     teach = ["--teacher", kfold_run, "--distill", "0.7"]
     assert main([str(a) for a in args + teach + ["--folds", "2", "--out", out]]) == 0
     assert json.loads((out / "folds.json").read_text())["n"] == 28
-    from ferkit.evaluate import decode_fingerprints
-    from ferkit.serialize import read_metadata
+    from ferkit.model.fingerprints import decode_fingerprints
+    from ferkit.model.folder import read_metadata
 
     for folder, teachers in [("fold-1", ["fold-1"]), ("final", ["fold-1", "fold-2"])]:
         learned = set(decode_fingerprints(read_metadata(out / folder)))
@@ -379,7 +381,7 @@ def test_final_model_trained_beside_the_folds_keeps_the_chosen_epoch(
 ):
     """`--fold final` trains on every sharp face for every epoch while the folds run; the
     resume keeps the epoch they chose: the weights a final run stopped there gets."""
-    from ferkit.serialize import read_metadata
+    from ferkit.model.folder import read_metadata
 
     run = _copy(kfold_run, tmp_path)
     run_files = ("folds.json", "metadata.json", "model.json", "model.weights.h5")
@@ -423,7 +425,7 @@ def test_final_model_trained_beside_the_folds_keeps_the_chosen_epoch(
 
 
 def _weights(model: Path) -> list[np.ndarray]:
-    from ferkit.serialize import load_keras_model
+    from ferkit.model.folder import load_keras_model
 
     net = load_keras_model(model / "model.json", model / "model.weights.h5")
     return net.get_weights()
@@ -449,7 +451,7 @@ def test_a_run_can_start_from_a_base_model_on_a_sample_of_its_sources(tmp_path, 
     trains on a stratified sample, and counts the base's faces as its own."""
     import keras
 
-    from ferkit.serialize import load_keras_model
+    from ferkit.model.folder import load_keras_model
 
     blurred = write_folder(tmp_path / "blurred", *synthetic_faces(10, seed=5), prefix="blurred")
     sharp = write_folder(tmp_path / "sharp", *synthetic_faces(2, seed=6), prefix="sharp")
@@ -479,7 +481,7 @@ def test_a_run_can_start_from_a_base_model_on_a_sample_of_its_sources(tmp_path, 
 def test_int8_export_calibrates_on_trained_faces_and_is_served_first(
     kfold_run, face_folders, tmp_path, capsys
 ):
-    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.model.recognizer import FacialExpressionModel
 
     model = shutil.copytree(kfold_run, tmp_path / "model")
     assert main(["export", str(model), "--int8", str(face_folders[1])]) == 0
@@ -496,7 +498,7 @@ def test_int8_export_calibrates_on_trained_faces_and_is_served_first(
 
 
 def test_embedded_int8_model_gives_the_float_answers(astronaut):
-    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.model.recognizer import FacialExpressionModel
 
     faces = [astronaut[60:170, 170:280], astronaut[20:240, 130:330], astronaut[:48, :48]]
     int8 = FacialExpressionModel.load(engine="int8").predict_scores(faces)
@@ -508,8 +510,9 @@ def test_embedded_int8_model_gives_the_float_answers(astronaut):
 def test_ema_weights_are_what_is_validated_and_kept(face_folders, tmp_path):
     import keras
 
-    from ferkit.model import build_trainer, ema_weights
-    from ferkit.train import TrainConfig, train
+    from ferkit.training.config import TrainConfig
+    from ferkit.training.nets import build_trainer, ema_weights
+    from ferkit.training.runs import train
 
     trainer = build_trainer("vgg", 1e-3, ema=0.5)
     x, y = synthetic_faces(2)
@@ -532,7 +535,8 @@ def test_ema_weights_are_what_is_validated_and_kept(face_folders, tmp_path):
 
 
 def test_pydataset_stream_for_other_backends_follows_the_same_epoch_orders(face_folders):
-    from ferkit.train import TrainConfig, _Batches, batches, epoch_order, one_hot, sharp_mask
+    from ferkit.training.batches import _Batches, batches, epoch_order, one_hot, sharp_mask
+    from ferkit.training.config import TrainConfig
 
     faces = data.load(face_folders[0])
     cfg = TrainConfig([], batch_size=64, seed=2, consistency=1.0)
@@ -551,7 +555,7 @@ def test_pydataset_stream_for_other_backends_follows_the_same_epoch_orders(face_
 
 
 def test_architectures_within_the_inference_budget():
-    from ferkit.model import multiply_adds, network
+    from ferkit.training.nets import multiply_adds, network
 
     budget = {"seed": 290_475_520, "vgg": 118_040_320, "vgg_wide": 264_648_448}
     for arch, macs in budget.items():
@@ -560,11 +564,19 @@ def test_architectures_within_the_inference_budget():
     assert budget["vgg_wide"] <= 300_000_000  # issue 13's budget for a wider net
 
 
-def test_train_help_states_the_configs_own_defaults():
-    from ferkit.cli import TRAIN_DEFAULTS
-    from ferkit.train import TrainConfig
+def test_train_help_states_the_configs_own_defaults(capsys):
+    from ferkit.training.config import TrainConfig
 
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
     cfg = TrainConfig([])
-    for key, value in TRAIN_DEFAULTS.items():
-        actual = cfg.augment[key] if key in cfg.augment else getattr(cfg, key)
-        assert actual == value, key
+    for flag, value in (
+        ("--epochs", cfg.epochs),
+        ("--learning-rate", cfg.learning_rate),
+        ("--blur-prob", cfg.augment["blur_prob"]),
+        ("--precision", cfg.precision),
+        ("--val-rest-repeat", cfg.val_rest_repeat),
+    ):
+        help_text = text[text.rindex(flag + " ") :]  # the option list, after the usage
+        assert f"(default {value})" in help_text[: help_text.index(" --", 3)], flag

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
-from ferkit.serialize import ENGINES
+from ferkit.model.folder import ENGINES
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -79,8 +79,8 @@ def _add_explore(sub) -> None:
 
 
 def cmd_explore(args) -> int:
-    from ferkit import data
-    from ferkit.explore import explore, format_quality, format_table
+    from ferkit.training import data
+    from ferkit.training.explore import explore, format_quality, format_table
 
     _check_data_apart([args.data, args.val], args.out, ["explore.json"])
     _make_folder(args.out)
@@ -100,15 +100,6 @@ def cmd_explore(args) -> int:
 
 MAX_BLUR_SIGMA = 20.0  # evaluate's --blur/--input-blur: far past train/'s ~3.3 on a 48 px face
 
-# `ferkit train`'s settings without --recipe (train.TrainConfig's; a test keeps them equal:
-# importing it here would load Keras for --help)
-TRAIN_DEFAULTS = {
-    "split_seed": 0, "val_rest_repeat": 1, "arch": "vgg", "epochs": 40, "batch_size": 64,
-    "learning_rate": 1e-3, "label_smoothing": 0.0, "class_weight": "none", "blur_prob": 0.5,
-    "erase": 0.0, "mixup": 0.0, "consistency": 0.0, "distill": 0.5, "seed": 1,
-    "precision": "float32",
-}  # fmt: skip
-
 
 def _add_train(sub) -> None:
     p = _command(
@@ -123,8 +114,13 @@ def _add_train(sub) -> None:
         ],
     )
 
+    from ferkit.training.config import TrainConfig  # no Keras: the one home of the defaults
+
+    config = TrainConfig([])
+    defaults = {**vars(config), **config.augment}
+
     def default(key: str) -> str:
-        return f" (default {TRAIN_DEFAULTS[key]})"
+        return f" (default {defaults[key]})"
 
     p.add_argument(
         "data",
@@ -145,7 +141,7 @@ def _add_train(sub) -> None:
         choices=["seed", "default", "blurred"],
         help="preset settings (flags still override)",
     )
-    for flag, kind, text in (  # the settings with a default (TRAIN_DEFAULTS)
+    for flag, kind, text in (  # the settings with a default (TrainConfig's)
         ("--split-seed", int, "seed of the --val-split carve"),
         ("--val-rest-repeat", int, "repeat the rest of --val this many times in training"),
         ("--arch", str, "architecture: seed, vgg or vgg_wide"),
@@ -245,14 +241,15 @@ def cmd_train(args) -> int:
             "give at least one training source (a class folder or fer2013.csv), "
             "or --val with --val-split to train on the rest of --val"
         )
-    from ferkit.evaluate import fold_folders  # numpy only: TensorFlow loads with ferkit.train
+    from ferkit.training.evaluate import fold_folders  # numpy only: TensorFlow loads with fit
 
     if args.teacher and not (
         (Path(args.teacher) / "metadata.json").is_file() or fold_folders(args.teacher)
     ):  # before TensorFlow loads and the run folder is made
         what = "no such folder" if not Path(args.teacher).exists() else "not a ferkit model folder"
         raise FerkitError(f"{args.teacher}: {what} (--teacher takes a model or a K-fold run)")
-    from ferkit.train import RECIPES, TrainConfig, train
+    from ferkit.training.config import RECIPES, TrainConfig
+    from ferkit.training.runs import train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = dict(RECIPES.get(args.recipe, {}))
@@ -367,17 +364,12 @@ def _add_evaluate(sub) -> None:
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from ferkit import data
-    from ferkit.calibration import apply_temperature, expected_calibration_error
-    from ferkit.evaluate import (
-        format_report,
-        metrics,
-        out_of_fold_scores,
-        trained_on,
-        training_overlap,
-    )
-    from ferkit.preprocess import blur
-    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.model.calibration import apply_temperature, expected_calibration_error
+    from ferkit.model.fingerprints import trained_on, training_overlap
+    from ferkit.model.preprocess import blur
+    from ferkit.model.recognizer import FacialExpressionModel
+    from ferkit.training import data
+    from ferkit.training.evaluate import format_report, metrics, out_of_fold_scores
 
     if args.out:
         _check_data_apart(
@@ -462,8 +454,9 @@ def cmd_evaluate(args) -> int:
 
 def _compare(args, model, faces, images, scores) -> dict:
     """The candidate (`--model`) and `--against` on the faces neither trained on."""
-    from ferkit.evaluate import mcnemar, trained_on
-    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.model.fingerprints import trained_on
+    from ferkit.model.recognizer import FacialExpressionModel
+    from ferkit.training.evaluate import mcnemar
 
     reference = FacialExpressionModel.load(args.against, args.engine)
     seen = trained_on(reference.metadata, faces.images)
@@ -499,8 +492,8 @@ def _compare(args, model, faces, images, scores) -> dict:
 def _write_calibration(model: Path, raw, labels, data: str) -> dict:
     """Fit the temperature on held-out answers and keep it in the model folder's metadata
     (of a K-fold run: the run's own model, whose folds gave the answers)."""
-    from ferkit.calibration import calibrate
-    from ferkit.serialize import read_metadata, write_metadata
+    from ferkit.model.calibration import calibrate
+    from ferkit.model.folder import read_metadata, write_metadata
 
     record = {**calibrate(raw, labels), "fitted_on": data}
     metadata = read_metadata(model)
@@ -565,8 +558,8 @@ def _add_face_options(p) -> None:
 
 
 def _pipeline(args):
-    from ferkit.pipeline import Pipeline
-    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.model.recognizer import FacialExpressionModel
+    from ferkit.vision.pipeline import Pipeline
 
     model = FacialExpressionModel.load(args.model, args.engine)
     return Pipeline(model, args.detector, args.crop, args.min_face)
@@ -625,10 +618,10 @@ def _csv_rows(path: Path, faces) -> list[list]:
 
 
 def cmd_predict(args) -> int:
-    from ferkit.face import CSV_FIELDS
     from ferkit.files import find_inputs, unique_name, write_csv, write_json
-    from ferkit.images import read_image, sniff_file
-    from ferkit.overlay import write_annotated
+    from ferkit.media.images import read_image, sniff_file
+    from ferkit.vision.face import CSV_FIELDS
+    from ferkit.vision.overlay import write_annotated
 
     paths, unwanted = find_inputs(args.inputs, args.out, lambda f: sniff_file(f) == "image")
     if unwanted:
@@ -695,7 +688,7 @@ def _add_video(sub) -> None:
 
 
 def cmd_video(args) -> int:
-    from ferkit.video import VideoOutputs, process_video
+    from ferkit.jobs.video import VideoOutputs, process_video
 
     if args.out.suffix.lower() != ".mp4":
         raise FerkitError(f"{args.out}: the output must be an .mp4 file")
@@ -735,12 +728,12 @@ def _add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from ferkit.export import export_onnx
+    from ferkit.training.export import export_onnx
 
     print(f"wrote {export_onnx(args.model)}")
     if args.int8:
-        from ferkit import data
-        from ferkit.export import calibration_faces, export_int8
+        from ferkit.training import data
+        from ferkit.training.export import calibration_faces, export_int8
 
         faces = calibration_faces(args.model, data.load(args.int8).images)
         path, same = export_int8(args.model, faces)
@@ -761,7 +754,7 @@ def _add_ensemble(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from ferkit.serialize import write_ensemble
+    from ferkit.model.folder import write_ensemble
 
     names = [m.resolve().name for m in args.models]
     if len(set(names)) != len(names) or len(names) < 2:
@@ -836,7 +829,7 @@ def _add_serve(sub) -> None:
 
 
 def cmd_serve(args) -> int:
-    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.web import check_port, logs, serve
 
     logs.setup()
@@ -901,9 +894,9 @@ def _add_batch(sub) -> None:
 
 
 def cmd_batch(args) -> int:
-    from ferkit.batch import run_batch
-    from ferkit.engines import open_engine
-    from ferkit.recognizer import FacialExpressionModel
+    from ferkit.jobs.batch import run_batch
+    from ferkit.jobs.executors import open_engine
+    from ferkit.model.recognizer import FacialExpressionModel
 
     _make_folder(args.out)
     FacialExpressionModel.load(args.model, args.model_engine)  # a bad --model fails here, once

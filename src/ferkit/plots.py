@@ -94,8 +94,8 @@ def class_bars(counts: dict[str, np.ndarray], path: Path) -> None:
 
 def emotions_over_time(times: np.ndarray, scores: np.ndarray, path: Path, title: str = "") -> None:
     """Per-emotion score (mean over faces) against time in seconds, each emotion in the
-    colour its boxes have (`overlay.COLORS`), so the chart reads like the video."""
-    from ferkit.overlay import hex_colors
+    colour its boxes have (`labels.COLORS`), so the chart reads like the video."""
+    from ferkit.labels import hex_colors
 
     colors = hex_colors()
     fig, ax = figure(figsize=(10, 4))
@@ -117,7 +117,7 @@ def reliability_diagram(
 ) -> None:
     """Accuracy against confidence per bin (the diagonal is a perfectly calibrated model),
     as served and, when given, after a fitted temperature; bars show how many answers."""
-    from ferkit.calibration import expected_calibration_error, reliability
+    from ferkit.model.calibration import expected_calibration_error, reliability
 
     fig, (top, bottom) = figure(2, 1, figsize=(5, 6))
     top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1)

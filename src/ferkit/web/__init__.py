@@ -1,7 +1,7 @@
 """The Flask app: application factory, blueprints, one shared recognition pipeline.
 
 Configuration keys (pass a dict to `create_app`): MODEL_DIR and ENGINE (the model), DETECTOR,
-MIN_FACE and CROP (how faces are found and framed: see ferkit.pipeline),
+MIN_FACE and CROP (how faces are found and framed: see ferkit.vision.pipeline),
 SOURCE (the server stream: camera index or video file), MAX_CONTENT_LENGTH (upload cap),
 DATA_DIR (the app's data folder: uploads and outputs; default `$FERKIT_DATA` or
 `~/.local/state/ferkit`), KEEP_DATA (keep this run's files after a stop), JOB_TTL_S (how
@@ -61,11 +61,11 @@ DEFAULTS = {
 
 def create_app(config: dict | None = None, model=None) -> Flask:
     """The app; `model` (a loaded FacialExpressionModel) saves loading the configured one."""
-    from ferkit.pipeline import Pipeline
-    from ferkit.recognizer import FacialExpressionModel
-    from ferkit.web import api, live, logs, pages, stream
-    from ferkit.web.jobs import JobQueue
+    from ferkit.model.recognizer import FacialExpressionModel
+    from ferkit.vision.pipeline import Pipeline
+    from ferkit.web import api, live, logs, mjpeg, pages
     from ferkit.web.slots import LiveSlots
+    from ferkit.web.uploads import JobQueue
 
     app = Flask(__name__)
     app.json.sort_keys = False  # keep scores in label order
@@ -93,10 +93,10 @@ def create_app(config: dict | None = None, model=None) -> Flask:
     app.config["SPOOL_DIR"] = str(jobs.root)  # request bodies the server's front holds
     if jobs.removed_at_start:
         log.info("removed the files of %d stopped server(s)", jobs.removed_at_start)
-    app.extensions["ferkit.stream"] = stream.SharedCapture(
+    app.extensions["ferkit.stream"] = mjpeg.SharedCapture(
         app.config["SOURCE"], app.extensions["ferkit.pipeline"]
     )
-    for module in (pages, api, live, stream):
+    for module in (pages, api, live, mjpeg):
         app.register_blueprint(module.bp)
     logs.init_app(app)
 

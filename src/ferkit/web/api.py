@@ -10,9 +10,9 @@ from typing import IO
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
-from ferkit.images import SNIFF_BYTES, decoded, sniff
-from ferkit.web.jobs import QueueFull
+from ferkit.media.images import SNIFF_BYTES, decoded, sniff
 from ferkit.web.slots import client_address
+from ferkit.web.uploads import QueueFull
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)

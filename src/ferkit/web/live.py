@@ -19,7 +19,7 @@ from flask_sock import Sock
 from werkzeug.routing import WebsocketMismatch
 
 from ferkit.errors import FerkitError
-from ferkit.images import decoded
+from ferkit.media.images import decoded
 from ferkit.web.slots import client_address
 
 bp = Blueprint("live", __name__)

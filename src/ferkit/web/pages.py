@@ -8,7 +8,7 @@ from functools import partial
 
 from flask import Blueprint, current_app, redirect, render_template, url_for
 
-from ferkit.overlay import hex_colors
+from ferkit.labels import hex_colors
 from ferkit.web import upload_limit_mb
 
 bp = Blueprint("pages", __name__)

@@ -1,6 +1,6 @@
 // Shared by the pages: status messages, drawing numbered faces on a canvas laid over an
 // image or video, score panels, and uploads checked for size and sent with progress.
-// The emotion colours come from the server (ferkit.overlay.COLORS), so boxes, panels and
+// The emotion colours come from the server (ferkit.labels.COLORS), so boxes, panels and
 // the video chart agree.
 const COLORS = JSON.parse(document.body.dataset.colors);
 const LABEL_PX = 14;

@@ -1,0 +1,80 @@
+"""Long videos in chunks of frames, and face ids stitched back across the chunk edges.
+
+A chunk is analysed on its own (any worker, any order) by a fresh `Stream`, so its face
+ids are its own. It starts `WARMUP` frames before its first frame, so its tracks are
+confirmed and smoothed by then, and returns those frames' rows too: back in one piece, a
+chunk's tracks are matched to the previous chunk's by how many of those shared frames
+they overlap in (box IoU, as the tracker matches); a matched track keeps its file-wide id,
+an unmatched one gets the next free id, and the warm-up rows are dropped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+
+from ferkit.jobs.video import open_video
+from ferkit.vision.tracking import Tracker, iou
+
+WARMUP = 30  # frames to settle smoothed scores (a chunk adds --min-track to confirm tracks)
+
+
+def probe(path: Path) -> tuple[int, float]:
+    """Frames (0 when the container does not say) and frame rate, by the video's header."""
+    container = open_video(path, long=True)
+    try:
+        stream = container.streams.video[0]
+        rate = Fraction(stream.average_rate or 30)
+        frames = int(stream.frames or 0)
+        if not frames and stream.duration and stream.time_base:
+            frames = int(stream.duration * stream.time_base * rate)
+        return frames, float(rate)
+    finally:
+        container.close()
+
+
+def ranges(frames: int, chunk: int) -> list[tuple[int, int | None]]:
+    """[start, stop) ranges of `chunk` frames; the last one runs to the end of the file."""
+    if chunk <= 0 or frames <= chunk:
+        return [(0, None)]
+    starts = list(range(0, frames, chunk))
+    if frames - starts[-1] < chunk // 4:  # no sliver of a chunk at the end
+        starts.pop()
+    return [(s, e) for s, e in zip(starts, starts[1:], strict=False)] + [(starts[-1], None)]
+
+
+def stitch(parts: list[tuple[int, list[list]]]) -> list[list]:
+    """One video's rows from its chunks' ((start, rows) each), with file-wide face ids.
+
+    Rows are `ferkit video --csv` rows (frame, time_s, face_id, x, y, w, h, ...); a chunk's
+    rows before its start are its warm-up.
+    """
+    min_iou = Tracker().min_iou
+    out: list[list] = []
+    next_id = 1
+    for start, rows in sorted(parts, key=lambda p: p[0]):
+        seen = {}  # frame -> the stitched rows of the chunks before, in the warm-up frames
+        for r in reversed(out):
+            if r[0] < start - WARMUP:
+                break
+            seen.setdefault(r[0], []).append(r)
+        votes = Counter(
+            (old[2], r[2])
+            for r in rows
+            if r[0] < start
+            for old in seen.get(r[0], ())
+            if iou(old[3:7], r[3:7]) >= min_iou
+        )
+        ids, taken = {}, set()
+        for (old_id, new_id), _ in votes.most_common():
+            if old_id not in taken and new_id not in ids:
+                ids[new_id] = old_id
+                taken.add(old_id)
+        for r in rows:
+            if r[0] < start:
+                continue
+            if r[2] not in ids:
+                ids[r[2]], next_id = next_id, next_id + 1
+            out.append([*r[:2], ids[r[2]], *r[3:]])
+    return out

@@ -1,0 +1,122 @@
+"""Where a batch's tasks run: a local process pool, or an existing Dask cluster (`cluster`).
+
+Both keep one model per worker process (loaded once, used for every task) and hand results
+back as tasks finish, in any order. Both survive a worker that dies: the local pool is
+rebuilt and the tasks that were in flight run again; Dask's scheduler moves a dead
+worker's tasks to the others. A task whose worker dies `RETRIES` times (on Dask: the
+scheduler's `distributed.scheduler.allowed-failures`, also 3 by default) is reported as
+failed instead of taking the whole batch down.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
+
+from ferkit.errors import FerkitError
+from ferkit.jobs.analysis import Outcome, Task, init_worker, run_task
+
+log = logging.getLogger(__name__)
+
+RETRIES = 3
+ENGINES = ("local", "dask")
+
+Results = Iterator[tuple[Task, list[Outcome]]]
+
+
+class Engine(Protocol):
+    """What `ferkit batch` needs of where its tasks run: `LocalEngine`, `cluster.DaskEngine`."""
+
+    def run(self, tasks: Iterable[Task]) -> Results:
+        """Each task with its outcomes, as tasks finish (in any order)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def failed(task: Task, why: str) -> list[Outcome]:
+    return [Outcome(path, error=f"{path}: {why}") for path in task.paths]
+
+
+class LocalEngine:
+    """A process pool on this machine, one worker per core by default.
+
+    At most one task per worker is in flight, so when a worker dies only those tasks are
+    retried. Workers are spawned (not forked), so none inherits the driver's threads.
+    """
+
+    def __init__(self, workers: int | None = None, options: dict | None = None):
+        if workers is not None and workers < 1:
+            raise FerkitError(f"--workers must be 1 or more, got {workers}")
+        self.workers = workers or os.cpu_count() or 1
+        self.initargs = (options,)
+
+    def run(self, tasks: Iterable[Task]) -> Results:
+        queue, tries = list(tasks)[::-1], {}
+        while queue:
+            pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=self.initargs,
+            )
+            running: dict = {}
+            try:
+                while queue or running:
+                    while queue and len(running) < self.workers:
+                        task = queue.pop()
+                        running[pool.submit(run_task, task)] = task
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        outcomes = future.result()  # raises if the pool broke: still running
+                        yield running.pop(future), outcomes
+            except BrokenProcessPool:
+                log.warning("a worker died; retrying the %d task(s) it may have held", len(running))
+                for task in running.values():
+                    tries[task] = tries.get(task, 0) + 1
+                    if tries[task] >= RETRIES:
+                        yield task, failed(task, f"its worker died {RETRIES} times")
+                    else:
+                        queue.append(task)
+                running.clear()
+            finally:
+                if running:  # stopped early (Ctrl-C): no waiting for work nobody will collect
+                    for process in multiprocessing.active_children():  # the pool's workers
+                        process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        pass
+
+
+def _start_worker(options: dict | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    init_worker(options)
+
+
+def open_engine(name: str, address: str | None, workers: int | None, options: dict) -> Engine:
+    """The engine `--engine` names, connected; `--address` only for a cluster.
+
+    `options` are the worker's model and face options (see `analysis.init_worker`).
+    """
+    if name == "local":
+        if address:
+            raise FerkitError("--address is for --engine dask, not local")
+        return LocalEngine(workers, options)
+    if name == "dask":
+        if not address:
+            raise FerkitError("--engine dask needs --address HOST:PORT of the Dask scheduler")
+        try:
+            from ferkit.jobs.cluster import DaskEngine
+        except ImportError as err:
+            raise FerkitError(
+                "--engine dask needs the cluster extra: pip install 'ferkit[cluster]'"
+            ) from err
+        return DaskEngine(address, options)
+    raise FerkitError(f"--engine must be one of {', '.join(ENGINES)}, got '{name}'")

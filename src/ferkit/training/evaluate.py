@@ -1,0 +1,151 @@
+"""Accuracy, macro-recall, per-class precision/recall/F1 and the confusion matrix; their
+confidence intervals; and whether the evaluated faces are ones the model trained on.
+
+Whether the faces are ones the model trained on comes from `ferkit.model.fingerprints`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.labels import EMOTIONS, NUM_CLASSES
+from ferkit.model.fingerprints import decode_fingerprints, fingerprints
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Counts with true classes as rows and predictions as columns."""
+    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy hides the rare classes (disgust is 1.5%): macro-recall and per-class scores don't."""
+    matrix = confusion_matrix(y_true, y_pred)
+    tp = np.diag(matrix).astype(float)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(tp.sum() / max(len(y_true), 1)),
+        "macro_recall": float(recall[support > 0].mean()) if support.any() else 0.0,
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(EMOTIONS)
+        },
+        "confusion": matrix.tolist(),
+    }
+
+
+def format_report(result: dict) -> str:
+    """A plain-text table for the terminal."""
+    lines = [
+        f"images: {result['n']}   accuracy: {result['accuracy']:.2%}   "
+        f"macro-recall: {result['macro_recall']:.2%}",
+        "",
+        f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+    ]
+    for name, row in result["per_class"].items():
+        lines.append(
+            f"{name:<10}{row['precision']:>10.3f}{row['recall']:>10.3f}"
+            f"{row['f1']:>10.3f}{row['support']:>10}"
+        )
+    lines += [
+        "",
+        "confusion (rows: true, columns: predicted)",
+        " " * 10 + "".join(f"{n[:7]:>8}" for n in EMOTIONS),
+    ]
+    for name, row in zip(EMOTIONS, result["confusion"]):
+        lines.append(f"{name:<10}" + "".join(f"{v:>8}" for v in row))
+    return "\n".join(lines)
+
+
+def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict:
+    """Two answers on the same faces, compared where they differ: the exact McNemar test
+    (two-sided binomial on the discordant faces), the fair test for a paired comparison."""
+    only_a = int((a_right & ~b_right).sum())
+    only_b = int((b_right & ~a_right).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
+    return {"only_first": only_a, "only_second": only_b, "p": min(1.0, 2 * tail)}
+
+
+def bootstrap_interval(
+    y_true: np.ndarray, y_pred: np.ndarray, n: int = 1000, seed: int = 0
+) -> dict[str, list[float]]:
+    """95% percentile-bootstrap intervals of accuracy and macro-recall (faces resampled)."""
+    rng = np.random.default_rng(seed)
+    acc, rec = [], []
+    for _ in range(n):
+        pick = rng.integers(0, len(y_true), len(y_true))
+        m = metrics(y_true[pick], y_pred[pick])
+        acc.append(m["accuracy"])
+        rec.append(m["macro_recall"])
+    return {
+        "accuracy": [float(v) for v in np.percentile(acc, [2.5, 97.5])],
+        "macro_recall": [float(v) for v in np.percentile(rec, [2.5, 97.5])],
+    }
+
+
+def fold_folders(run: str | Path) -> list[Path]:
+    """The fold folders of a K-fold run (`fold-1/` ... `fold-K/`), in fold order (none for
+    any other folder)."""
+    return sorted(Path(run).glob("fold-*"), key=lambda p: p.name.partition("-")[2].zfill(9))
+
+
+def fold_models(run: str | Path, engine: str = "auto") -> list:
+    """The fold models of a K-fold run (`fold-1/` ... `fold-K/`), in order."""
+    from ferkit.model.recognizer import FacialExpressionModel
+
+    folders = fold_folders(run)
+    if not folders:
+        raise FerkitError(f"{run}: no fold-N/ folders: not a K-fold run ('ferkit train --folds')")
+    models = [FacialExpressionModel.load(folder, engine) for folder in folders]
+    for folder, model in zip(folders, models, strict=True):
+        if not model.metadata.get("trained_on"):
+            raise FerkitError(f"{folder}: the model does not list the faces it trained on")
+    return models
+
+
+def out_of_fold_scores(
+    run: str | Path, images: np.ndarray, inputs: np.ndarray | None = None, engine: str = "auto"
+) -> np.ndarray:
+    """Each face scored by the fold models of a K-fold run that never trained on it, known
+    from their training lists; `inputs` (default `images`) is what they are shown.
+
+    A K-fold run's own model trained on every sharp face, so its held-out figure is the
+    folds': this recomputes it for any copy or subset of the faces. A face no fold trained on
+    (outside the sharp set) gets the average of all of them.
+    """
+    inputs = images if inputs is None else inputs
+    hashes = fingerprints(images)  # once, not once a fold
+    total, count = np.zeros((len(images), NUM_CLASSES)), np.zeros(len(images))
+    for model in fold_models(run, engine):
+        unseen = ~np.isin(hashes, decode_fingerprints(model.metadata))
+        if unseen.any():
+            total[unseen] += model.predict_scores(inputs[unseen])
+            count[unseen] += 1
+    if (count == 0).any():
+        raise FerkitError(
+            f"{run}: {int((count == 0).sum())} of these {len(images)} faces were trained on "
+            "by every fold model"
+        )
+    return total / count[:, None]
+
+
+def agreement(sharp_scores: np.ndarray, blurred_scores: np.ndarray) -> float:
+    """Share of faces whose answer is the same sharp and blurred (train/'s blur)."""
+    return float((sharp_scores.argmax(axis=1) == blurred_scores.argmax(axis=1)).mean())
