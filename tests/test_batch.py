@@ -332,3 +332,27 @@ def test_an_edited_manifest_is_refused_and_stale_temporaries_removed(tmp_path, c
     stale.write_bytes(b"half")
     assert main(["batch", str(photo), "--out", str(out), "--quiet"]) == 0
     assert not stale.exists() and finished(out)
+
+
+def test_a_loop_and_a_255_byte_name_are_no_obstacle(corpus, tmp_path, capsys):
+    src = tmp_path / "odd"
+    src.mkdir()
+    photo = (corpus / "one.jpg").read_bytes()
+    long_name = "x" * 251 + ".jpg"  # the longest name the file system takes
+    (src / long_name).write_bytes(photo)
+    (src / "one.jpg").write_bytes(photo)
+    os.symlink("loop-b", src / "loop-a")
+    os.symlink("loop-a", src / "loop-b")
+    out = tmp_path / "out"
+    for run in range(2):
+        assert main(["batch", str(src), str(src), "--out", str(out), "--quiet"]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.count("a symbolic link loop") == 2  # each once, though named twice
+        assert f"note: left out {src / 'loop-a'}: a symbolic link loop" in captured.err
+        assert f"{2 - 2 * run} file(s) analysed, {2 * run} already done" in captured.out
+    assert {Path(r["file"]).name for r in faces_table(out)} == {long_name, "one.jpg"}
+    assert all(len(p.name.encode()) <= 255 for p in (out / "files").iterdir())
+    names = [e["name"] for e in finished(out).values()]
+    shortened = next(n for n in names if n != "one.jpg")
+    assert shortened.startswith("x" * 100) and shortened.endswith(".jpg")
+

@@ -511,13 +511,20 @@ def _csv_rows(path: Path, faces) -> list[list]:
     return [[str(path), *face.csv_row()] for face in faces]
 
 
+def _note_loops(loops: list[Path]) -> None:
+    """One line for each link in an input folder that leads round in a loop (left out)."""
+    for link in loops:
+        print(f"note: left out {link}: a symbolic link loop", file=sys.stderr)
+
+
 def cmd_predict(args) -> int:
     from ferkit.face import CSV_FIELDS
     from ferkit.files import find_inputs, unique_name, write_csv, write_json
     from ferkit.images import read_image, sniff_file
     from ferkit.overlay import write_annotated
 
-    paths, unwanted = find_inputs(args.inputs, args.out, lambda f: sniff_file(f) == "image")
+    paths, unwanted, loops = find_inputs(args.inputs, args.out, lambda f: sniff_file(f) == "image")
+    _note_loops(loops)
     if unwanted:
         print(
             f"note: left out {unwanted} file(s) in the folders that are not photos", file=sys.stderr
@@ -797,6 +804,7 @@ def cmd_batch(args) -> int:
         return 130
     finally:
         engine.close()
+    _note_loops(report.loops)
     for error in report.errors:
         print(f"error: {error['error']}", file=sys.stderr)
     unwanted = f", {report.unwanted} neither photo nor video left out" if report.unwanted else ""
