@@ -356,3 +356,22 @@ def test_a_loop_and_a_255_byte_name_are_no_obstacle(corpus, tmp_path, capsys):
     shortened = next(n for n in names if n != "one.jpg")
     assert shortened.startswith("x" * 100) and shortened.endswith(".jpg")
 
+
+def test_a_photo_that_cannot_be_read_is_an_error_not_another_kind(corpus, tmp_path, capsys):
+    src = tmp_path / "photos"
+    src.mkdir()
+    photo = (corpus / "one.jpg").read_bytes()
+    (src / "good.jpg").write_bytes(photo)
+    (src / "cut.jpg").write_bytes(photo[:2])  # truncated before its content says JPEG
+    (src / "empty.png").write_bytes(b"")
+    (src / "notes.txt").write_text("not media\n")
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "--out", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    errors = {
+        Path(r["file"]).name: r["error"] for r in pq.read_table(out / "errors.parquet").to_pylist()
+    }
+    assert set(errors) == {"cut.jpg", "empty.png"}
+    assert "1 file(s) analysed, 0 already done, 2 failed, 1 neither" in captured.out
+    assert all(name in message for name, message in errors.items())
+
