@@ -375,3 +375,35 @@ def test_a_photo_that_cannot_be_read_is_an_error_not_another_kind(corpus, tmp_pa
     assert "1 file(s) analysed, 0 already done, 2 failed, 1 neither" in captured.out
     assert all(name in message for name, message in errors.items())
 
+
+def test_kill_9_of_the_driver_takes_its_workers_along(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = batch(corpus, out, "--workers", "2")
+    workers: list[psutil.Process] = []
+    try:
+        wait_for(lambda: finished(out), what="a first finished file")
+        workers = wait_for(
+            lambda: [
+                p
+                for p in psutil.Process(proc.pid).children()
+                if "spawn_main" in " ".join(p.cmdline())
+            ],
+            what="worker processes",
+        )
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.kill()  # the driver alone, as `kill -9 PID` does: no cleanup runs in it
+        proc.wait(timeout=30)
+
+        def gone(p: psutil.Process) -> bool:
+            try:
+                return p.status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_for(lambda: all(map(gone, workers)), timeout=20, what="the workers to end")
+    finally:
+        for p in [proc, *workers]:
+            try:
+                p.kill()
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                pass
