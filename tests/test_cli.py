@@ -315,3 +315,28 @@ def test_a_frame_larger_than_the_header_declared_is_refused(tmp_path):
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "a frame of 2048x1152" in last
     assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".o.*"))
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["predict", "x.jpg", "--ouy", "o"], "ferkit predict"),  # a typo in an option
+        (["predikt", "x.jpg"], "ferkit"),  # in the command
+        (["video", "clip.mp4"], "ferkit video"),  # --out missing
+        (["serve", "--port", "99999"], "ferkit serve"),
+        (["serve", "--port", "-1"], "ferkit serve"),
+    ],
+)
+def test_a_usage_mistake_is_one_error_line_with_a_hint(args, hint):
+    run = ferkit(*args, timeout=30)
+    assert_one_error_line(run, f"(see '{hint} --help')")
+    assert "usage:" not in run.stderr and run.stdout == ""
+
+
+def test_serve_refuses_a_source_that_is_not_there(tmp_path):
+    missing = tmp_path / "clpi.mp4"  # mistyped
+    started = time.monotonic()
+    run = ferkit("serve", "--port", free_port(), "--source", missing, timeout=30)
+    assert_one_error_line(run, f"--source {missing}: no such file")
+    assert time.monotonic() - started < 15  # before the model loads or a port is taken
+

@@ -16,10 +16,29 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
 from ferkit.serialize import ENGINES
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's, with a usage mistake said as every other mistake is: one `error:` line
+    (where to look, not the whole usage block), exit status 2. Sub-commands' parsers are of
+    the class of their parent, so this holds for every command."""
+
+    commands: dict[str, argparse.ArgumentParser] = {}  # the top parser's, by name
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
+        known, extras = self.parse_known_args(args, namespace)
+        if extras:  # said by the command's parser: its --help lists what it takes
+            command = self.commands.get(getattr(known, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return known
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -214,6 +233,13 @@ def _count(text: str) -> int:
     """A whole number of 1 or more (frames, workers): anything else is a usage error."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"a whole number of 1 or more, not {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    """A TCP port, 1-65535: anything else is a usage error, not a traceback from bind()."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port from 1 to 65535, not {text!r}")
     return int(text)
 
 
@@ -654,8 +680,11 @@ def _add_serve(sub) -> None:
         ],
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=5000, help="port to listen on")
-    p.add_argument("--source", help="server stream source: a camera index (0) or a video file")
+    p.add_argument("--port", type=_port, default=5000, help="port to listen on (1-65535)")
+    p.add_argument(
+        "--source",
+        help="server stream source: a camera index (0), a video file or a stream URL (rtsp://...)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -705,10 +734,25 @@ def _add_serve(sub) -> None:
     _add_face_options(p)
 
 
+def _check_source(source: str | None) -> None:
+    """`--source` is what OpenCV opens: a camera index, a stream URL, or a video file, which
+    must be there now (a mistyped path would only show as a stream page that stays blank)."""
+    if source is None or source.isdigit() or "://" in source:
+        return
+    if not os.path.exists(source):
+        raise FerkitError(
+            f"--source {source}: no such file (give a video file, a camera index such as 0, "
+            "or a stream URL)"
+        )
+    if os.path.isdir(source):
+        raise FerkitError(f"--source {source}: is a folder; give a video file")
+
+
 def cmd_serve(args) -> int:
     from ferkit.recognizer import FacialExpressionModel
     from ferkit.web import check_port, logs, serve
 
+    _check_source(args.source)
     logs.setup()
     check_port(args.host, args.port)  # a busy port fails here, before anything loads
     model = FacialExpressionModel.load(args.model, args.engine)  # so does a bad --model
@@ -828,7 +872,7 @@ COMMANDS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ferkit",
         description="Facial expression recognition (FER2013).",
         epilog="'ferkit COMMAND --help' shows a command's options and examples.",
@@ -837,6 +881,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)
+    p.commands = sub.choices
     return p
 
 
