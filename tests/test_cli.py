@@ -340,3 +340,10 @@ def test_serve_refuses_a_source_that_is_not_there(tmp_path):
     assert_one_error_line(run, f"--source {missing}: no such file")
     assert time.monotonic() - started < 15  # before the model loads or a port is taken
 
+
+def test_evaluate_table_cuts_no_label(face_folders):
+    run = ferkit("evaluate", face_folders[1])
+    assert run.returncode == 0, run.stderr
+    header = run.stdout.split("confusion (rows: true, columns: predicted)\n")[1].splitlines()[0]
+    assert header.split() == list(EMOTIONS)
+

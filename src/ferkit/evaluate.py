@@ -53,25 +53,28 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 
 def format_report(result: dict) -> str:
-    """A plain-text table for the terminal."""
+    """A plain-text table for the terminal; its columns as wide as the longest label
+    ("surprise"), so none is cut."""
+    label = max(map(len, EMOTIONS)) + 2  # the row labels' column
+    count = max(label, len(str(result["n"])) + 2)  # a confusion column: its label or a count
     lines = [
         f"images: {result['n']}   accuracy: {result['accuracy']:.2%}   "
         f"macro-recall: {result['macro_recall']:.2%}",
         "",
-        f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+        f"{'class':<{label}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
     ]
     for name, row in result["per_class"].items():
         lines.append(
-            f"{name:<10}{row['precision']:>10.3f}{row['recall']:>10.3f}"
+            f"{name:<{label}}{row['precision']:>10.3f}{row['recall']:>10.3f}"
             f"{row['f1']:>10.3f}{row['support']:>10}"
         )
     lines += [
         "",
         "confusion (rows: true, columns: predicted)",
-        " " * 10 + "".join(f"{n[:7]:>8}" for n in EMOTIONS),
+        " " * label + "".join(f"{n:>{count}}" for n in EMOTIONS),
     ]
     for name, row in zip(EMOTIONS, result["confusion"]):
-        lines.append(f"{name:<10}" + "".join(f"{v:>8}" for v in row))
+        lines.append(f"{name:<{label}}" + "".join(f"{v:>{count}}" for v in row))
     return "\n".join(lines)
 
 
