@@ -341,6 +341,15 @@ def test_serve_refuses_a_source_that_is_not_there(tmp_path):
     assert time.monotonic() - started < 15  # before the model loads or a port is taken
 
 
+def test_tensorflow_says_nothing_of_its_own(tmp_path, astronaut):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), astronaut)
+    run = ferkit("predict", photo, "--engine", "keras")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # no oneDNN, absl or CUDA lines
+    assert run.stdout.startswith(f"{photo}: 1 face(s)")
+
+
 def test_evaluate_table_cuts_no_label(face_folders):
     run = ferkit("evaluate", face_folders[1])
     assert run.returncode == 0, run.stderr

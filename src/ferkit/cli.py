@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
+from ferkit.quiet import quiet_tensorflow
 from ferkit.serialize import ENGINES
 
 
@@ -890,7 +891,7 @@ def _interrupted(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    quiet_tensorflow()  # train, explore --augment, export, --engine keras: ferkit's lines only
     previous = {}
     try:
         args = parser().parse_args(argv)

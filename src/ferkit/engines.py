@@ -23,6 +23,7 @@ from typing import Protocol
 
 from ferkit.analysis import Outcome, Task, init_worker, run_task
 from ferkit.errors import FerkitError
+from ferkit.quiet import quiet_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ PARENT_CHECK_S = 0.5  # how often a worker looks whether the driver is still the
 def _start_worker(options: dict | None, driver: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     threading.Thread(target=_exit_with, args=(driver,), daemon=True, name="ferkit-driver").start()
+    quiet_tensorflow()  # a worker shares the terminal: `--model-engine keras` adds no chatter
     init_worker(options)
 
 
