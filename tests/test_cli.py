@@ -356,3 +356,22 @@ def test_evaluate_table_cuts_no_label(face_folders):
     header = run.stdout.split("confusion (rows: true, columns: predicted)\n")[1].splitlines()[0]
     assert header.split() == list(EMOTIONS)
 
+
+def test_predict_reports_a_photo_it_cannot_read_and_skips_a_loop(tmp_path, astronaut):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ok, jpeg = cv2.imencode(".jpg", astronaut)
+    long_name = "y" * 251 + ".jpg"
+    (folder / long_name).write_bytes(jpeg.tobytes())
+    (folder / "cut.jpg").write_bytes(jpeg.tobytes()[:2])  # its content cannot say JPEG
+    (folder / "notes.txt").write_text("not a photo\n")
+    os.symlink("loop", folder / "loop")
+    out = tmp_path / "out"
+    run = ferkit("predict", folder, "--out", out)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.count("error:") == 1 and f"error: {folder / 'cut.jpg'}: " in run.stderr
+    assert f"note: left out {folder / 'loop'}: a symbolic link loop" in run.stderr
+    assert "left out 1 file(s) in the folders that are not photos" in run.stderr
+    assert f"{folder / long_name}: 1 face(s)" in run.stdout
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 2 and all(len(n.encode()) <= 255 for n in written)
