@@ -130,9 +130,9 @@ def find_inputs(
     """Files named, found in folders (recursively) or matched by globs, each once, in order.
 
     Hidden files in folders (.DS_Store) and anything under the output folder `out` are left
-    out; so are links in folders that lead nowhere or round in a loop (those are listed,
-    once each, for the caller to say so); a file named is always kept (its reader says what
-    is wrong with it); a name that matches nothing is an error.
+    out; so are links in folders that lead nowhere, and those that lead round in a loop
+    (listed, once each, for the caller to say so); a file named is always kept (its reader
+    says what is wrong with it); a name that matches nothing is an error.
     """
     found: dict[Path, Path] = {}
     loops: dict[Path, Path] = {}  # each once, even when two inputs reach it
