@@ -332,3 +332,78 @@ def test_an_edited_manifest_is_refused_and_stale_temporaries_removed(tmp_path, c
     stale.write_bytes(b"half")
     assert main(["batch", str(photo), "--out", str(out), "--quiet"]) == 0
     assert not stale.exists() and finished(out)
+
+
+def test_a_loop_and_a_255_byte_name_are_no_obstacle(corpus, tmp_path, capsys):
+    src = tmp_path / "odd"
+    src.mkdir()
+    photo = (corpus / "one.jpg").read_bytes()
+    long_name = "x" * 251 + ".jpg"  # the longest name the file system takes
+    (src / long_name).write_bytes(photo)
+    (src / "one.jpg").write_bytes(photo)
+    os.symlink("loop-b", src / "loop-a")
+    os.symlink("loop-a", src / "loop-b")
+    out = tmp_path / "out"
+    for run in range(2):
+        assert main(["batch", str(src), str(src), "--out", str(out), "--quiet"]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.count("a symbolic link loop") == 2  # each once, though named twice
+        assert f"note: left out {src / 'loop-a'}: a symbolic link loop" in captured.err
+        assert f"{2 - 2 * run} file(s) analysed, {2 * run} already done" in captured.out
+    assert {Path(r["file"]).name for r in faces_table(out)} == {long_name, "one.jpg"}
+    assert all(len(p.name.encode()) <= 255 for p in (out / "files").iterdir())
+    names = [e["name"] for e in finished(out).values()]
+    shortened = next(n for n in names if n != "one.jpg")
+    assert shortened.startswith("x" * 100) and shortened.endswith(".jpg")
+
+
+def test_a_photo_that_cannot_be_read_is_an_error_not_another_kind(corpus, tmp_path, capsys):
+    src = tmp_path / "photos"
+    src.mkdir()
+    photo = (corpus / "one.jpg").read_bytes()
+    (src / "good.jpg").write_bytes(photo)
+    (src / "cut.jpg").write_bytes(photo[:2])  # truncated before its content says JPEG
+    (src / "empty.png").write_bytes(b"")
+    (src / "notes.txt").write_text("not media\n")
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "--out", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    errors = {
+        Path(r["file"]).name: r["error"] for r in pq.read_table(out / "errors.parquet").to_pylist()
+    }
+    assert set(errors) == {"cut.jpg", "empty.png"}
+    assert "1 file(s) analysed, 0 already done, 2 failed, 1 neither" in captured.out
+    assert all(name in message for name, message in errors.items())
+
+
+def test_kill_9_of_the_driver_takes_its_workers_along(corpus, tmp_path):
+    out = tmp_path / "out"
+    proc = batch(corpus, out, "--workers", "2")
+    workers: list[psutil.Process] = []
+    try:
+        wait_for(lambda: finished(out), what="a first finished file")
+        workers = wait_for(
+            lambda: [
+                p
+                for p in psutil.Process(proc.pid).children()
+                if "spawn_main" in " ".join(p.cmdline())
+            ],
+            what="worker processes",
+        )
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.kill()  # the driver alone, as `kill -9 PID` does: no cleanup runs in it
+        proc.wait(timeout=30)
+
+        def gone(p: psutil.Process) -> bool:
+            try:
+                return p.status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_for(lambda: all(map(gone, workers)), timeout=20, what="the workers to end")
+    finally:
+        for p in [proc, *workers]:
+            try:
+                p.kill()
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                pass

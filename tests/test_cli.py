@@ -315,3 +315,63 @@ def test_a_frame_larger_than_the_header_declared_is_refused(tmp_path):
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "a frame of 2048x1152" in last
     assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".o.*"))
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["predict", "x.jpg", "--ouy", "o"], "ferkit predict"),  # a typo in an option
+        (["predikt", "x.jpg"], "ferkit"),  # in the command
+        (["video", "clip.mp4"], "ferkit video"),  # --out missing
+        (["serve", "--port", "99999"], "ferkit serve"),
+        (["serve", "--port", "-1"], "ferkit serve"),
+    ],
+)
+def test_a_usage_mistake_is_one_error_line_with_a_hint(args, hint):
+    run = ferkit(*args, timeout=30)
+    assert_one_error_line(run, f"(see '{hint} --help')")
+    assert "usage:" not in run.stderr and run.stdout == ""
+
+
+def test_serve_refuses_a_source_that_is_not_there(tmp_path):
+    missing = tmp_path / "clpi.mp4"  # mistyped
+    started = time.monotonic()
+    run = ferkit("serve", "--port", free_port(), "--source", missing, timeout=30)
+    assert_one_error_line(run, f"--source {missing}: no such file")
+    assert time.monotonic() - started < 15  # before the model loads or a port is taken
+
+
+def test_tensorflow_says_nothing_of_its_own(tmp_path, astronaut):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), astronaut)
+    run = ferkit("predict", photo, "--engine", "keras")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # no oneDNN, absl or CUDA lines
+    assert run.stdout.startswith(f"{photo}: 1 face(s)")
+
+
+def test_evaluate_table_cuts_no_label(face_folders):
+    run = ferkit("evaluate", face_folders[1])
+    assert run.returncode == 0, run.stderr
+    header = run.stdout.split("confusion (rows: true, columns: predicted)\n")[1].splitlines()[0]
+    assert header.split() == list(EMOTIONS)
+
+
+def test_predict_reports_a_photo_it_cannot_read_and_skips_a_loop(tmp_path, astronaut):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ok, jpeg = cv2.imencode(".jpg", astronaut)
+    long_name = "y" * 251 + ".jpg"
+    (folder / long_name).write_bytes(jpeg.tobytes())
+    (folder / "cut.jpg").write_bytes(jpeg.tobytes()[:2])  # its content cannot say JPEG
+    (folder / "notes.txt").write_text("not a photo\n")
+    os.symlink("loop", folder / "loop")
+    out = tmp_path / "out"
+    run = ferkit("predict", folder, "--out", out)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.count("error:") == 1 and f"error: {folder / 'cut.jpg'}: " in run.stderr
+    assert f"note: left out {folder / 'loop'}: a symbolic link loop" in run.stderr
+    assert "left out 1 file(s) in the folders that are not photos" in run.stderr
+    assert f"{folder / long_name}: 1 face(s)" in run.stdout
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 2 and all(len(n.encode()) <= 255 for n in written)

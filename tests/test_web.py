@@ -87,6 +87,9 @@ def test_errors_say_what_was_wrong(client):
     body = b"--B\r\nContent-Disposition: form-data; " + name + b"\r\n\r\n\xff\xd8\xff\r\n--B--\r\n"
     reply = client.post("/api/predict", data=body, content_type="multipart/form-data; boundary=B")
     assert reply.status_code == 400 and "no part could be read" in reply.get_json()["error"]
+    cut = {"image": (io.BytesIO(b"\xff\xd8\xff\xe0 cut short"), "../photos/beach.jpg")}
+    reply = client.post("/api/predict", data=cut)  # named as sent, less the sender's folders
+    assert reply.status_code == 400 and reply.get_json()["error"].startswith("beach.jpg: corrupt")
 
 
 def test_video_job_lifecycle(client, app, astronaut_video):
@@ -106,7 +109,7 @@ def test_video_job_lifecycle(client, app, astronaut_video):
     assert video.headers["Content-Disposition"].endswith(f"filename*=UTF-8''{saved_as}")
     assert client.get(job["files"]["csv"]).data.startswith(b"frame,time_s,face_id")
     assert client.get(job["files"]["json"]).get_json() == job["summary"]  # one story
-    assert job["summary"]["video"] == "upload"  # not the server's name for the file
+    assert job["summary"]["video"] == "клип 1.mp4"  # as sent, not the server's name for it
     assert client.get(f"/api/videos/{job_id}/upload.bin").status_code == 404
     assert client.get("/api/videos/nope").status_code == 404
 
@@ -123,7 +126,7 @@ def test_video_job_rejects_non_videos_and_reports_corrupt(client, app):
     )
     assert reply.status_code == 400  # refused from its header, before any job exists
     error = reply.get_json()["error"]
-    assert error == "upload: not a readable video (Invalid data found when processing input)"
+    assert error == "a.mp4: not a readable video (Invalid data found when processing input)"
     hollow = io.BytesIO()  # a well-formed H.264 MP4 header (sizes and all), no frame data
     with av.open(hollow, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=10)
@@ -136,7 +139,7 @@ def test_video_job_rejects_non_videos_and_reports_corrupt(client, app):
             container.mux(zeros)
     reply = client.post("/api/videos", data={"video": (io.BytesIO(hollow.getvalue()), "h.mp4")})
     assert reply.status_code == 400, reply.get_json()  # its first frame tried now, not in a job
-    assert reply.get_json()["error"].startswith("upload: the video is damaged")
+    assert reply.get_json()["error"].startswith("h.mp4: the video is damaged")
     assert app.extensions["ferkit.jobs"].jobs == jobs
 
 

@@ -16,10 +16,30 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
 from ferkit.model.folder import ENGINES
+from ferkit.quiet import quiet_tensorflow
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's, with a usage mistake said as every other mistake is: one `error:` line
+    (where to look, not the whole usage block), exit status 2. Sub-commands' parsers are of
+    the class of their parent, so this holds for every command."""
+
+    commands: dict[str, argparse.ArgumentParser] = {}  # the top parser's, by name
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
+        known, extras = self.parse_known_args(args, namespace)
+        if extras:  # said by the command's parser: its --help lists what it takes
+            command = self.commands.get(getattr(known, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return known
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -215,6 +235,13 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1-65535: anything else is a usage error, not a traceback from bind()."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port from 1 to 65535, not {text!r}")
+    return int(text)
+
+
 def _share(text: str) -> float:
     """A number from 0 to 1 (a share of the target): anything else is a usage error."""
     try:
@@ -365,11 +392,11 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from ferkit.model.calibration import apply_temperature, expected_calibration_error
-    from ferkit.model.fingerprints import trained_on, training_overlap
     from ferkit.model.preprocess import blur
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.training import data
     from ferkit.training.evaluate import format_report, metrics, out_of_fold_scores
+    from ferkit.training.nets.fingerprints import trained_on, training_overlap
 
     if args.out:
         _check_data_apart(
@@ -454,9 +481,9 @@ def cmd_evaluate(args) -> int:
 
 def _compare(args, model, faces, images, scores) -> dict:
     """The candidate (`--model`) and `--against` on the faces neither trained on."""
-    from ferkit.model.fingerprints import trained_on
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.training.evaluate import mcnemar
+    from ferkit.training.nets.fingerprints import trained_on
 
     reference = FacialExpressionModel.load(args.against, args.engine)
     seen = trained_on(reference.metadata, faces.images)
@@ -617,13 +644,20 @@ def _csv_rows(path: Path, faces) -> list[list]:
     return [[str(path), *face.csv_row()] for face in faces]
 
 
+def _note_loops(loops: list[Path]) -> None:
+    """One line for each link in an input folder that leads round in a loop (left out)."""
+    for link in loops:
+        print(f"note: left out {link}: a symbolic link loop", file=sys.stderr)
+
+
 def cmd_predict(args) -> int:
     from ferkit.files import find_inputs, unique_name, write_csv, write_json
     from ferkit.media.images import read_image, sniff_file
     from ferkit.vision.face import CSV_FIELDS
     from ferkit.vision.overlay import write_annotated
 
-    paths, unwanted = find_inputs(args.inputs, args.out, lambda f: sniff_file(f) == "image")
+    paths, unwanted, loops = find_inputs(args.inputs, args.out, lambda f: sniff_file(f) == "image")
+    _note_loops(loops)
     if unwanted:
         print(
             f"note: left out {unwanted} file(s) in the folders that are not photos", file=sys.stderr
@@ -777,8 +811,11 @@ def _add_serve(sub) -> None:
         ],
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=5000, help="port to listen on")
-    p.add_argument("--source", help="server stream source: a camera index (0) or a video file")
+    p.add_argument("--port", type=_port, default=5000, help="port to listen on (1-65535)")
+    p.add_argument(
+        "--source",
+        help="server stream source: a camera index (0), a video file or a stream URL (rtsp://...)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -828,10 +865,25 @@ def _add_serve(sub) -> None:
     _add_face_options(p)
 
 
+def _check_source(source: str | None) -> None:
+    """`--source` is what OpenCV opens: a camera index, a stream URL, or a video file, which
+    must be there now (a mistyped path would only show as a stream page that stays blank)."""
+    if source is None or source.isdigit() or "://" in source:
+        return
+    if not os.path.exists(source):
+        raise FerkitError(
+            f"--source {source}: no such file (give a video file, a camera index such as 0, "
+            "or a stream URL)"
+        )
+    if os.path.isdir(source):
+        raise FerkitError(f"--source {source}: is a folder; give a video file")
+
+
 def cmd_serve(args) -> int:
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.web import check_port, logs, serve
 
+    _check_source(args.source)
     logs.setup()
     check_port(args.host, args.port)  # a busy port fails here, before anything loads
     model = FacialExpressionModel.load(args.model, args.engine)  # so does a bad --model
@@ -927,6 +979,7 @@ def cmd_batch(args) -> int:
         return 130
     finally:
         engine.close()
+    _note_loops(report.loops)
     for error in report.errors:
         print(f"error: {error['error']}", file=sys.stderr)
     unwanted = f", {report.unwanted} neither photo nor video left out" if report.unwanted else ""
@@ -951,7 +1004,7 @@ COMMANDS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ferkit",
         description="Facial expression recognition (FER2013).",
         epilog="'ferkit COMMAND --help' shows a command's options and examples.",
@@ -960,6 +1013,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)
+    p.commands = sub.choices
     return p
 
 
@@ -968,7 +1022,7 @@ def _interrupted(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    quiet_tensorflow()  # train, explore --augment, export, --engine keras: ferkit's lines only
     previous = {}
     try:
         args = parser().parse_args(argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from ferkit.errors import FerkitError
 
@@ -114,17 +116,26 @@ def write_json(path: Path, obj) -> None:
     write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+class Inputs(NamedTuple):
+    """What `find_inputs` found."""
+
+    paths: list[Path]
+    unwanted: int  # files met in folders that `keep` turned down (a README among the photos)
+    loops: list[Path]  # links met in folders that lead round in a circle: left out
+
+
 def find_inputs(
     inputs: list[str], out: Path | None = None, keep: Callable[[Path], bool] | None = None
-) -> tuple[list[Path], int]:
-    """Files named, found in folders (recursively) or matched by globs, each once, in order,
-    and how many files met in folders `keep` turned down (a README among the photos).
+) -> Inputs:
+    """Files named, found in folders (recursively) or matched by globs, each once, in order.
 
     Hidden files in folders (.DS_Store) and anything under the output folder `out` are left
-    out; a file named is always kept (its reader says what is wrong with it); a name that
-    matches nothing is an error.
+    out; so are links in folders that lead nowhere, and those that lead round in a loop
+    (listed, once each, for the caller to say so); a file named is always kept (its reader
+    says what is wrong with it); a name that matches nothing is an error.
     """
     found: dict[Path, Path] = {}
+    loops: dict[Path, Path] = {}  # each once, even when two inputs reach it
     unwanted = 0
     out = out.resolve() if out is not None else None
     for item in map(str, inputs):
@@ -141,12 +152,16 @@ def find_inputs(
         else:
             raise FerkitError(f"{item}: no such file or folder")
         for f in candidates:
-            hidden = path.is_dir() and any(p.startswith(".") for p in f.relative_to(path).parts)
+            if path.is_dir() and any(p.startswith(".") for p in f.relative_to(path).parts):
+                continue  # hidden
             try:
                 resolved, regular = f.resolve(), f.is_file()
+            except RuntimeError:  # how Python 3.11 and 3.12 say a symbolic link loop
+                loops.setdefault(f.absolute(), f)
+                continue
             except OSError:  # in a folder we may list but not enter: its reader says why
                 resolved, regular = f.absolute(), None
-            if hidden or out in resolved.parents or resolved in found:
+            if out in resolved.parents or resolved in found:
                 continue
             if f is not path and regular is False:  # a link to nowhere, a pipe, a socket
                 continue
@@ -161,7 +176,7 @@ def find_inputs(
         inside = " (files inside --out are never inputs)" if under_out else ""
         skipped = f" ({unwanted} of another kind)" if unwanted else ""
         raise FerkitError(f"no files found in {' '.join(map(str, inputs))}{inside}{skipped}")
-    return list(found.values()), unwanted
+    return Inputs(list(found.values()), unwanted, list(loops.values()))
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -176,9 +191,34 @@ def _walk(folder: Path) -> list[Path]:
     )
 
 
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, APFS, ZFS)
+# what outputs add to the name they are given: "-12" (`unique_name`), ".annotated.mp4"
+# (`ferkit batch --annotate`), and "." + ".tmp<pid>" for the temporary file (`temp_path`)
+NAME_ROOM = 40
+
+
+def fit_name(name: str, room: int = NAME_ROOM) -> str:
+    """`name` (a relative path: only its last part is changed) shortened so that it and
+    `room` more bytes still make a file name: its start, a hash of the whole last part (two
+    long names alike in their first 200 bytes stay apart) and its extension. A 255-byte
+    input name would otherwise give outputs that cannot be created."""
+    folder, _, last = name.rpartition("/")
+    limit = NAME_MAX - room
+    if len(os.fsencode(last)) <= limit:
+        return name
+    digest = hashlib.blake2b(os.fsencode(last), digest_size=4).hexdigest()
+    ext = Path(last).suffix if len(Path(last).suffix) <= 16 else ""
+    mark = f"~{digest}{ext}"
+    head = last[: limit - len(mark)]  # characters: at most one byte each
+    while len(os.fsencode(head + mark)) > limit:  # not so in UTF-8 beyond ASCII
+        head = head[:-1]
+    return f"{folder}/{head}{mark}" if folder else head + mark
+
+
 def unique_name(name: str, taken: set[str]) -> str:
-    """`name`, else `name-2`, `name-3`...: the first not in `taken` (lowercased names: the
-    folders of macOS and Windows ignore case), which it then joins."""
+    """`name` (fitted by `fit_name`), else `name-2`, `name-3`...: the first not in `taken`
+    (lowercased names: the folders of macOS and Windows ignore case), which it then joins."""
+    name = fit_name(name)
     candidate, n = name, 1
     while candidate.lower() in taken:
         n += 1

@@ -51,6 +51,7 @@ class Report:
     done: int = 0  # analysed by this run
     skipped: int = 0  # finished by an earlier run, unchanged
     unwanted: int = 0  # files met in the folders that are neither photos nor videos
+    loops: list[Path] = field(default_factory=list)  # links in the folders that loop: left out
     errors: list[dict] = field(default_factory=list)
     rows: dict = field(default_factory=dict)
 
@@ -88,7 +89,9 @@ def run_batch(
     if chunk_frames < 0:
         raise FerkitError(f"--chunk-frames must be 0 (never) or more, got {chunk_frames}")
     out, report = Path(out), Report()
-    paths, report.unwanted = find_inputs(inputs, out, lambda f: sniff_file(f) is not None)
+    paths, report.unwanted, report.loops = find_inputs(
+        inputs, out, lambda f: sniff_file(f) is not None
+    )
     out.mkdir(parents=True, exist_ok=True)
     if removed := remove_temps(out, recursive=False) + remove_temps(out / FILES):
         log.info("%s: removed %d unfinished files of an interrupted run", out, removed)

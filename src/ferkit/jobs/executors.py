@@ -14,6 +14,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +23,7 @@ from typing import Protocol
 
 from ferkit.errors import FerkitError
 from ferkit.jobs.analysis import Outcome, Task, init_worker, run_task
+from ferkit.quiet import quiet_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class LocalEngine:
         if workers is not None and workers < 1:
             raise FerkitError(f"--workers must be 1 or more, got {workers}")
         self.workers = workers or os.cpu_count() or 1
-        self.initargs = (options,)
+        self.initargs = (options, os.getpid())
 
     def run(self, tasks: Iterable[Task]) -> Results:
         queue, tries = list(tasks)[::-1], {}
@@ -95,9 +98,23 @@ class LocalEngine:
         pass
 
 
-def _start_worker(options: dict | None) -> None:
+PARENT_CHECK_S = 0.5  # how often a worker looks whether the driver is still there
+
+
+def _start_worker(options: dict | None, driver: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    threading.Thread(target=_exit_with, args=(driver,), daemon=True, name="ferkit-driver").start()
+    quiet_tensorflow()  # a worker shares the terminal: `--model-engine keras` adds no chatter
     init_worker(options)
+
+
+def _exit_with(driver: int) -> None:
+    """End this worker once the driver is gone. A driver killed outright (`kill -9`, the
+    out-of-memory killer) cleans nothing up, and its workers would live on, each holding a
+    model (~175 MB), orphans adopted by another process: their parent changes."""
+    while os.getppid() == driver:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def open_engine(name: str, address: str | None, workers: int | None, options: dict) -> Engine:

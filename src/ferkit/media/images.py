@@ -56,13 +56,24 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+# What a photo or a video is called, for a file whose content cannot tell (`sniff_file`)
+NAMED = {
+    **dict.fromkeys((".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff"), "image"),
+    **dict.fromkeys((".gif", ".heic", ".heif", ".avif"), "image"),
+    **dict.fromkeys((".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".ogv", ".ogg"), "video"),
+}
+
+
 def sniff_file(path: Path) -> str | None:
-    """`sniff` of a regular file's first bytes; None also when it cannot be read."""
+    """`sniff` of a file's first bytes, else what its name says: a photo that cannot be read
+    or is cut short is still a photo, for its reader to report rather than a folder's scan
+    to pass over as "not a photo"; None for a file that is neither."""
     try:
         with open(path, "rb") as fh:
-            return sniff(fh.read(SNIFF_BYTES))
+            kind = sniff(fh.read(SNIFF_BYTES))
     except OSError:
-        return None
+        kind = None
+    return kind or NAMED.get(Path(path).suffix.lower())
 
 
 class _PixelBudget:

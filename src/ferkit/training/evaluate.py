@@ -1,7 +1,7 @@
 """Accuracy, macro-recall, per-class precision/recall/F1 and the confusion matrix; their
 confidence intervals; and whether the evaluated faces are ones the model trained on.
 
-Whether the faces are ones the model trained on comes from `ferkit.model.fingerprints`.
+Whether the faces are ones the model trained on comes from `ferkit.training.nets.fingerprints`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, NUM_CLASSES
-from ferkit.model.fingerprints import decode_fingerprints, fingerprints
+from ferkit.training.nets.fingerprints import decode_fingerprints, fingerprints
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -51,25 +51,28 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 
 def format_report(result: dict) -> str:
-    """A plain-text table for the terminal."""
+    """A plain-text table for the terminal; its columns as wide as the longest label
+    ("surprise"), so none is cut."""
+    label = max(map(len, EMOTIONS)) + 2  # the row labels' column
+    count = max(label, len(str(result["n"])) + 2)  # a confusion column: its label or a count
     lines = [
         f"images: {result['n']}   accuracy: {result['accuracy']:.2%}   "
         f"macro-recall: {result['macro_recall']:.2%}",
         "",
-        f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+        f"{'class':<{label}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
     ]
     for name, row in result["per_class"].items():
         lines.append(
-            f"{name:<10}{row['precision']:>10.3f}{row['recall']:>10.3f}"
+            f"{name:<{label}}{row['precision']:>10.3f}{row['recall']:>10.3f}"
             f"{row['f1']:>10.3f}{row['support']:>10}"
         )
     lines += [
         "",
         "confusion (rows: true, columns: predicted)",
-        " " * 10 + "".join(f"{n[:7]:>8}" for n in EMOTIONS),
+        " " * label + "".join(f"{n:>{count}}" for n in EMOTIONS),
     ]
     for name, row in zip(EMOTIONS, result["confusion"]):
-        lines.append(f"{name:<10}" + "".join(f"{v:>8}" for v in row))
+        lines.append(f"{name:<{label}}" + "".join(f"{v:>{count}}" for v in row))
     return "\n".join(lines)
 
 

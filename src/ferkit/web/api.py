@@ -52,11 +52,20 @@ def _body(kind: str) -> IO[bytes]:
     return request.stream
 
 
+def _sent_name(kind: str, default: str = "upload") -> str:
+    """The multipart file's name as the client sent it, for messages and a video's summary
+    ("clip.mp4: corrupt..."): its last part, printable characters only; `default` for a raw
+    body or a part without a name."""
+    upload = request.files.get(kind) if request.mimetype == "multipart/form-data" else None
+    name = (upload.filename or "") if upload is not None else ""
+    name = name.rpartition("/")[2]  # a client may send a path: the server's business is none
+    return "".join(c for c in name if c.isprintable())[:255] or default
+
+
 def _upload_name(kind: str) -> str:
     """The multipart file's name without its extension, safe in a header and a file name;
     "video" for a raw body or a name with nothing usable."""
-    upload = request.files.get(kind) if request.mimetype == "multipart/form-data" else None
-    stem = Path(upload.filename or "").stem if upload is not None else ""
+    stem = Path(_sent_name(kind, "")).stem
     return re.sub(r"[^\w.-]+", "_", stem).strip("._")[:60] or kind
 
 
@@ -87,7 +96,8 @@ def health():
 
 @bp.post("/predict")
 def predict():
-    with decoded(_upload("image"), "upload") as image:  # a FerkitError is a 400 (create_app)
+    image_data = _upload("image")  # a FerkitError is a 400 (create_app), naming the file
+    with decoded(image_data, _sent_name("image")) as image:
         faces = current_app.extensions["ferkit.pipeline"](image)
     return jsonify(faces=[f.to_dict() for f in faces], width=image.shape[1], height=image.shape[0])
 
@@ -98,7 +108,9 @@ def create_video_job():
     head = body.read(SNIFF_BYTES)
     _check_kind("video", head)
     try:
-        job = _jobs().submit(head, body, client_address(), _upload_name("video"))
+        job = _jobs().submit(
+            head, body, client_address(), _upload_name("video"), _sent_name("video")
+        )
     except QueueFull as err:
         abort(429, str(err))
     log.info("queued as job-%s", job.id)

@@ -43,6 +43,7 @@ class Job:
     client: str = ""  # the address it came from: each address has a share of the queue
     name: str = "video"  # the uploaded file's name (no extension): its outputs download as
     # NAME-video.mp4, NAME-frames.csv... rather than under the same names for every job
+    sent_as: str = "upload"  # the uploaded file's name as sent: in its summary and errors
     status: str = "queued"  # queued, running, done, failed
     progress: float = 0.0
     error: str | None = None
@@ -57,9 +58,9 @@ class Job:
         return self.folder / "upload.bin"
 
     def public(self, err: Exception) -> str:
-        """An error's text with the server's paths replaced: the upload's by 'upload', the
-        job folder's (an output that could not be written) by 'job'."""
-        return str(err).replace(str(self.upload), "upload").replace(str(self.folder), "job")
+        """An error's text with the server's paths replaced: the upload's by the name it
+        was sent under, the job folder's (an output that could not be written) by 'job'."""
+        return str(err).replace(str(self.upload), self.sent_as).replace(str(self.folder), "job")
 
     def output(self, name: str) -> Path | None:
         if self.status != "done" or name not in OUTPUTS:
@@ -156,7 +157,14 @@ class JobQueue:
         self._lock_file.close()
         atexit.unregister(self.shutdown)  # nor keep the app (and its model) alive until exit
 
-    def submit(self, head: bytes, rest: BinaryIO, client: str = "", name: str = "video") -> Job:
+    def submit(
+        self,
+        head: bytes,
+        rest: BinaryIO,
+        client: str = "",
+        name: str = "video",
+        sent_as: str = "upload",
+    ) -> Job:
         """Queue a video (its first bytes, then a stream of the others, copied to disk in
         chunks: a burst of large uploads costs no memory); QueueFull when the queue or the
         client's share of it is full (nothing is then kept), so one client cannot keep
@@ -168,7 +176,9 @@ class JobQueue:
         """
         with self.lock:  # before the upload is written: a refusal costs nothing
             self._check_room(client)
-        job = Job(secrets.token_urlsafe(12), self.root / secrets.token_hex(8), client, name)
+        job = Job(
+            secrets.token_urlsafe(12), self.root / secrets.token_hex(8), client, name, sent_as
+        )
         job.folder.mkdir(mode=0o700)
         try:
             with open(job.upload, "wb") as fh:
@@ -258,7 +268,7 @@ class JobQueue:
                 self.pipeline.stream(),
                 progress=self._progress(job),
                 show_bar=False,
-                name="upload",
+                name=job.sent_as,
             )
             job.status, job.progress = "done", 1.0
         except _Stopped as stop:
