@@ -392,11 +392,11 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from ferkit.model.calibration import apply_temperature, expected_calibration_error
+    from ferkit.model.fingerprints import trained_on, training_overlap
     from ferkit.model.preprocess import blur
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.training import data
     from ferkit.training.evaluate import format_report, metrics, out_of_fold_scores
-    from ferkit.training.nets.fingerprints import trained_on, training_overlap
 
     if args.out:
         _check_data_apart(
@@ -481,9 +481,9 @@ def cmd_evaluate(args) -> int:
 
 def _compare(args, model, faces, images, scores) -> dict:
     """The candidate (`--model`) and `--against` on the faces neither trained on."""
+    from ferkit.model.fingerprints import trained_on
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.training.evaluate import mcnemar
-    from ferkit.training.nets.fingerprints import trained_on
 
     reference = FacialExpressionModel.load(args.against, args.engine)
     seen = trained_on(reference.metadata, faces.images)

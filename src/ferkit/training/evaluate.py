@@ -1,7 +1,7 @@
 """Accuracy, macro-recall, per-class precision/recall/F1 and the confusion matrix; their
 confidence intervals; and whether the evaluated faces are ones the model trained on.
 
-Whether the faces are ones the model trained on comes from `ferkit.training.nets.fingerprints`.
+Whether the faces are ones the model trained on comes from `ferkit.model.fingerprints`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, NUM_CLASSES
-from ferkit.training.nets.fingerprints import decode_fingerprints, fingerprints
+from ferkit.model.fingerprints import decode_fingerprints, fingerprints
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
