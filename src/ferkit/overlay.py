@@ -165,8 +165,9 @@ def _beside(shape, faces: list[Face], bars: bool) -> list[Placement] | None:
 
 
 def _numbers(shape, faces: list[Face]) -> list[Placement]:
-    """Each face's number beside its box: above, below, left, right (or further out), at the
-    first place that covers no face and no number, else the one covering the least face."""
+    """Each face's number beside its box: above or below it (centred, or at either edge),
+    left or right of it, or a row further out: the first place that covers no face and no
+    number, else the one covering the least face, then the fewest numbers."""
     frame_h, frame_w = shape[:2]
     scale = _scale(shape)
     boxes = [_rect(f.box) for f in faces]
@@ -176,14 +177,16 @@ def _numbers(shape, faces: list[Face]) -> list[Placement]:
         x, y, w, h = face.box
         text = f"#{face.face_id}{'?' if face.doubtful else ''}"
         tw, th = _label_size(text, scale * 0.9)
-        corners = [(x, y - th), (x, y + h), (x - tw, y), (x + w, y), (x + w - tw, y - th)]
-        corners += [(x + w - tw, y + h), (x - tw, y + h - th), (x + w, y + h - th)]
-        corners += [(x, y - 2 * th), (x, y + h + th)]
+        mid = x + (w - tw) // 2
+        xs = [int(np.clip(v, 0, max(0, frame_w - tw))) for v in (mid, x, x + w - tw)]
+        corners = [(cx, cy) for cy in (y - th, y + h) for cx in xs]
+        corners += [(x - tw, y + (h - th) // 2), (x + w, y + (h - th) // 2)]
+        corners += [(xs[0], y - 2 * th), (xs[0], y + h + th)]
         rects = [
             (cx, cy, cx + tw, cy + th)
             for cx, cy in corners
             if cx >= 0 and cy >= 0 and cx + tw <= frame_w and cy + th <= frame_h
-        ] or [(max(0, min(x, frame_w - tw)), max(0, y), max(0, min(x, frame_w - tw)) + tw, y + th)]
+        ] or [(xs[1], max(0, min(y, frame_h - th)), xs[1] + tw, max(0, min(y, frame_h - th)) + th)]
         label = min(
             rects,
             key=lambda r: (_covered_area(r, boxes), sum(_overlap(r, t) for t in taken)),
