@@ -51,6 +51,11 @@ def test_chart_lines_have_the_box_colours(tmp_path, monkeypatch):
     lines = drawn["fig"].axes[0].get_lines()
     expected = {name: "#{:02x}{:02x}{:02x}".format(*reversed(COLORS[name])) for name in EMOTIONS}
     assert {line.get_label(): line.get_color() for line in lines} == expected
+    fig = drawn["fig"]  # readable on a 390 px phone: at most 700 px wide, 14 pt text
+    assert fig.get_figwidth() * 100 <= 700
+    ax = fig.axes[0]
+    assert min(t.get_fontsize() for t in ax.get_legend().get_texts()) >= 14
+    assert min(t.get_fontsize() for t in ax.get_xticklabels()) >= 14
 
 
 def test_chart_without_faces_says_so(tmp_path, monkeypatch):
