@@ -221,7 +221,8 @@ def pipeline():
 def test_group_photos_keep_every_face_uncovered(pipeline, n, size):
     """Real group photos (bench/crowded.py measures the same): with a legend, no label covers
     any face (its own included) or another label; a crowd gets only numbers on the picture
-    and its labels in a strip below it, while a video's frame keeps its size."""
+    and its labels in a strip below it, while a video's frame keeps its size (labels on it,
+    where they cover no face either)."""
     image, truth = group_photo(n, size)
     faces = pipeline(image)
     assert len(faces) >= n - 1  # the faint lfw faces: one may stay unfound
@@ -229,6 +230,7 @@ def test_group_photos_keep_every_face_uncovered(pipeline, n, size):
     shares, overlaps = clashes(places)
     assert max(shares) == 0.0 and overlaps == 0
     assert all(p.listed and p.text.rstrip("?") == f"#{p.face.face_id}" for p in places)
+    assert clashes(layout(image.shape, faces)) == ([0.0] * len(faces), 0)  # a video's frame
     drawn = draw(image, faces, legend=True)
     assert drawn.shape[0] > image.shape[0] and drawn.shape[1] == image.shape[1]
     assert draw(image, faces).shape == image.shape

@@ -89,20 +89,20 @@ def layout(
 ) -> list[Placement]:
     """Labels and score bars that cover no other face and no earlier label or bars.
 
-    Without `legend`: a label goes above its box, else below it, else inside its top;
-    failing all three with the whole text, the number alone is tried the same way (and drawn
-    above the box when even that finds no room). The bars go below the box, else right of it,
-    else left, else as low as they fit, and are left out when every place covers something.
+    A whole label goes above its box, else below it; else its number alone goes beside it
+    (`_number`), where it covers no face if it can; failing that (without `legend` only: a
+    video frame has nowhere else) the whole label goes inside the box's top, else the number
+    where it covers the least of any face. The bars go
+    below the box, else right of it, else left, else as low as they fit, and only where they
+    cover no face, no label and no bars.
 
-    With `legend`, nothing may cover any face, its own included: labels go only above or
-    below their box, bars only where they cover no face. When there are more than CROWDED
-    faces or a label finds no such place, every face gets only its number on the picture
-    (`listed`: its label and scores go to the legend), at the place beside its box that
-    covers the least of any face (none, as measured on group photos: bench/crowded.py).
+    With `legend` nothing covers a face, not even its own: beyond CROWDED faces, or as soon
+    as one label has no room, every face gets only its number (`listed`: its label and
+    scores go to the legend below the picture). On group photos that covers no face at all
+    (bench/crowded.py).
     """
-    if legend:
-        places = None if len(faces) > CROWDED else _beside(shape, faces, bars)
-        return places if places is not None else _numbers(shape, faces)
+    if legend and len(faces) > CROWDED:
+        return _numbers(shape, faces)
     frame_h, frame_w = shape[:2]
     scale = _scale(shape)
     boxes = [_rect(f.box) for f in faces]
@@ -110,54 +110,26 @@ def layout(
     placements = []
     for i, face in enumerate(faces):
         x, y, w, h = face.box
-        others = boxes[:i] + boxes[i + 1 :] + taken
-
-        def free(rect: Rect, others=others) -> bool:
-            inside = rect[0] >= 0 and rect[1] >= 0 and rect[2] <= frame_w and rect[3] <= frame_h
-            return inside and not any(_overlap(rect, o) for o in others)
-
-        number = f"#{face.face_id}"
-        tags = []
-        for text in (label_text(face), number):
-            tw, th = _label_size(text, scale * 0.9)
-            left = max(0, min(x, frame_w - tw))  # never cut at the right edge
-            tops = (y - th, y + h, y, max(0, y - th))  # the last: the fallback, above or at 0
-            tags += [(text, (left, top, left + tw, top + th)) for top in tops]
-        text, label = next((tag for tag in tags[:-1] if free(tag[1])), tags[-1])
-        taken.append(label)
-        spot = None
-        if bars:
-            bw, bh = _bars_size(face.box, scale)
-            spots = [(cx, cy, cx + bw, cy + bh) for cx, cy in _bars_spots(shape, face.box, bw, bh)]
-            spot = next((r for r in spots if free(r)), None)
-            if spot is not None:
-                taken.append(spot)
-        placements.append(Placement(face, text, label, spot))
-    return placements
-
-
-def _beside(shape, faces: list[Face], bars: bool) -> list[Placement] | None:
-    """Whole labels above or below their faces and bars where they fit, all covering no face
-    and nothing placed before; None when a label finds no such place."""
-    frame_h, frame_w = shape[:2]
-    scale = _scale(shape)
-    taken = [_rect(f.box) for f in faces]
-    placements = []
-    for face in faces:
-        x, y, w, h = face.box
+        others = boxes[:i] + boxes[i + 1 :] + taken  # above or below never meet its own box
         text = label_text(face)
         tw, th = _label_size(text, scale * 0.9)
-        left = max(0, min(x, frame_w - tw))
+        left = max(0, min(x, frame_w - tw))  # never cut at the right edge
         tags = [(left, top, left + tw, top + th) for top in (y - th, y + h)]
-        label = next((r for r in tags if _free(r, taken, frame_w, frame_h)), None)
-        if label is None:
-            return None
+        label = next((r for r in tags if _free(r, others, frame_w, frame_h)), None)
+        if label is None and legend:
+            return _numbers(shape, faces)
+        if label is None:  # a video frame: its number beside it, else the label on its top
+            text, label = _number(shape, face, boxes, taken)
+            inside = (left, y, left + tw, y + th)
+            clear = _covered_area(label, boxes) == 0 and _free(label, taken, frame_w, frame_h)
+            if not clear and _free(inside, others, frame_w, frame_h):
+                text, label = label_text(face), inside
         taken.append(label)
         spot = None
         if bars:
             bw, bh = _bars_size(face.box, scale)
             spots = [(cx, cy, cx + bw, cy + bh) for cx, cy in _bars_spots(shape, face.box, bw, bh)]
-            spot = next((r for r in spots if _free(r, taken, frame_w, frame_h)), None)
+            spot = next((r for r in spots if _free(r, boxes + taken, frame_w, frame_h)), None)
             if spot is not None:
                 taken.append(spot)
         placements.append(Placement(face, text, label, spot))
@@ -165,35 +137,40 @@ def _beside(shape, faces: list[Face], bars: bool) -> list[Placement] | None:
 
 
 def _numbers(shape, faces: list[Face]) -> list[Placement]:
-    """Each face's number beside its box: above or below it (centred, or at either edge),
-    left or right of it, or a row further out: the first place that covers no face and no
-    number, else the one covering the least face, then the fewest numbers."""
-    frame_h, frame_w = shape[:2]
-    scale = _scale(shape)
+    """Every face with only its number on the picture, its label listed in the legend."""
     boxes = [_rect(f.box) for f in faces]
     taken: list[Rect] = []
     placements = []
     for face in faces:
-        x, y, w, h = face.box
-        text = f"#{face.face_id}{'?' if face.doubtful else ''}"
-        tw, th = _label_size(text, scale * 0.9)
-        mid = x + (w - tw) // 2
-        xs = [int(np.clip(v, 0, max(0, frame_w - tw))) for v in (mid, x, x + w - tw)]
-        corners = [(cx, cy) for cy in (y - th, y + h) for cx in xs]
-        corners += [(x - tw, y + (h - th) // 2), (x + w, y + (h - th) // 2)]
-        corners += [(xs[0], y - 2 * th), (xs[0], y + h + th)]
-        rects = [
-            (cx, cy, cx + tw, cy + th)
-            for cx, cy in corners
-            if cx >= 0 and cy >= 0 and cx + tw <= frame_w and cy + th <= frame_h
-        ] or [(xs[1], max(0, min(y, frame_h - th)), xs[1] + tw, max(0, min(y, frame_h - th)) + th)]
-        label = min(
-            rects,
-            key=lambda r: (_covered_area(r, boxes), sum(_overlap(r, t) for t in taken)),
-        )
+        text, label = _number(shape, face, boxes, taken)
         taken.append(label)
         placements.append(Placement(face, text, label, None, listed=True))
     return placements
+
+
+def _number(shape, face: Face, boxes: list[Rect], taken: list[Rect]) -> tuple[str, Rect]:
+    """A face's number ("#3", "#3?" when doubtful) beside its box: above or below it
+    (centred, or at either edge), left or right of it, or a row further out: the first place
+    that covers no face and nothing in `taken`, else the one covering the least face, then
+    the fewest of `taken`."""
+    frame_h, frame_w = shape[:2]
+    x, y, w, h = face.box
+    text = f"#{face.face_id}{'?' if face.doubtful else ''}"
+    tw, th = _label_size(text, _scale(shape) * 0.9)
+    mid = x + (w - tw) // 2
+    xs = [int(np.clip(v, 0, max(0, frame_w - tw))) for v in (mid, x, x + w - tw)]
+    corners = [(cx, cy) for cy in (y - th, y + h) for cx in xs]
+    corners += [(x - tw, y + (h - th) // 2), (x + w, y + (h - th) // 2)]
+    corners += [(xs[0], y - 2 * th), (xs[0], y + h + th)]
+    rects = [
+        (cx, cy, cx + tw, cy + th)
+        for cx, cy in corners
+        if cx >= 0 and cy >= 0 and cx + tw <= frame_w and cy + th <= frame_h
+    ]
+    top = max(0, min(y, frame_h - th))
+    rects = rects or [(xs[1], top, xs[1] + tw, top + th)]  # a frame smaller than the number
+    cost = lambda r: (_covered_area(r, boxes), sum(_overlap(r, t) for t in taken))  # noqa: E731
+    return text, min(rects, key=cost)
 
 
 def _free(rect: Rect, taken: list[Rect], frame_w: int, frame_h: int) -> bool:
