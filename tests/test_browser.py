@@ -404,6 +404,16 @@ def test_image_page_with_a_crowd(server, browser, photos, size):
         assert shown >= min(stage, 0.75 * SIZES[size][1] * 640 / 360) - 1 or name == "group28"
         p.assert_fits()
         p.shot(f"image-{name}")
+    order = p.page.evaluate(  # a live reply lists tracks in any order: panels by number
+        """() => {
+          const f = (face_id, e) => ({ face_id, emotion: "happy", detection: e, doubtful: e < 0.5,
+            scores: { happy: 0.9, sad: 0.1 } });
+          const list = document.createElement("div");
+          list.innerHTML = facePanels([f(3, 0.9), f(1, 0.4), f(2, 0.8)], "");
+          return [...list.children].map(e => e.querySelector("strong").textContent);
+        }"""
+    )
+    assert order == ["#1 happy 90%?", "#2 happy 90%", "#3 happy 90%"]
     p.close()
 
 
