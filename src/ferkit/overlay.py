@@ -232,16 +232,18 @@ def _legend(width: int, faces: list[Face], scale: float) -> np.ndarray:
     label's colour, "#3 happy 81%", the detection confidence ("doubtful" below DOUBTFUL) and
     the seven scores as one bar split in the emotions' colours."""
     faces = sorted(faces, key=lambda f: f.face_id)
-    font_scale = 0.55 * scale
     texts = [
         f"{label_text(f)}  detected {_floor2(f.detection)}{' doubtful' if f.doubtful else ''}"
         for f in faces
     ]
-    weight, text_w, th, base = _text(max(texts, key=len), font_scale)
-    text_w = max(_text(t, font_scale)[1] for t in texts)
-    pad, row = max(3, th // 2), th + base + max(6, th)
-    bar_w = max(60, 5 * th)
-    col_w = pad + th + pad + text_w + pad + bar_w + 2 * pad
+    font_scale = 0.55 * scale
+    for _ in range(2):  # a second pass smaller when one column is wider than the picture
+        weight, _, th, base = _text(texts[0], font_scale)
+        text_w = max(_text(t, font_scale)[1] for t in texts)
+        pad, row = max(3, th // 2), th + base + max(6, th)
+        bar_w = max(40, 5 * th)
+        col_w = pad + th + pad + text_w + pad + bar_w + 2 * pad
+        font_scale *= min(1.0, width / col_w)
     cols = max(1, width // col_w)
     rows = -(-len(faces) // cols)
     strip = np.full((rows * row + 2 * pad, width, 3), 255, np.uint8)
