@@ -166,3 +166,13 @@ def test_a_video_job_logs_under_its_id(app, client, astronaut_video):
     assert any(f"[{request_id}]" in line and f"queued as job-{job_id}" in line for line in lines)
     job_lines = [line for line in lines if f"[job-{job_id}]" in line]
     assert len(job_lines) == 2 and job_lines[1].endswith("done"), lines
+
+
+def test_min_detection_comes_from_the_config(client, tmp_path, astronaut):
+    """The app's MIN_DETECTION (`ferkit serve --min-detection`) filters its replies; each
+    face says how sure the detector is and whether that is doubtful."""
+    photo = cv2.imencode(".jpg", astronaut)[1].tobytes()
+    (face,) = client.post("/api/predict", data=photo).get_json()["faces"]
+    assert face["detection"] > 0.5 and face["doubtful"] is False
+    strict = create_app({"DATA_DIR": str(tmp_path), "MIN_DETECTION": 0.99})
+    assert strict.test_client().post("/api/predict", data=photo).get_json()["faces"] == []
