@@ -47,6 +47,65 @@ def paste_faces(photo: np.ndarray, size: tuple[int, int], layout) -> np.ndarray:
     return canvas
 
 
+def portraits() -> list[tuple[np.ndarray, tuple[float, float, float, float]]]:
+    """Faces shipped with installed packages, each a square BGR patch with its face's box
+    (x, y, w, h) as shares of the patch: scikit-image's astronaut and cameraman, matplotlib's
+    Grace Hopper, and the 100 faces of scikit-image's `lfw_subset` (25 px, so blurry once
+    upscaled: the faint faces of a real group photo)."""
+    import matplotlib
+
+    sample = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    camera = cv2.cvtColor(skimage.data.camera(), cv2.COLOR_GRAY2BGR)
+    found = [  # the face boxes CenterFace gives in each photo
+        (astronaut(), (184, 65, 86, 111)),
+        (camera, (199, 115, 57, 85)),
+        (cv2.imread(str(sample)), (177, 119, 178, 218)),
+    ]
+    out = [_portrait(image, box) for image, box in found]
+    for face in skimage.data.lfw_subset()[:100]:  # the first 100 are faces, the rest not
+        gray = cv2.cvtColor((face * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        out.append(_portrait(gray, (0, 0, 25, 25)))
+    return out
+
+
+def _portrait(image: np.ndarray, box) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A square patch twice the face's long side around it (the edges replicated)."""
+    x, y, w, h = box
+    side = 2 * max(w, h)
+    x0, y0 = x + w // 2 - side // 2, y + h // 2 - side // 2
+    pad = side
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    patch = padded[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
+    return patch, ((x - x0) / side, (y - y0) / side, w / side, h / side)
+
+
+def group_photo(n: int, size: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """A group photo of `n` people on a canvas of `size` (w, h): heads side by side in rows,
+    as close as a team photo stands, from `portraits` (every other one mirrored). Returns the
+    picture and each face's true box (x, y, w, h), in reading order."""
+    w, h = size
+    cols = max(1, min(n, int(np.ceil(np.sqrt(n * w / h)))))
+    rows = int(np.ceil(n / cols))
+    cell = min(w // cols, h // rows)
+    side = int(cell * 0.96)
+    ramp = np.linspace(70, 180, w, dtype=np.float32)[None, :] + np.zeros((h, 1), np.float32)
+    canvas = np.repeat(ramp[..., None], 3, axis=2).astype(np.uint8)
+    sources, boxes = portraits(), []
+    top = (h - rows * cell) // 2
+    for i in range(n):
+        row, col = divmod(i, cols)
+        in_row = min(cols, n - row * cols)
+        x = (w - in_row * cell) // 2 + col * cell
+        y = top + row * cell
+        patch, (fx, fy, fw, fh) = sources[i % len(sources)]
+        patch = cv2.resize(patch, (side, side), interpolation=cv2.INTER_CUBIC)
+        if i % 2:
+            patch, fx = patch[:, ::-1], 1 - fx - fw
+        canvas[y : y + side, x : x + side] = patch
+        boxes.append((int(x + fx * side), int(y + fy * side), int(fw * side), int(fh * side)))
+    return canvas, boxes
+
+
 def astronaut_frames(photo: np.ndarray, n: int = 45, size=(640, 480)):
     """A slow pan and zoom over the astronaut's head; its first frame has one large face."""
     w, h = size

@@ -4,6 +4,7 @@ test-artifacts/ (<page>-<size>.png), to be looked at as a user would."""
 
 import base64
 import json
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from assets import (
     CHROMIUM,
     astronaut_frames,
+    group_photo,
     paste_faces,
     start_server,
     stop_server,
@@ -111,6 +113,15 @@ class Page:
                 apart_x = a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
                 assert apart_x or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"], (a, b)
         return [label["text"] for label in drawn["labels"]]
+
+    def assert_no_face_covered(self) -> None:
+        """No label on the canvas covers any face's box (both as drawn, in CSS pixels)."""
+        drawn = self.labels()
+        for label in drawn["labels"]:
+            for box in drawn["faces"]:
+                apart_x = label["x"] + label["w"] <= box["x"] or box["x"] + box["w"] <= label["x"]
+                apart_y = label["y"] + label["h"] <= box["y"] or box["y"] + box["h"] <= label["y"]
+                assert apart_x or apart_y, (self.size, label, box)
 
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}-{self.size}.png"), full_page=True)
@@ -273,6 +284,8 @@ def photos(tmp_path_factory, astronaut):
     cv2.imwrite(str(folder / "row.jpg"), row)  # faces side by side: labels must not collide
     strip = paste_faces(astronaut, (950, 210), [(10 + 188 * i, 10, 180) for i in range(5)])
     cv2.imwrite(str(folder / "strip.jpg"), strip)  # no room above or below: numbers only
+    cv2.imwrite(str(folder / "group7.jpg"), group_photo(7, (640, 360))[0])  # small: fitted
+    cv2.imwrite(str(folder / "group28.jpg"), group_photo(28, (1400, 1000))[0])
     cv2.imwrite(str(folder / "three.tif"), three_faces(astronaut))  # Chromium cannot show TIFF
     cv2.imwrite(str(folder / "wall.png"), np.full((300, 400, 3), 128, np.uint8))
     (folder / "notes.jpg").write_text("not a photo")
@@ -357,6 +370,51 @@ def test_image_page(server, browser, photos, size):
     expect(status).to_have_text("3 faces found", timeout=15_000)
     assert p.page.evaluate("window.dropAccepted")  # the browser's default (open it) prevented
     p.close(allowed=["/api/predict"])  # the refused upload
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_image_page_with_a_crowd(server, browser, photos, size):
+    """Group photos: every box carries its number and covers no face, the labels, scores and
+    detection confidence are in the panels, one per face in number order; a small photo is
+    shown as wide as the page allows."""
+    p = Page(browser, size)
+    p.page.goto(server + "/image")
+    status, panels = p.page.locator("#status"), p.page.locator(".face-scores")
+    for name, least in (("group7", 7), ("group28", 26)):
+        p.page.set_input_files("#file", str(photos / f"{name}.jpg"))
+        expect(status).to_have_text(re.compile(r"\d+ faces found"), timeout=20_000)
+        drawn = p.labels()
+        n = len(drawn["faces"])
+        assert n >= least and drawn["listed"]  # crowded: numbers on the photo
+        texts = p.assert_labels_readable(n)
+        assert texts == [
+            f"#{i + 1}" + ("?" if t.endswith("?") else "") for i, t in enumerate(texts)
+        ]
+        p.assert_no_face_covered()
+        expect(panels).to_have_count(n)
+        numbers = panels.evaluate_all("els => els.map(e => Number(e.dataset.face))")
+        assert numbers == list(range(1, n + 1))
+        for text, panel in zip(texts, panels.all(), strict=True):  # a "?" on both or neither
+            heading = panel.locator("strong").inner_text()
+            assert heading.startswith(text.rstrip("?") + " ")
+            assert heading.endswith("?") == text.endswith("?")
+            assert "detected 0." in panel.locator(".detection").inner_text()
+        stage = p.page.eval_on_selector("#stage", "s => s.clientWidth")
+        shown = p.page.eval_on_selector("#photo", "i => i.getBoundingClientRect().width")
+        assert shown >= min(stage, 0.75 * SIZES[size][1] * 640 / 360) - 1 or name == "group28"
+        p.assert_fits()
+        p.shot(f"image-{name}")
+    order = p.page.evaluate(  # a live reply lists tracks in any order: panels by number
+        """() => {
+          const f = (face_id, e) => ({ face_id, emotion: "happy", detection: e, doubtful: e < 0.5,
+            scores: { happy: 0.9, sad: 0.1 } });
+          const list = document.createElement("div");
+          list.innerHTML = facePanels([f(3, 0.9), f(1, 0.4), f(2, 0.8)], "");
+          return [...list.children].map(e => e.querySelector("strong").textContent);
+        }"""
+    )
+    assert order == ["#1 happy 90%?", "#2 happy 90%", "#3 happy 90%"]
+    p.close()
 
 
 @contextmanager

@@ -5,7 +5,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-from assets import astronaut_frames, paste_faces
+import skimage.data
+from assets import astronaut_frames, group_photo, paste_faces
 
 from ferkit.cli import main
 from ferkit.errors import FerkitError
@@ -15,7 +16,8 @@ from ferkit.vision.align import FER_LANDMARKS, aligned_crop, box_crop
 from ferkit.vision.centerface import decode
 from ferkit.vision.detections import Detections
 from ferkit.vision.detectors import CenterFaceDetector, HaarDetector, make_detector
-from ferkit.vision.face import Face
+from ferkit.vision.face import MIN_DETECTION, Face
+from ferkit.vision.overlay import clashes, draw, layout
 from ferkit.vision.pipeline import Pipeline
 from ferkit.vision.tracking import Tracker
 
@@ -206,3 +208,79 @@ def test_detections_merge_drops_duplicates_and_cut_faces():
     cut = Detections(np.array([[60, 0, 40, 100]], np.float32), np.array([0.7], np.float32), None)
     merged = Detections.merge([a, b, cut])
     assert len(merged) == 1 and merged.scores[0] == pytest.approx(0.9)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return Pipeline()
+
+
+@pytest.mark.parametrize(
+    "n, size", [(7, (1600, 600)), (7, (640, 360)), (8, (1200, 900)), (28, (1400, 1000))]
+)
+def test_group_photos_keep_every_face_uncovered(pipeline, n, size):
+    """Real group photos (bench/crowded.py measures the same): with a legend, no label covers
+    any face (its own included) or another label; a crowd gets only numbers on the picture
+    and its labels in a strip below it, while a video's frame keeps its size (labels on it,
+    where they cover no face either)."""
+    image, truth = group_photo(n, size)
+    faces = pipeline(image)
+    assert len(faces) >= n - 1  # the faint lfw faces: one may stay unfound
+    places = layout(image.shape, faces, legend=True)
+    shares, overlaps = clashes(places)
+    assert max(shares) == 0.0 and overlaps == 0
+    assert all(p.listed and p.text.rstrip("?") == f"#{p.face.face_id}" for p in places)
+    assert clashes(layout(image.shape, faces)) == ([0.0] * len(faces), 0)  # a video's frame
+    drawn = draw(image, faces, legend=True)
+    assert drawn.shape[0] > image.shape[0] and drawn.shape[1] == image.shape[1]
+    assert draw(image, faces).shape == image.shape
+
+
+def test_few_faces_keep_whole_labels_beside_them(pipeline, astronaut, multi_face_frame):
+    """Up to 4 faces with room around them: the whole label on the picture, no legend."""
+    faces = pipeline(multi_face_frame)
+    places = layout(multi_face_frame.shape, faces, legend=True)
+    assert len(places) == 3 and not any(p.listed for p in places)
+    assert all(p.text.startswith(f"#{p.face.face_id} ") for p in places)
+    assert clashes(places) == ([0.0, 0.0, 0.0], 0)
+    assert draw(multi_face_frame, faces, legend=True).shape == multi_face_frame.shape
+
+
+def test_min_detection_drops_false_faces_and_marks_doubtful_ones(tmp_path, capsys):
+    """scikit-image's logo, 3x: CenterFace sees a face in it at 0.25. The default threshold
+    drops it; a lower one keeps it, doubtful, drawn with a dashed box."""
+    logo = cv2.cvtColor(skimage.data.logo(), cv2.COLOR_RGBA2BGR)
+    path = tmp_path / "logo.png"
+    cv2.imwrite(str(path), cv2.resize(logo, None, fx=3, fy=3))
+    assert main(["predict", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"] == []
+    assert main(["predict", str(path), "--json", "--min-detection", "0.2"]) == 0
+    (face,) = json.loads(capsys.readouterr().out)["faces"]
+    assert face["doubtful"] and 0.2 <= face["detection"] < MIN_DETECTION
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", str(path), "--min-detection", "1.5"])
+    assert stop.value.code == 2
+    assert "--min-detection" in capsys.readouterr().err
+    for command in ("video", "batch", "serve"):  # every predicting command takes it
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--min-detection" in capsys.readouterr().out
+
+
+def test_a_doubtful_face_has_a_dashed_box_and_a_question_mark():
+    scores = np.eye(len(EMOTIONS), dtype=np.float32)[3]
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    sure, unsure = (Face((200, 150, 200, 200), scores, d) for d in (0.9, 0.4))
+    assert not sure.doubtful and unsure.doubtful and unsure.to_dict()["doubtful"]
+    assert layout(frame.shape, [unsure])[0].text == "#1 happy 100%?"
+    for face, gaps in ((sure, False), (unsure, True)):
+        edge = draw(frame, [face], bars=False)[350, 200:400]  # the box's bottom edge
+        assert ((edge == 120).all(axis=1).any()) == gaps
+
+
+def test_streams_drop_faces_under_min_detection(astronaut):
+    """A stream's faces pass the same threshold: none is sure enough at 0.99."""
+    frames = list(astronaut_frames(astronaut, 5))
+    stream = Pipeline(min_detection=0.99).stream(min_frames=1)
+    assert all(stream(frame) == [] for frame in frames)
+    assert Pipeline(min_detection=MIN_DETECTION).stream(min_frames=1)(frames[0])

@@ -50,6 +50,11 @@ def test_chart_lines_have_the_box_colours(tmp_path, monkeypatch):
     lines = drawn["fig"].axes[0].get_lines()
     expected = {name: "#{:02x}{:02x}{:02x}".format(*reversed(COLORS[name])) for name in EMOTIONS}
     assert {line.get_label(): line.get_color() for line in lines} == expected
+    fig = drawn["fig"]  # readable on a 390 px phone: at most 700 px wide, 14 pt text
+    assert fig.get_figwidth() * 100 <= 700
+    ax = fig.axes[0]
+    assert min(t.get_fontsize() for t in ax.get_legend().get_texts()) >= 14
+    assert min(t.get_fontsize() for t in ax.get_xticklabels()) >= 14
 
 
 def test_chart_without_faces_says_so(tmp_path, monkeypatch):
@@ -160,3 +165,13 @@ def test_a_video_job_logs_under_its_id(app, client, astronaut_video):
     assert any(f"[{request_id}]" in line and f"queued as job-{job_id}" in line for line in lines)
     job_lines = [line for line in lines if f"[job-{job_id}]" in line]
     assert len(job_lines) == 2 and job_lines[1].endswith("done"), lines
+
+
+def test_min_detection_comes_from_the_config(client, tmp_path, astronaut):
+    """The app's MIN_DETECTION (`ferkit serve --min-detection`) filters its replies; each
+    face says how sure the detector is and whether that is doubtful."""
+    photo = cv2.imencode(".jpg", astronaut)[1].tobytes()
+    (face,) = client.post("/api/predict", data=photo).get_json()["faces"]
+    assert face["detection"] > 0.5 and face["doubtful"] is False
+    strict = create_app({"DATA_DIR": str(tmp_path), "MIN_DETECTION": 0.99})
+    assert strict.test_client().post("/api/predict", data=photo).get_json()["faces"] == []

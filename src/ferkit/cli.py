@@ -563,6 +563,8 @@ def _add_video_options(p) -> None:
 
 
 def _add_face_options(p) -> None:
+    from ferkit.vision.face import DOUBTFUL, MIN_DETECTION
+
     p.add_argument(
         "--detector",
         default="centerface",
@@ -574,6 +576,13 @@ def _add_face_options(p) -> None:
         type=float,
         help="smallest face to look for, in pixels (default: 1/16 of the image's long side, "
         "20-40 px; 1%% of it above 4000 px)",
+    )
+    p.add_argument(
+        "--min-detection",
+        type=_share,
+        default=MIN_DETECTION,
+        help="drop faces the detector rates below this, 0-1 (default: %(default)s); those "
+        f"below {DOUBTFUL} are kept but marked doubtful",
     )
     p.add_argument(
         "--crop",
@@ -589,7 +598,7 @@ def _pipeline(args):
     from ferkit.vision.pipeline import Pipeline
 
     model = FacialExpressionModel.load(args.model, args.engine)
-    return Pipeline(model, args.detector, args.crop, args.min_face)
+    return Pipeline(model, args.detector, args.crop, args.min_face, args.min_detection)
 
 
 def _add_predict(sub) -> None:
@@ -894,6 +903,7 @@ def cmd_serve(args) -> int:
             "SOURCE": args.source,
             "DETECTOR": args.detector,
             "MIN_FACE": args.min_face,
+            "MIN_DETECTION": args.min_detection,
             "CROP": args.crop,
             "DATA_DIR": args.data_dir,
             "KEEP_DATA": args.keep_data,
@@ -958,6 +968,7 @@ def cmd_batch(args) -> int:
         "detector": args.detector,
         "crop": args.crop,
         "min_face": args.min_face,
+        "min_detection": args.min_detection,
     }
     engine = open_engine(args.engine, args.address, args.workers, options)
     try:

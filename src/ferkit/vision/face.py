@@ -12,6 +12,17 @@ import numpy as np
 
 from ferkit.labels import EMOTIONS
 
+# Faces the detector rates below this are dropped on every path (photos, videos, streams).
+# Measured (bench/crowded.py): 40 no-face pictures give 1 false face per 20 at 0.2, 0.5 at
+# 0.25 and none from 0.3, while the group photos keep every face they had up to 0.4 (95%;
+# 94% at 0.45, 78% at 0.5): the middle of that plateau. Faces up to DOUBTFUL are kept,
+# marked doubtful.
+MIN_DETECTION = 0.35
+# A face the detector is less sure of than this is kept but said to be doubtful (a dashed box,
+# "?" after its label, "doubtful" in lists): at 0.2-0.5 CenterFace also finds hair, animals
+# and patterns (bench/crowded.py), while a clear frontal face scores 0.6-0.9.
+DOUBTFUL = 0.5
+
 CSV_FIELDS = ["face_id", "x", "y", "w", "h", "detection", "emotion", *EMOTIONS]
 
 
@@ -32,6 +43,11 @@ class Face:
         """The probability of the winning emotion."""
         return float(np.max(self.scores))
 
+    @property
+    def doubtful(self) -> bool:
+        """The detector was unsure this is a face (see DOUBTFUL)."""
+        return self.detection < DOUBTFUL
+
     def with_(self, **changes) -> Face:
         return replace(self, **changes)
 
@@ -43,6 +59,7 @@ class Face:
             "emotion": self.emotion,
             "scores": {k: round(float(p), 4) for k, p in zip(EMOTIONS, self.scores, strict=True)},
             "detection": round(float(self.detection), 3),
+            "doubtful": self.doubtful,
         }
         if self.landmarks is not None:
             out["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks]

@@ -15,7 +15,7 @@ from ferkit.model.recognizer import FacialExpressionModel
 from ferkit.vision.align import CROPS, face_crop
 from ferkit.vision.detections import Detections
 from ferkit.vision.detectors import Detector, make_detector
-from ferkit.vision.face import Face
+from ferkit.vision.face import MIN_DETECTION, Face
 from ferkit.vision.stream import Stream
 
 
@@ -25,6 +25,7 @@ class Pipeline:
     `detector` is a `--detector` name (centerface, haar, none) or a detector object; `crop`
     is how a face becomes the model's input: the box made square with a 5% margin (default,
     the best measured), aligned to FER2013's framing by its landmarks, or the bare box.
+    `min_detection`: faces the detector rates lower are dropped (0 keeps all it returns).
     """
 
     def __init__(
@@ -33,9 +34,13 @@ class Pipeline:
         detector: Detector | str = "centerface",
         crop: str = "square",
         min_face: float | None = None,
+        min_detection: float = MIN_DETECTION,
     ):
         if crop not in CROPS:
             raise FerkitError(f"unknown crop '{crop}': choose one of {', '.join(CROPS)}")
+        if not 0 <= min_detection <= 1:
+            raise FerkitError(f"--min-detection must be from 0 to 1, got {min_detection}")
+        self.min_detection = min_detection
         self.model = model or FacialExpressionModel.load()
         self.detector = make_detector(detector, min_face) if isinstance(detector, str) else detector
         self.crop = crop
@@ -50,8 +55,12 @@ class Pipeline:
     def find(self, frame: np.ndarray) -> Detections:
         """The faces of one photo: a second, finer look when the first finds none (a photo
         is worth it; a stream searches again a few frames later anyway)."""
-        found = self.detector.detect(frame)
-        return found if len(found) else self.detector.look_again(frame)
+        found = self.confident(self.detector.detect(frame))
+        return found if len(found) else self.confident(self.detector.look_again(frame))
+
+    def confident(self, found: Detections) -> Detections:
+        """The detections rated at least `min_detection`."""
+        return found.select(found.scores >= self.min_detection)
 
     def stream(self, **options) -> Stream:
         """A stream's state (tracking, smoothing) over this pipeline; see ferkit.vision.stream."""

@@ -43,7 +43,7 @@ class Stream:
     def __call__(self, frame: np.ndarray) -> list[Face]:
         """The confirmed faces in this frame, numbered and smoothed."""
         self.pipeline.check(frame)
-        found = self.detect(frame)
+        found = self.pipeline.confident(self.detect(frame))
         return self.tracker.update(self.pipeline.classify(frame, found))
 
     def detect(self, frame: np.ndarray) -> Detections:

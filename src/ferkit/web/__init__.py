@@ -1,7 +1,7 @@
 """The Flask app: application factory, blueprints, one shared recognition pipeline.
 
 Configuration keys (pass a dict to `create_app`): MODEL_DIR and ENGINE (the model), DETECTOR,
-MIN_FACE and CROP (how faces are found and framed: see ferkit.vision.pipeline),
+MIN_FACE, MIN_DETECTION and CROP (how faces are found and framed: see ferkit.vision.pipeline),
 SOURCE (the server stream: camera index or video file), MAX_CONTENT_LENGTH (upload cap),
 DATA_DIR (the app's data folder: uploads and outputs; default `$FERKIT_DATA` or
 `~/.local/state/ferkit`), KEEP_DATA (keep this run's files after a stop), JOB_TTL_S (how
@@ -23,6 +23,7 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ferkit.errors import FerkitError
+from ferkit.vision.face import MIN_DETECTION
 
 
 def upload_limit_mb(cap: int) -> str:
@@ -42,6 +43,7 @@ DEFAULTS = {
     "ENGINE": "auto",
     "DETECTOR": "centerface",
     "MIN_FACE": None,
+    "MIN_DETECTION": MIN_DETECTION,
     "CROP": "square",
     "SOURCE": None,
     "MAX_CONTENT_LENGTH": 100 * 1024 * 1024,
@@ -75,7 +77,11 @@ def create_app(config: dict | None = None, model=None) -> Flask:
         app.config["DATA_DIR"] = default_data_dir()
     model = model or FacialExpressionModel.load(app.config["MODEL_DIR"], app.config["ENGINE"])
     app.extensions["ferkit.pipeline"] = Pipeline(
-        model, app.config["DETECTOR"], app.config["CROP"], app.config["MIN_FACE"]
+        model,
+        app.config["DETECTOR"],
+        app.config["CROP"],
+        app.config["MIN_FACE"],
+        app.config["MIN_DETECTION"],
     )
     # live sockets and MJPEG viewers each hold a thread: one cap for both
     app.extensions["ferkit.live_slots"] = LiveSlots(

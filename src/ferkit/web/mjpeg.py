@@ -76,7 +76,7 @@ class SharedCapture:
                         log.warning("the stream source %r gave no frame", self.source)
                         self.failed = "the stream source gave no frame"
                         break
-                ok, jpeg = cv2.imencode(".jpg", draw(image, stream(image)))
+                ok, jpeg = cv2.imencode(".jpg", draw(image, stream(image), legend=True))
                 with self.cond:
                     self.frame, self.seq = jpeg.tobytes(), self.seq + 1
                     self.cond.notify_all()

@@ -16,8 +16,13 @@ const percent = p => `${Math.round(p * 100)}%`;
 
 // Size the canvas to the element it covers (CSS pixels, sharp on high-DPI screens) and draw
 // every face scaled from the analysed image's size: labels keep one readable size whatever
-// the photo's resolution, and stay inside the canvas. The label boxes are kept in
-// canvas.dataset.labels (CSS pixels) for the tests.
+// the photo's resolution, stay inside the canvas and never cover a face. Up to CROWDED faces,
+// each whole label goes above or below its box; in a crowded picture (more faces, or a label
+// with no such place) the boxes carry only their numbers and the panels (facePanels) say the
+// rest. A doubtful face (the detector unsure) has a dashed box and a "?". The label and face
+// boxes are kept in canvas.dataset.labels (CSS pixels) for the tests.
+const CROWDED = 4;
+
 function drawFaces(canvas, under, faces, width, height) {
   const w = under.clientWidth, h = under.clientHeight, dpr = window.devicePixelRatio || 1;
   canvas.style.width = `${w}px`; canvas.style.height = `${h}px`;
@@ -25,51 +30,88 @@ function drawFaces(canvas, under, faces, width, height) {
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
-  const sx = w / width, sy = h / height, labels = [];
+  const sx = w / width, sy = h / height, th = LABEL_PX + 8;
   ctx.font = `600 ${LABEL_PX}px system-ui, sans-serif`;
   ctx.textBaseline = "middle";
+  const boxes = faces.map(f => ({ x: f.box[0] * sx, y: f.box[1] * sy, w: f.box[2] * sx, h: f.box[3] * sy }));
+  const cut = (a, b) => Math.max(0, Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x)) *
+    Math.max(0, Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y));
+  const inside = r => r.x >= 0 && r.y >= 0 && r.x + r.w <= w + 0.5 && r.y + r.h <= h + 0.5;
+  const tag = (text, x, y) => ({ text, x, y, w: Math.ceil(ctx.measureText(text).width) + 10, h: th });
+  const doubt = f => (f.doubtful ? "?" : "");
+  // Whole labels, above or below each box, covering no face and no label: null if one fails.
+  const beside = () => {
+    const labels = [];
+    for (const [i, f] of faces.entries()) {
+      const b = boxes[i], text = `#${faceNumber(f, i)} ${f.emotion} ${percent(f.scores[f.emotion])}${doubt(f)}`;
+      const tw = tag(text, 0, 0).w, lx = Math.max(0, Math.min(b.x, w - tw));
+      const label = [b.y - th, b.y + b.h].map(ly => tag(text, lx, ly)).find(r => inside(r) &&
+        !boxes.some(o => cut(r, o) > 0) && !labels.some(o => cut(r, o) > 0));
+      if (!label) return null;
+      labels.push(label);
+    }
+    return labels;
+  };
+  // Numbers only, each at the place around its box covering the least face, then label.
+  const numbers = () => {
+    const labels = [];
+    faces.forEach((f, i) => {
+      const b = boxes[i], text = `#${faceNumber(f, i)}${doubt(f)}`, tw = tag(text, 0, 0).w;
+      const clamp = x => Math.max(0, Math.min(x, w - tw)), mid = b.x + (b.w - tw) / 2;
+      const xs = [mid, b.x, b.x + b.w - tw].map(clamp);
+      const spots = [b.y - th, b.y + b.h].flatMap(y => xs.map(x => [x, y]))
+        .concat([[b.x - tw, b.y + (b.h - th) / 2], [b.x + b.w, b.y + (b.h - th) / 2],
+          [clamp(mid), b.y - 2 * th], [clamp(mid), b.y + b.h + th]])
+        .map(([x, y]) => tag(text, x, y)).filter(inside);
+      if (!spots.length) spots.push(tag(text, clamp(b.x), Math.max(0, Math.min(b.y, h - th))));
+      const cost = r => [boxes.reduce((sum, o) => sum + cut(r, o), 0), labels.reduce((sum, o) => sum + cut(r, o), 0)];
+      const best = spots.reduce((a, r) => {
+        const [ca, la] = cost(a), [cr, lr] = cost(r);
+        return cr < ca || (cr === ca && lr < la) ? r : a;
+      });
+      labels.push(best);
+    });
+    return labels;
+  };
+  const whole = faces.length <= CROWDED ? beside() : null;
+  const labels = whole ?? numbers();
   faces.forEach((f, i) => {
-    const [x, y, bw, bh] = [f.box[0] * sx, f.box[1] * sy, f.box[2] * sx, f.box[3] * sy];
-    const color = COLORS[f.emotion] || "#fff";
+    const b = boxes[i], color = COLORS[f.emotion] || "#fff", label = labels[i];
     ctx.lineWidth = 3;
     ctx.strokeStyle = color;
-    ctx.strokeRect(x, y, bw, bh);
-    // The whole label, else only the face's number (its panel below has the rest), at the
-    // first place that fits the picture and covers no label drawn before: above the box,
-    // below it, a row further out, inside its top (faces side by side on a narrow screen).
-    const th = LABEL_PX + 8, number = `#${faceNumber(f, i)}`;
-    const places = [0, 1, 2, 3].flatMap(k => [y - th * (k + 1), y + bh + th * k]).concat([y])
-      .filter(ly => ly >= 0 && ly + th <= h);
-    const label = text => {
-      const tw = Math.ceil(ctx.measureText(text).width) + 10;
-      const lx = Math.max(0, Math.min(x, w - tw));  // never cut at the right edge
-      const free = ly => !labels.some(o => lx < o.x + o.w && o.x < lx + tw && ly < o.y + o.h && o.y < ly + th);
-      const ly = places.find(free);
-      return ly === undefined ? null : { text, lx, ly, tw };
-    };
-    const fallback = { text: number, lx: Math.max(0, x), ly: places[0] ?? Math.max(0, h - th) };
-    const { text, lx, ly, tw = Math.ceil(ctx.measureText(number).width) + 10 } =
-      label(`${number} ${f.emotion} ${percent(f.scores[f.emotion])}`) ?? label(number) ?? fallback;
+    ctx.setLineDash(f.doubtful ? [7, 5] : []);
+    ctx.strokeRect(b.x, b.y, b.w, b.h);
     ctx.fillStyle = color;
-    ctx.fillRect(lx, ly, tw, th);
+    ctx.fillRect(label.x, label.y, label.w, label.h);
     ctx.fillStyle = "#000";
-    ctx.fillText(text, lx + 5, ly + th / 2);
-    labels.push({ text, x: lx, y: ly, w: tw, h: th });
+    ctx.fillText(label.text, label.x + 5, label.y + th / 2);
   });
-  canvas.dataset.labels = JSON.stringify({ width: w, height: h, labels });
+  ctx.setLineDash([]);
+  canvas.dataset.labels = JSON.stringify({ width: w, height: h, labels, faces: boxes, listed: !whole });
 }
 
-// One panel per face, numbered like its box, with a labelled bar per emotion.
+// One panel per face in number order, numbered like its box: its label, how sure the
+// detector is that it is a face ("doubtful" when unsure), and a labelled bar per emotion;
+// beyond CROWDED faces a compact row each (one bar split by emotion, the top three named),
+// so a group photo's list stays a screen or two long.
 function facePanels(faces, emptyText) {
   if (!faces.length) return `<p class="empty">${emptyText}</p>`;
-  return faces.map((f, i) =>
-    `<div class="face-scores face" style="--color:${COLORS[f.emotion]}">` +
-    `<strong>#${faceNumber(f, i)} ${f.emotion} ${percent(f.scores[f.emotion])}</strong>` +
-    Object.entries(f.scores).map(([name, p]) =>
-      `<div class="score"><span>${name}</span><span class="track"><span class="fill" ` +
-      `style="width:${(p * 100).toFixed(1)}%;background:${COLORS[name]}"></span></span>` +
-      `<span class="pct">${percent(p)}</span></div>`).join("") +
-    "</div>").join("");
+  const numbered = faces.map((f, i) => [faceNumber(f, i), f]).sort((a, b) => a[0] - b[0]);
+  const compact = faces.length > CROWDED;
+  const detected = f => f.detection === undefined ? "" : `<span class="detection">` +
+    `${f.doubtful ? "doubtful face · " : ""}detected ${(Math.floor(f.detection * 100) / 100).toFixed(2)}</span>`;
+  const bars = f => Object.entries(f.scores).map(([name, p]) =>
+    `<div class="score"><span>${name}</span><span class="track"><span class="fill" ` +
+    `style="width:${(p * 100).toFixed(1)}%;background:${COLORS[name]}"></span></span>` +
+    `<span class="pct">${percent(p)}</span></div>`).join("");
+  const stack = f => `<span class="stack">` + Object.entries(f.scores).map(([name, p]) =>
+    `<span title="${name} ${percent(p)}" style="width:${(p * 100).toFixed(1)}%;background:${COLORS[name]}"></span>`).join("") +
+    `</span><span class="top">` + Object.entries(f.scores).sort((a, b) => b[1] - a[1]).slice(0, 3)
+      .map(([name, p]) => `${name} ${percent(p)}`).join(" · ") + "</span>";
+  return numbered.map(([n, f]) =>
+    `<div class="face-scores face${f.doubtful ? " doubtful" : ""}${compact ? " compact" : ""}" data-face="${n}" style="--color:${COLORS[f.emotion]}">` +
+    `<strong>#${n} ${f.emotion} ${percent(f.scores[f.emotion])}${f.doubtful ? "?" : ""}</strong>${detected(f)}` +
+    (compact ? stack(f) : bars(f)) + "</div>").join("");
 }
 
 // A file chosen with the form's picker or dropped anywhere on the page (a drop outside the

@@ -25,6 +25,7 @@ async function predict(file) {
   if (reply.error) { setStatus(statusEl, `Error: ${reply.error}`, "error"); return; }
   setStatus(statusEl, "Drawing…", "busy");
   photo.onload = () => {
+    photo.style.setProperty("--aspect", photo.naturalWidth / photo.naturalHeight);
     stage.hidden = false;
     shown = reply;
     redraw();
