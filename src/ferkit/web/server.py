@@ -44,6 +44,8 @@ DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and di
 STOP_GRACE_S = 1.0  # a stop lets requests in progress finish for this long
 RESERVED_THREADS = 16  # threads never given to live WebSockets
 TURN_BYTES = 1024 * 1024  # what one connection may be read in one turn of the event loop
+ROUND_BYTES = 4 * TURN_BYTES  # what all of them may be read in one turn (the rest: later)
+ACCEPT_BATCH = 64  # connections accepted in one turn (gunicorn accepts one)
 # chunks past the first SMALL_CHUNKS must average MIN_CHUNK_BYTES: each costs the event loop
 # a parse (clients send 8-64 KB chunks; a flood of 1-byte ones held every other request)
 SMALL_CHUNKS, MIN_CHUNK_BYTES = 1024, 256
@@ -244,11 +246,23 @@ class BufferingWorker(ThreadWorker):
         self.draining: dict = {}  # refused connections: read and discarded until a deadline
         self.serving: set = set()  # connections a thread is serving
         self.abandoned: set = set()  # those a stop no longer waits for
+        self.round_bytes = 0  # bytes read from requests in this turn of the event loop
         self.stopped_at: float | None = None
         super().init_process()
 
     def _app_config(self):
         return getattr(self.wsgi, "config", {})
+
+    def accept(self, listener):
+        """Accept up to ACCEPT_BATCH waiting connections a turn: with one a turn, a client
+        queued behind 1,000 connections waited 1,000 turns of the event loop."""
+        for _ in range(ACCEPT_BATCH):
+            accepted = self.nr_conns
+            if accepted >= self.worker_connections:
+                return
+            super().accept(listener)
+            if self.nr_conns == accepted:
+                return  # none left waiting
 
     def enqueue_req(self, conn):
         if getattr(conn, "ferkit_ready", False):
@@ -269,10 +283,13 @@ class BufferingWorker(ThreadWorker):
 
     def _readable(self, conn, _sock) -> None:
         """Read what has arrived, up to TURN_BYTES: a fast sender waits for the next turn
-        (the selector fires again) instead of holding the loop that serves everyone."""
+        (the selector fires again) instead of holding the loop that serves everyone. All
+        connections' bodies are read up to ROUND_BYTES a turn: 1,000 clients whose bodies
+        had all arrived made one turn write 1 GB to disk while /api/health waited."""
         for _ in range(TURN_BYTES // (256 * 1024)):
-            if conn not in self.fronts:
-                return
+            front = self.fronts.get(conn)
+            if front is None or (front.body is not None and self.round_bytes >= ROUND_BYTES):
+                return  # (a head is read whatever the turn's bodies: it is small)
             try:
                 data = conn.sock.recv(256 * 1024)
             except BlockingIOError:
@@ -281,6 +298,7 @@ class BufferingWorker(ThreadWorker):
                 return self._drop(conn)
             if not data:
                 return self._drop(conn)
+            self.round_bytes += len(data)
             self._feed(conn, data)
 
     def _feed(self, conn, data: bytes) -> None:
@@ -397,6 +415,7 @@ class BufferingWorker(ThreadWorker):
         STOP_GRACE_S into a stop, the sockets of what still holds a thread (live cameras,
         MJPEG viewers), so the worker is done well before gunicorn's graceful timeout."""
         super().murder_pending()
+        self.round_bytes = 0  # called once a turn of the event loop
         now = time.monotonic()
         if not self.alive:
             self.stopped_at = self.stopped_at or now
