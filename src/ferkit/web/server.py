@@ -9,10 +9,10 @@ the bytes read, chunked or not, and nothing of it reaches the app. Live WebSocke
 hold a thread each: they are capped (`LIVE_MAX`, a clear "busy" message beyond) and
 closed after `LIVE_IDLE_S` without a frame, and the pool keeps `RESERVED_THREADS` for
 requests. Requests being read are capped in number (`MAX_FRONTS`: past it, the one that
-sent nothing for longest is answered 503 and closed) and their bodies in bytes
-(`PARKED_UPLOADS` uploads at the cap, for all of them together): 1,000 clients that each sent 1 MB and went
-silent held every connection (no /api/health answered in 30 s) and 2 GB of disk from 50.
-Errors that gunicorn itself answers are in JSON too. `bench/hostile_clients.py` measures
+sent nothing for longest is answered 503 and closed) and their bodies in bytes, all
+together (`PARKED_UPLOADS` uploads at the cap): 1,000 clients that each sent 1 MB and
+went silent held every connection (no /api/health answered in 30 s), and 50 held 2 GB of
+disk. Errors that gunicorn itself answers are in JSON too. `bench/hostile_clients.py` measures
 this against the plain threaded worker.
 """
 
