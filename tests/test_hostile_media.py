@@ -20,7 +20,7 @@ from hostile_files import (
 
 from ferkit.errors import FerkitError
 from ferkit.images import MAX_JPEG_SCANS, decode_image
-from ferkit.video import MAX_STREAMS, check_decodes
+from ferkit.video import MAX_STREAMS, MAX_VIDEO_STREAMS, check_decodes
 from ferkit.web import create_app, shutdown
 
 
@@ -49,6 +49,9 @@ def test_video_with_many_hidden_streams_is_refused_from_its_headers(client, tmp_
         == f"upload: has {MAX_STREAMS + 4} streams (limit {MAX_STREAMS}; keep the video and its sound)"
     )
     assert cpu < 1
+    videos = many_streams_video(tmp_path / "videos.mp4", MAX_VIDEO_STREAMS + 1, (128, 72))
+    error, _ = refusal(client, "/api/videos", videos.read_bytes(), "video/mp4")
+    assert f"has {MAX_VIDEO_STREAMS + 1} video streams (limit {MAX_VIDEO_STREAMS};" in error
     hidden = many_streams_video(tmp_path / "hidden.mp4", 2)  # one 4096x2304 behind 64x64
     error, cpu = refusal(client, "/api/videos", hidden.read_bytes(), "video/mp4")
     assert "its video stream #1 of 4096x2304 is too large (limit 1920x1080" in error

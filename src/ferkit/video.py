@@ -64,6 +64,9 @@ def _check_frame_size(path: Path, width: int, height: int, what: str = "video of
 # format: 100 hidden 4096x2304 streams in a 274 KB file cost 3.8 GB. Every stream is counted
 # and sized from the headers alone before that probe runs.
 MAX_STREAMS = 16  # a phone's video has 2 to 6 (video, audio, timed metadata)
+# of them video: MPEG-TS headers do not give a stream's size, so each may be probed at up to
+# ~45 MB (4096x2304): 16 such streams held 720 MB
+MAX_VIDEO_STREAMS = 4
 _HEADERS_ONLY = {"probesize": "32", "analyzeduration": "0"}  # read headers, decode nothing
 
 
@@ -108,12 +111,17 @@ def _open(path: Path, options: dict):
 
 
 def _check_streams(path: Path, container) -> None:
-    """At most MAX_STREAMS streams, and none of the video ones over the resolution cap
-    (only the first is processed, but FFmpeg's probe decodes them all)."""
+    """At most MAX_STREAMS streams, MAX_VIDEO_STREAMS of them video, and none of these over
+    the resolution cap (only the first is processed, but FFmpeg's probe decodes them all)."""
     if len(container.streams) > MAX_STREAMS:
         raise FerkitError(
             f"{path}: has {len(container.streams)} streams (limit {MAX_STREAMS}; keep the "
             "video and its sound)"
+        )
+    if len(container.streams.video) > MAX_VIDEO_STREAMS:
+        raise FerkitError(
+            f"{path}: has {len(container.streams.video)} video streams (limit "
+            f"{MAX_VIDEO_STREAMS}; keep the one to analyse)"
         )
     for n, stream in enumerate(container.streams.video):
         what = "video of" if n == 0 else f"its video stream #{n} of"
