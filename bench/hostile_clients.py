@@ -9,13 +9,19 @@ WebSocket (p95 < 150 ms?). Then, on the kept design, 8 hostile image uploads at 
 senders: two clients sending as fast as loopback allows (1-byte chunks, endless chunk
 trailers, a body going on after its 413): how long `/api/health` takes meanwhile.
 
-    .venv/bin/python bench/hostile_clients.py [--clients 64] [--seconds 8]
+With --round-two, only the cases of issue 25's second sweep, on the kept design (hostile
+media, a WebSocket that never waits, 1,000 parked bodies, redirects): each case's answer,
+the worker's CPU seconds, the server's peak memory and its memory after, and /api/health
+meanwhile (bench/results/hostile_round_two.json).
+
+    .venv/bin/python bench/hostile_clients.py [--clients 64] [--seconds 8] [--round-two]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import os
 import socket
@@ -35,8 +41,12 @@ from media import (
     ROOT,
     astronaut,
     astronaut_frames,
+    empty_markers_jpeg,
+    many_scans_jpeg,
+    many_streams_video,
     one_face,
     png16_rgba,
+    tiff16_rgba,
     tile_bomb_tiff,
     write_video,
 )
@@ -295,11 +305,157 @@ def measure_senders(design: str, worker: str, threads: int, seconds: float) -> l
     return rows
 
 
+def request(port: int, method: str, path: str, body: bytes = b"", headers=None) -> tuple:
+    """(status, the JSON error or the Location header) of one request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+    except OSError as err:
+        return None, f"{type(err).__name__}"
+    finally:
+        conn.close()
+    try:
+        error = json.loads(data).get("error")
+    except ValueError:
+        error = f"not JSON: {data[:40]!r}"
+    return response.status, response.getheader("Location") or error
+
+
+def flood_websocket(port: int, frame: bytes, seconds: float) -> tuple:
+    """Frames sent as fast as loopback takes them, replies never read."""
+    ws = Client.connect(f"ws://127.0.0.1:{port}/ws/live")
+    sent, until = 0, time.monotonic() + seconds
+    while time.monotonic() < until:
+        ws.send(frame)
+        sent += 1
+    ws.close()
+    return 101, f"{sent:,} frames of {len(frame) // 1024} KB sent"
+
+
+def parked_bodies(port: int, clients: int, body: int) -> tuple:
+    """`clients` requests that send `body` bytes of their body, then go silent for 10 s."""
+    socks, refused = [], 0
+    head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (2 * body)
+    for _ in range(clients):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(head + bytes(body))
+            socks.append(s)
+        except OSError:
+            refused += 1
+    time.sleep(10)
+    answered = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            answered += s.recv(16).startswith(b"HTTP/1.1 503")
+        except OSError:
+            pass
+        s.close()
+    return 503, f"{answered} of {clients} answered 503 while silent, {refused} not connected"
+
+
+def concurrent(calls) -> tuple:
+    """Run the calls at once; the statuses and the first error."""
+    results: list = []
+    threads = [threading.Thread(target=lambda c=c: results.append(c())) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = ",".join(str(r[0]) for r in results)
+    return statuses, next((r[1] for r in results if r[1]), None)
+
+
+def measure_case(proc, port: int, idle_mb: float, name: str, attack) -> dict:
+    """One case: its answer, the worker's CPU, the tree's peak and after, health meanwhile."""
+    worker = psutil.Process(proc.pid).children()[0]
+    cpu = sum(worker.cpu_times()[:2])
+    done, peak, answers = threading.Event(), [0.0], []
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss_mb(proc))
+            answers.append(health(port, 5.0))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    started = time.perf_counter()
+    status, detail = attack()
+    seconds = time.perf_counter() - started
+    time.sleep(2)  # the attack over: what the server keeps
+    done.set()
+    watcher.join()
+    answered = [a for a in answers if a is not None]
+    return {
+        "case": name,
+        "status": status,
+        "answer": (detail or "")[:90],
+        "seconds": seconds,
+        "worker_cpu_s": sum(worker.cpu_times()[:2]) - cpu,
+        "tree_peak_mb": peak[0],
+        "tree_after_mb": tree_rss_mb(proc),
+        "tree_idle_mb": idle_mb,
+        "health": f"{len(answered)}/{len(answers)}",
+        "health_p50_s": sorted(answered)[len(answered) // 2] if answered else None,
+        "health_max_s": max(answered) if answered else None,
+    }
+
+
+def round_two(only: str = "") -> None:
+    """The cases of issue 25's second sweep against the kept design."""
+    folder = Path(tempfile.mkdtemp(prefix="ferkit-bench-"))
+    streams = many_streams_video(folder / "streams.mp4", 101).read_bytes()
+    markers = empty_markers_jpeg(24_750_000)  # 99 MB
+    markers_10 = empty_markers_jpeg(2_500_000)
+    scans = many_scans_jpeg(2000)
+    rng = np.random.default_rng(0)
+    photo = cv2.imencode(".jpg", rng.integers(0, 255, (2000, 3000, 3), np.uint8))[1].tobytes()
+    frame = cv2.imencode(".jpg", one_face())[1].tobytes()
+    tiff = tiff16_rgba(4600)
+    jpg = {"Content-Type": "image/jpeg"}
+    video, tif = {"Content-Type": "video/mp4"}, {"Content-Type": "image/tiff"}
+    cases = [
+        ("MP4, 101 streams (100 of 4096x2304)", lambda: request(port, "POST", "/api/videos", streams, video)),  # noqa: E501
+        ("JPEG, 99 MB of empty markers", lambda: request(port, "POST", "/api/predict", markers, jpg)),  # noqa: E501
+        ("JPEG, 10 MB of empty markers, 8 at once", lambda: concurrent(
+            [lambda: request(port, "POST", "/api/predict", markers_10, jpg)] * 8)),
+        ("WebSocket, 30 KB frames, replies never read, 10 s", lambda: flood_websocket(port, frame, 10)),  # noqa: E501
+        ("1,000 clients, 1 MB of body each, then silent", lambda: parked_bodies(port, 1000, 2**20)),  # noqa: E501
+        ("progressive JPEG, 2,000 scans, 2 at once + a 6 MP photo", lambda: concurrent(
+            [lambda: request(port, "POST", "/api/predict", scans, jpg)] * 2
+            + [lambda: request(port, "POST", "/api/predict", photo, jpg)])),
+        ("TIFF, 4600x4600 16-bit RGBA", lambda: request(port, "POST", "/api/predict", tiff, tif)),
+        ("GET //api/health, Host: evil.example", lambda: request(
+            port, "GET", "//api/health", headers={"Host": "evil.example"})),
+        ("SCRIPT_NAME header not a prefix of the path", lambda: request(
+            port, "GET", "/api/health", headers={"SCRIPT_NAME": "/elsewhere"})),
+    ]  # fmt: skip
+    proc, port = start("buffering", 128, str(folder / "data"))
+    try:
+        request(port, "POST", "/api/predict", frame, jpg)  # the pipeline warmed up
+        idle = tree_rss_mb(proc)
+        rows = [measure_case(proc, port, idle, *case) for case in cases if only in case[0]]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    columns = ["case", "status", "answer", "seconds", "worker_cpu_s", "tree_peak_mb"]
+    health_columns = ["health", "health_p50_s", "health_max_s"]
+    report("hostile_round_two", [*columns, "tree_after_mb", *health_columns], rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--seconds", type=float, default=8)
+    p.add_argument("--round-two", action="store_true", help="only issue 25's second sweep")
+    p.add_argument("--case", default="", help="with --round-two: the cases whose name has this")
     args = p.parse_args()
+    if args.round_two:
+        return round_two(args.case)
     jpeg = cv2.imencode(".jpg", cv2.resize(one_face(), (480, 360)))[1].tobytes()
     rows = [
         measure_design(name, worker, threads, args.clients, k * args.clients, args.seconds, jpeg)

@@ -21,6 +21,12 @@ from assets import (  # noqa: E402
     write_video,
     write_y4m,
 )
+from hostile_files import (  # noqa: E402
+    empty_markers_jpeg,
+    many_scans_jpeg,
+    many_streams_video,
+    tiff16_rgba,
+)
 
 __all__ = [
     "CHROMIUM",
@@ -28,11 +34,15 @@ __all__ = [
     "astronaut",
     "astronaut_frames",
     "dask_cluster",
+    "empty_markers_jpeg",
+    "many_scans_jpeg",
+    "many_streams_video",
     "group_photo",
     "one_face",
     "png16_rgba",
     "start_server",
     "three_faces",
+    "tiff16_rgba",
     "tile_bomb_tiff",
     "write_video",
     "write_y4m",

@@ -500,3 +500,171 @@ def test_malformed_requests_and_handshakes_get_json_errors(server):
     status, body = raw(b"GET /ws/live HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert status == 400 and "WebSocket client" in body["error"]
     assert health_within(port, 1)
+
+
+def test_live_client_that_never_waits_is_answered_for_its_newest_frames(server):
+    """Frames sent without waiting for replies: simple_websocket kept every one (110 MB/s,
+    3 GB in 25 s; here 2,000 replies and +200 MB); the socket now holds at most LIVE_QUEUE,
+    dropping the oldest."""
+    from ferkit.web.live import LIVE_QUEUE
+
+    port, _ = server
+    worker = server_worker(port)
+    ws = Client.connect(f"ws://127.0.0.1:{port}/ws/live")
+    frame = jpeg(assets.one_face())
+    ws.send(frame)  # the pipeline warmed up: what grows next is what the socket holds
+    assert "faces" in json.loads(ws.receive(timeout=10))
+    before = worker.memory_info().rss
+    for _ in range(2000):  # 60 MB, as fast as loopback takes them
+        ws.send(frame)
+    replies = []
+    while (reply := ws.receive(timeout=1)) is not None:  # under --live-idle 2
+        replies.append(json.loads(reply))
+    grew = worker.memory_info().rss - before
+    ws.close()
+    assert 1 <= len(replies) < 100 * LIVE_QUEUE and all("faces" in r for r in replies)
+    assert grew < 50 * 2**20, f"the worker grew by {grew / 2**20:.0f} MB"
+    assert health_within(port, 1)
+
+
+def server_worker(port: int) -> psutil.Process:
+    """The worker process of the server started with `--port PORT` (the master's child)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "--port" in cmdline and cmdline[cmdline.index("--port") + 1 :][:1] == [str(port)]:
+            if proc.parent() is not None and proc.parent().cmdline() == cmdline:
+                return proc
+    raise AssertionError(f"no server worker on port {port}")
+
+
+def test_parked_connections_are_capped_and_health_answers(server):
+    """1,000 clients that each send part of a request and go silent held every connection
+    gunicorn accepts (no /api/health answered in 30 s): past MAX_FRONTS requests being
+    read, the one silent for longest is answered 503 and closed."""
+    from ferkit.web.server import MAX_FRONTS
+
+    port, _ = server
+    socks = []
+    try:
+        for _ in range(2 * MAX_FRONTS):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\n\r\nab")
+            socks.append(s)
+        assert health_within(port, 1)
+        socks[0].settimeout(10)
+        head, _, body = socks[0].recv(4096).partition(b"\r\n\r\n")  # the first one parked
+        assert head.startswith(b"HTTP/1.1 503") and json.loads(body) == {
+            "error": "server busy; try again"
+        }
+    finally:
+        for s in socks:
+            s.close()
+    assert health_within(port, 1)
+
+
+def test_parked_bodies_are_capped_in_bytes(tmp_path):
+    """Bodies being read went to disk with no total cap (2 GB from 50 clients): all of them
+    together now fit PARKED_UPLOADS uploads at the cap; a stalled one makes room for a
+    client that sends, with a 503."""
+    from ferkit.web.server import PARKED_UPLOADS, STALLED_S
+
+    proc, port = assets.start_server("--max-upload-mb", "1", "--data-dir", str(tmp_path))
+    socks = []
+    try:
+        wait_for(lambda: health_within(port, 1), 60, "the server")
+        head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+        for _ in range(PARKED_UPLOADS):  # each 900 KB of its 1 MB, then silence
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            socks[-1].sendall(head + bytes(900_000))
+        time.sleep(STALLED_S + 0.5)  # the rule's own delay: they are stalled now
+        photo = jpeg(assets.one_face()) + bytes(900_000)  # 4.5 + 0.9 MB: over 5 MiB
+        status, body = call(port, "POST", "/api/predict", photo)
+        assert status == 200 and body["faces"]  # served: stalled bodies made room
+        reply = socks[0].recv(4096)
+        assert reply.startswith(b"HTTP/1.1 503") and b"request stalled; dropped" in reply
+        assert health_within(port, 1)
+    finally:
+        for s in socks:
+            s.close()
+        assets.stop_server(proc)
+
+
+def test_no_redirect_built_from_host_and_gunicorn_errors_in_json(server):
+    """`//api/health` was answered 308 to http://<Host header>/api/health; a SCRIPT_NAME
+    header that is not the path's prefix got gunicorn's HTML 500."""
+    port, _ = server
+
+    def raw(request: bytes) -> tuple[bytes, dict]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(request)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert b"application/json" in head and b"Location" not in head, reply[:300]
+        return head, json.loads(body)
+
+    head, body = raw(
+        b"GET //api/health HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    )
+    assert head.split()[1] in (b"200", b"404")  # served or not found: not sent elsewhere
+    head, body = raw(b"GET /api/health HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /elsewhere\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and "SCRIPT_NAME" in body["error"]
+
+
+SLOW_APP = """
+import sys, time
+from ferkit.web import create_app, shutdown
+from ferkit.web.server import run
+
+def factory():
+    app = create_app({"DATA_DIR": sys.argv[2]})
+    root = app.extensions["ferkit.jobs"].root
+
+    @app.post("/slow")
+    def slow():  # a request still busy long after the stop (a slow decode)
+        (root / "upload.bin").write_bytes(b"the request's file")
+        time.sleep(60)
+        return "done"
+
+    return app
+
+run(factory, "127.0.0.1", int(sys.argv[1]), 4, shutdown)
+"""
+
+
+def test_sigterm_during_a_long_request_removes_the_files(tmp_path):
+    """gunicorn waited for a busy thread as long as the master's graceful timeout, and the
+    master then killed the worker before the app removed its files (2 runs in 6). The stop
+    now waits STOP_WAIT_S, then removes the files and exits."""
+    import subprocess
+    import sys
+    import threading
+
+    from ferkit.web.server import STOP_WAIT_S
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_APP, str(port), str(tmp_path)], stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: health_within(port, 1), 60, "the server")
+
+        def slow_request() -> None:
+            try:
+                call(port, "POST", "/slow", b"", timeout=60)
+            except (OSError, http.client.HTTPException):
+                pass  # the stop closes it unanswered
+
+        threading.Thread(target=slow_request, daemon=True).start()
+        wait_for(lambda: files_under(tmp_path), 10, "the request's file")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert time.monotonic() - started < STOP_WAIT_S + 4  # well before the master's kill
+        assert list((tmp_path / "jobs").iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -60,12 +60,23 @@ def _check_frame_size(path: Path, width: int, height: int, what: str = "video of
         )
 
 
+# A container may hold many streams, and FFmpeg's probe decodes a frame of each to learn its
+# format: 100 hidden 4096x2304 streams in a 274 KB file cost 3.8 GB. Every stream is counted
+# and sized from the headers alone before that probe runs.
+MAX_STREAMS = 16  # a phone's video has 2 to 6 (video, audio, timed metadata)
+# of them video: MPEG-TS headers do not give a stream's size, so each may be probed at up to
+# ~45 MB (4096x2304): 16 such streams held 720 MB
+MAX_VIDEO_STREAMS = 4
+_HEADERS_ONLY = {"probesize": "32", "analyzeduration": "0"}  # read headers, decode nothing
+
+
 def open_video(path: Path, long: bool = False):
     """The PyAV container, or a FerkitError that names the file instead of an FFmpeg trace.
 
-    Videos over the caps (resolution, duration, frames) are refused here, before any frame
-    is decoded, with the limit in the message; `long` lifts the duration and frame caps
-    for `ferkit batch`, which reads long videos in chunks (`frame_range`).
+    Videos over the caps (streams, resolution of any stream, duration, frames) are refused
+    here, before any frame is decoded, with the limit in the message; `long` lifts the
+    duration and frame caps for `ferkit batch`, which reads long videos in chunks
+    (`frame_range`).
     """
     if Path(path).is_dir():
         raise FerkitError(f"{path}: is a folder, not a video (`ferkit batch` takes folders)")
@@ -74,16 +85,16 @@ def open_video(path: Path, long: bool = False):
     with open(path, "rb") as fh:
         if sniff(fh.read(SNIFF_BYTES)) == "image":
             raise FerkitError(f"{path}: a photo, not a video (use 'ferkit predict' for photos)")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, ValueError) as err:  # FFmpeg's reason, without its errno
-        why = getattr(err, "strerror", None) or str(err)
-        raise FerkitError(f"{path}: not a readable video ({why})") from err
+    with _open(path, _HEADERS_ONLY) as headers:  # the stream budget, before FFmpeg's probe
+        _check_streams(path, headers)
+    # the probe may still find streams the headers did not list (MPEG-TS): at most the cap
+    container = _open(path, {"max_streams": str(MAX_STREAMS)})
     try:
         if not container.streams.video:
             raise FerkitError(f"{path}: has no video stream")
         if not container.streams.video[0].codec_context.width:
             raise FerkitError(f"{path}: not a readable video (no frame size)")
+        _check_streams(path, container)
         _check_caps(path, container, long)
     except FerkitError:
         container.close()
@@ -91,21 +102,52 @@ def open_video(path: Path, long: bool = False):
     return container
 
 
+def _open(path: Path, options: dict):
+    try:
+        return av.open(str(path), options=options)
+    except (av.error.FFmpegError, ValueError) as err:  # FFmpeg's reason, without its errno
+        why = getattr(err, "strerror", None) or str(err)
+        raise FerkitError(f"{path}: not a readable video ({why})") from err
+
+
+def _check_streams(path: Path, container) -> None:
+    """At most MAX_STREAMS streams, MAX_VIDEO_STREAMS of them video, and none of these over
+    the resolution cap (only the first is processed, but FFmpeg's probe decodes them all)."""
+    if len(container.streams) > MAX_STREAMS:
+        raise FerkitError(
+            f"{path}: has {len(container.streams)} streams (limit {MAX_STREAMS}; keep the "
+            "video and its sound)"
+        )
+    if len(container.streams.video) > MAX_VIDEO_STREAMS:
+        raise FerkitError(
+            f"{path}: has {len(container.streams.video)} video streams (limit "
+            f"{MAX_VIDEO_STREAMS}; keep the one to analyse)"
+        )
+    for n, stream in enumerate(container.streams.video):
+        what = "video of" if n == 0 else f"its video stream #{n} of"
+        _check_frame_size(path, stream.codec_context.width, stream.codec_context.height, what)
+
+
 def _check_caps(path: Path, container, long: bool = False) -> None:
     stream = container.streams.video[0]
-    _check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
     if long:
         return
     seconds = container.duration / av.time_base if container.duration else 0.0
     if stream.duration and stream.time_base:
         seconds = max(seconds, float(stream.duration * stream.time_base))
+    _check_length(path, seconds, stream.frames)
+
+
+def _check_length(path: Path, seconds: float, frames: int) -> None:
+    """The duration and frame caps, on the header's figures and again while decoding (a
+    file may declare no duration, or less than it holds)."""
     if seconds > MAX_VIDEO_SECONDS:
         raise FerkitError(
             f"{path}: video too long: {seconds:.0f} s (limit {MAX_VIDEO_SECONDS} s; cut it)"
         )
-    if stream.frames > MAX_VIDEO_FRAMES:
+    if frames > MAX_VIDEO_FRAMES:
         raise FerkitError(
-            f"{path}: too many frames: {stream.frames:,} (limit {MAX_VIDEO_FRAMES:,}; cut it)"
+            f"{path}: too many frames: {frames:,} (limit {MAX_VIDEO_FRAMES:,}; cut it)"
         )
 
 
@@ -281,7 +323,7 @@ def frame_range(path: Path, start: int = 0, stop: int | None = None):
         if start > 0:
             container.seek(int(origin + start / rate / base), stream=video, backward=True)
         n = -1
-        for frame in _frames(container, Path(path), None, None):
+        for frame in _frames(container, Path(path), None, None, capped=False):
             n = n + 1 if frame.pts is None else round((frame.pts - origin) * base * rate)
             if stop is not None and n >= stop:
                 break
@@ -304,16 +346,23 @@ def to_bgr(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="bgr24")
 
 
-def _frames(container, src: Path, audio, on_audio: Callable):
+def _frames(container, src: Path, audio, on_audio: Callable, capped: bool = True):
     """The decoded video frames; packets of the `audio` stream go to `on_audio`. A frame
     larger than the cap is refused even when the header declared less (a stream may change
-    size midway)."""
+    size midway); with `capped`, so is the frame past the duration or frame cap (a
+    Matroska file may declare no duration at all)."""
     video = container.streams.video[0]
+    count, first = 0, None
     try:
         for packet in container.demux(*[s for s in (video, audio) if s is not None]):
             if packet.stream is video:
                 for frame in packet.decode():
                     _check_frame_size(src, frame.width, frame.height, "a frame of")
+                    count += 1
+                    if capped:
+                        first = frame.time if first is None else first
+                        seconds = frame.time - first if frame.time is not None else 0.0
+                        _check_length(src, seconds, count)
                     yield frame
             elif packet.dts is not None:
                 on_audio(packet)

@@ -10,6 +10,7 @@ applied, as phones expect.
 from __future__ import annotations
 
 import io
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -32,6 +33,18 @@ MAX_DECODED_BYTES = 160 * 2**20
 # frames, most photos) never wait.
 LARGE_PIXELS = 2_000_000
 IN_FLIGHT_PIXELS = 2 * MAX_PIXELS
+
+# A JPEG's markers cost the decoders work and memory each (PIL kept 35 bytes for every byte
+# of empty APP markers), and each progressive scan a pass over the picture (2,000 scans of
+# 17 bytes: 8 s of CPU for 6 MP). A photo has some 30 segments and 10 scans; 40 scans of a
+# 40 MP picture took 1.0 s of CPU here (64: 2.2 s).
+MAX_JPEG_SEGMENTS = 1000
+MAX_JPEG_SCANS = 40
+# A marker: 0xFF then a code, but not stuffing (0x00), a fill byte or a restart marker (RSTn
+# repeat in the coded data of large photos)
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
+_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+_JPEG_STANDALONE = {0x01, 0xD8}  # TEM, SOI: no length follows
 
 IMAGE_MAGIC = (
     *(b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF", b"II*\x00", b"MM\x00*"),
@@ -133,6 +146,8 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
 def check_declared_size(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """Refuse a file whose header (or a TIFF tile) declares more than the budget
     (`max_pixels` may lower the pixel cap: a live video frame is no 40 MP photo)."""
+    if data.startswith(b"\xff\xd8"):
+        check_jpeg_markers(data, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -149,6 +164,41 @@ def check_declared_size(data: bytes, name: str, max_pixels: int = MAX_PIXELS) ->
     _check_decoded_bytes(name, [("image", width, height, samples * depth), *parts])
     _check_pixels(name, width, height, max_pixels)  # a caller's lower cap, after the budget's
     return width, height
+
+
+def check_jpeg_markers(data: bytes, name: str) -> None:
+    """Refuse a JPEG with more than MAX_JPEG_SEGMENTS markers or MAX_JPEG_SCANS scans.
+
+    One walk from marker to marker: a segment's payload is skipped by its length, coded
+    data by a regular expression (in C), so the cost is linear in the file's size and the
+    Python steps are bounded by the limits, whatever the file holds."""
+    at, segments, scans = 2, 0, 0
+    while True:
+        # before the first scan, bytes between segments (fill bytes, junk) are read one by
+        # one by PIL's parser: each counts as a segment, and the search stops at the budget
+        end = len(data) if scans else at + MAX_JPEG_SEGMENTS - segments + 2
+        found = _JPEG_MARKER.search(data, at, end)
+        if found is None and end >= len(data):
+            return  # the end of the file (a truncated one is the decoders' to refuse)
+        segments += 1 + (found.start() - at if found is not None and not scans else 0)
+        if found is None or segments > MAX_JPEG_SEGMENTS:
+            raise FerkitError(
+                f"{name}: a JPEG with over {MAX_JPEG_SEGMENTS:,} markers or fill bytes (a "
+                "photo has a few dozen markers): refused before decoding"
+            )
+        marker, at = data[found.start() + 1], found.end()
+        if marker == _JPEG_EOI:
+            return
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker == _JPEG_SOS:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise FerkitError(
+                    f"{name}: a progressive JPEG with over {MAX_JPEG_SCANS} scans (a photo has "
+                    "about 10): refused before decoding"
+                )
+        at += int.from_bytes(data[at : at + 2], "big")  # the length counts its own 2 bytes
 
 
 def _check_pixels(name: str, width: int, height: int, cap: int) -> None:
@@ -170,22 +220,33 @@ def _check_decoded_bytes(name: str, parts: list[tuple[str, int, int, int]]) -> N
 
 
 def _sample_layout(data: bytes, image: Image.Image) -> tuple[int, int]:
-    """Channels and bytes a sample as stored: PIL reports a 16-bit RGBA PNG as 8-bit RGBA."""
+    """Channels and bytes a sample as stored: PIL reports a 16-bit RGBA PNG as 8-bit RGBA,
+    and a 16-bit RGBA TIFF as RGBA too, which OpenCV decodes at 8 bytes a pixel."""
     if image.format == "PNG":  # IHDR: bit depth, colour type (gray, RGB, palette, GA, RGBA)
         channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 4)
         return channels, 2 if data[24] == 16 else 1
+    if image.format == "TIFF":
+        samples, bits = _tiff_samples(image.tag_v2)
+        return samples, max(1, -(-max(bits) // 8))
     return len(image.getbands()), 2 if "16" in image.mode or image.mode in ("I", "F") else 1
+
+
+def _tiff_samples(tags) -> tuple[int, tuple[int, ...]]:
+    """SamplesPerPixel and BitsPerSample (one figure, or one a sample) of a TIFF's tags."""
+    bits = tags.get(_TIFF_BITS, (8,))
+    bits = tuple(int(b) for b in (bits if isinstance(bits, tuple) else (bits,))) or (8,)
+    return max(1, int(tags.get(_TIFF_SAMPLES, len(bits)))), bits
 
 
 def _tiff_tile(tags) -> list[tuple[str, int, int, int]]:
     """The tile buffer a TIFF decoder allocates, which the image size does not bound."""
     if _TIFF_TILE_WIDTH not in tags and _TIFF_TILE_LENGTH not in tags:
         return []
-    bits = tags.get(_TIFF_BITS, (8,))
-    bytes_per_pixel = max(1, sum(bits if isinstance(bits, tuple) else (bits,)) // 8)
+    samples, bits = _tiff_samples(tags)
+    bytes_per_pixel = max(1, sum(bits) // 8)
     tile = (int(tags.get(_TIFF_TILE_WIDTH, 0)), int(tags.get(_TIFF_TILE_LENGTH, 0)))
     # OpenCV may read a tile as RGBA, 4 bytes a pixel, whatever the file stores
-    return [("TIFF tile", *tile, max(4, bytes_per_pixel, int(tags.get(_TIFF_SAMPLES, 1))))]
+    return [("TIFF tile", *tile, max(4, bytes_per_pixel, samples))]
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -71,6 +71,9 @@ def create_app(config: dict | None = None, model=None) -> Flask:
 
     app = Flask(__name__)
     app.json.sort_keys = False  # keep scores in label order
+    # no redirects built from the request: werkzeug answers `//x` (merge_slashes) and `/x`
+    # for a rule `/x/` (strict_slashes) with a 308 to an absolute URL on the client's Host
+    app.url_map.merge_slashes = app.url_map.strict_slashes = False
     app.config.update(DEFAULTS)
     app.config.update({k: v for k, v in (config or {}).items() if v is not None})
     if app.config["DATA_DIR"] is None:

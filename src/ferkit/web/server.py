@@ -8,7 +8,12 @@ hands a thread only a complete request. A body over the upload cap is answered 4
 the bytes read, chunked or not, and nothing of it reaches the app. Live WebSockets do
 hold a thread each: they are capped (`LIVE_MAX`, a clear "busy" message beyond) and
 closed after `LIVE_IDLE_S` without a frame, and the pool keeps `RESERVED_THREADS` for
-requests. `bench/hostile_clients.py` measures this against the plain threaded worker.
+requests. Requests being read are capped in number (`MAX_FRONTS`: past it, the one that
+sent nothing for longest is answered 503 and closed) and their bodies in bytes, all
+together (`PARKED_UPLOADS` uploads at the cap): 1,000 clients that each sent 1 MB and
+went silent held every connection (no /api/health answered in 30 s), and 50 held 2 GB of
+disk. Errors that gunicorn itself answers are in JSON too. `bench/hostile_clients.py` measures
+this against the plain threaded worker.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from functools import partial
 
 from gunicorn import http
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import ThreadWorker
 
 from ferkit.web import DEFAULTS, too_large_message
@@ -38,9 +44,17 @@ DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and di
 STOP_GRACE_S = 1.0  # a stop lets requests in progress finish for this long
 RESERVED_THREADS = 16  # threads never given to live WebSockets
 TURN_BYTES = 1024 * 1024  # what one connection may be read in one turn of the event loop
+ROUND_BYTES = 4 * TURN_BYTES  # what all of them may be read in one turn (the rest: later)
+ACCEPT_BATCH = 64  # connections accepted in one turn (gunicorn accepts one)
 # chunks past the first SMALL_CHUNKS must average MIN_CHUNK_BYTES: each costs the event loop
 # a parse (clients send 8-64 KB chunks; a flood of 1-byte ones held every other request)
 SMALL_CHUNKS, MIN_CHUNK_BYTES = 1024, 256
+WORKER_CONNECTIONS = 1000  # gunicorn accepts no more connections past these
+MAX_FRONTS = WORKER_CONNECTIONS // 2  # requests being read at once
+PARKED_UPLOADS = 5  # bodies being read, all together, within 5 uploads at the cap
+STALLED_S = 1.0  # a body that sent nothing for this long may be dropped to make room
+MAX_DRAINING = 100  # refused connections read and discarded at once; past it, closed at once
+STOP_WAIT_S = 5.0  # a stop waits this long for threads still serving, then cleans up
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method or header name (RFC 9110)
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # not allowed in a header value
@@ -81,7 +95,7 @@ class _Front:
 
     def __init__(self, cap: int, spool_dir: str | None):
         self.cap, self.spool_dir = cap, spool_dir
-        self.started = time.monotonic()
+        self.started = self.active = time.monotonic()  # when it began, when it last sent
         self.head = bytearray()
         self.body = None  # a spooled file once the head is complete
         self.length: int | None = None  # body bytes still expected (plain bodies)
@@ -231,11 +245,24 @@ class BufferingWorker(ThreadWorker):
         self.fronts: dict = {}  # connections whose request is being read
         self.draining: dict = {}  # refused connections: read and discarded until a deadline
         self.serving: set = set()  # connections a thread is serving
+        self.abandoned: set = set()  # those a stop no longer waits for
+        self.round_bytes = 0  # bytes read from requests in this turn of the event loop
         self.stopped_at: float | None = None
         super().init_process()
 
     def _app_config(self):
         return getattr(self.wsgi, "config", {})
+
+    def accept(self, listener):
+        """Accept up to ACCEPT_BATCH waiting connections a turn: with one a turn, a client
+        queued behind 1,000 connections waited 1,000 turns of the event loop."""
+        for _ in range(ACCEPT_BATCH):
+            accepted = self.nr_conns
+            if accepted >= self.worker_connections:
+                return
+            super().accept(listener)
+            if self.nr_conns == accepted:
+                return  # none left waiting
 
     def enqueue_req(self, conn):
         if getattr(conn, "ferkit_ready", False):
@@ -243,6 +270,9 @@ class BufferingWorker(ThreadWorker):
             return super().enqueue_req(conn)
         config = self._app_config()
         cap = config.get("MAX_CONTENT_LENGTH") or DEFAULTS["MAX_CONTENT_LENGTH"]
+        if len(self.fronts) >= MAX_FRONTS:  # the one that sent nothing for longest goes
+            stalest = min(self.fronts, key=lambda c: self.fronts[c].active)
+            self._drop(stalest, _Refused(503, "Service Unavailable", "server busy; try again"))
         self.fronts[conn] = _Front(cap, config.get("SPOOL_DIR"))
         conn.initialized = conn.data_ready = True  # the parser is set when the request is in
         conn.sock.setblocking(False)
@@ -253,10 +283,13 @@ class BufferingWorker(ThreadWorker):
 
     def _readable(self, conn, _sock) -> None:
         """Read what has arrived, up to TURN_BYTES: a fast sender waits for the next turn
-        (the selector fires again) instead of holding the loop that serves everyone."""
+        (the selector fires again) instead of holding the loop that serves everyone. All
+        connections' bodies are read up to ROUND_BYTES a turn: 1,000 clients whose bodies
+        had all arrived made one turn write 1 GB to disk while /api/health waited."""
         for _ in range(TURN_BYTES // (256 * 1024)):
-            if conn not in self.fronts:
-                return
+            front = self.fronts.get(conn)
+            if front is None or (front.body is not None and self.round_bytes >= ROUND_BYTES):
+                return  # (a head is read whatever the turn's bodies: it is small)
             try:
                 data = conn.sock.recv(256 * 1024)
             except BlockingIOError:
@@ -265,11 +298,14 @@ class BufferingWorker(ThreadWorker):
                 return self._drop(conn)
             if not data:
                 return self._drop(conn)
+            self.round_bytes += len(data)
             self._feed(conn, data)
 
     def _feed(self, conn, data: bytes) -> None:
         front = self.fronts[conn]
+        front.active = time.monotonic()
         try:
+            self._make_room(conn, len(data))
             front.feed(data)
             if front.continue_:
                 front.continue_ = False
@@ -281,6 +317,26 @@ class BufferingWorker(ThreadWorker):
         if front.done:
             self._forget(conn)
             self._hand_over(conn, front)
+
+    def _make_room(self, conn, more: int) -> None:
+        """Keep the bodies being read within PARKED_UPLOADS uploads at the cap: drop stalled
+        ones (the stalest first) to make room for `more` bytes of `conn`'s, else refuse
+        `conn`'s (503)."""
+        parked = sum(f.received for f in self.fronts.values())
+        over = parked + more - PARKED_UPLOADS * self.fronts[conn].cap
+        if over <= 0:
+            return
+        now = time.monotonic()
+        stalled = sorted(
+            (c for c, f in self.fronts.items() if c is not conn and now - f.active > STALLED_S),
+            key=lambda c: self.fronts[c].active,
+        )
+        for other in stalled:
+            over -= self.fronts[other].received
+            self._drop(other, _Refused(503, "Service Unavailable", "request stalled; dropped"))
+            if over <= 0:
+                return
+        raise _Refused(503, "Service Unavailable", "server busy receiving uploads; try again")
 
     def _hand_over(self, conn, front: _Front) -> None:
         conn.ferkit_tail, conn.ferkit_upgrade = front.tail, front.upgrade
@@ -327,6 +383,8 @@ class BufferingWorker(ThreadWorker):
             conn.sock.setblocking(False)
         except OSError:
             return self._close(conn)
+        if len(self.draining) >= MAX_DRAINING:  # the oldest is closed now (dicts keep order)
+            self._close(next(iter(self.draining)))
         self.draining[conn] = time.monotonic() + DRAIN_S
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._discard, conn))
 
@@ -357,6 +415,7 @@ class BufferingWorker(ThreadWorker):
         STOP_GRACE_S into a stop, the sockets of what still holds a thread (live cameras,
         MJPEG viewers), so the worker is done well before gunicorn's graceful timeout."""
         super().murder_pending()
+        self.round_bytes = 0  # called once a turn of the event loop
         now = time.monotonic()
         if not self.alive:
             self.stopped_at = self.stopped_at or now
@@ -366,6 +425,13 @@ class BufferingWorker(ThreadWorker):
                         conn.sock.shutdown(socket.SHUT_RDWR)  # its thread's next I/O fails
                     except OSError:
                         pass
+            if now - self.stopped_at > STOP_WAIT_S:
+                # a thread still busy (a long decode) is not waited for: gunicorn would wait
+                # up to its graceful timeout, and the master kills the worker then, before
+                # the app's files are removed; the worker's exit ends that thread
+                self.nr_conns -= len(self.serving)
+                self.abandoned |= self.serving
+                self.serving = set()
         for conn in [c for c, f in self.fronts.items() if not self.alive or f.late(now)]:
             if self.alive:
                 self._drop(conn, _Refused(408, "Request Timeout", "request too slow"))
@@ -374,7 +440,29 @@ class BufferingWorker(ThreadWorker):
         for conn in [c for c, until in self.draining.items() if not self.alive or until < now]:
             self._close(conn)
 
+    def handle_error(self, req, client, addr, exc):
+        """gunicorn's own answer to a request it could not serve, in JSON rather than HTML:
+        a request its parser or environment refused (a `SCRIPT_NAME` header that is not a
+        prefix of the path) is the client's 400; anything else a 500, logged."""
+        if isinstance(exc, ParseException):
+            code, reason, message = 400, "Bad Request", str(exc)
+            self.log.info("refused a request from %s: %s", (addr or ("",))[0], exc)
+        else:
+            code, reason, message = 500, "Internal Server Error", "internal server error"
+            self.log.exception("error handling a request")
+        body = json.dumps({"error": message}).encode()
+        head = (
+            f"HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            client.sendall(head.encode() + body)
+        except OSError:
+            pass
+
     def finish_request(self, conn, fs):
+        if conn in self.abandoned:
+            return  # counted out already by a stop that did not wait for it
         self.serving.discard(conn)
         if getattr(conn, "ferkit_upgrade", False):
             # A WebSocket's thread owns its socket and closes it; end its reads with EOF
@@ -436,8 +524,9 @@ def run(
                 "worker_class": WORKERS[worker],
                 "threads": threads,
                 "timeout": 300,
-                "graceful_timeout": 10,  # the worker needs ~STOP_GRACE_S + its app's stop
-                "worker_connections": 1000,
+                # the worker needs STOP_WAIT_S and its app's stop: the master kills it after
+                "graceful_timeout": 20,
+                "worker_connections": WORKER_CONNECTIONS,
                 "control_socket_disable": True,  # unused; two servers would share its path
                 # the front bounds the head (MAX_HEAD_BYTES, a JSON 431): gunicorn's own
                 # smaller limits would answer a head the front passed in HTML
