@@ -61,7 +61,7 @@ DESIGNS = {
     "buffering front, 128 threads, 4x slow": ("buffering", 128, 4),
 }
 SERVE = (
-    "import sys; from ferkit.web import serve; "
+    "import sys; from ferkit.web.serve import serve; "
     "serve({'DATA_DIR': sys.argv[2]}, port=int(sys.argv[1]), threads=int(sys.argv[3]), "
     "worker=sys.argv[4])"
 )

@@ -23,6 +23,7 @@ from distributed import Client
 
 from ferkit.cli import main
 from ferkit.jobs.chunks import ranges, stitch
+from ferkit.jobs.rows import FaceRow
 
 CLIPS = 6
 FRAMES = 40
@@ -205,7 +206,7 @@ def test_ctrl_c_stops_at_once_and_keeps_finished_files(corpus, tmp_path):
 
 def test_stitch_keeps_ids_across_chunk_edges():
     box = [10, 10, 50, 50]
-    row = lambda n, fid, b: [n, n / 30, fid, *b, 0.9, "happy", *[0.1] * 7]  # noqa: E731
+    row = lambda n, fid, b: FaceRow(n, n / 30, fid, *b, 0.9, "happy", *[0.1] * 7)  # noqa: E731
     first = [row(n, 1, box) for n in range(0, 10)] + [
         row(n, 2, [200, 10, 50, 50]) for n in range(8)
     ]
@@ -214,7 +215,7 @@ def test_stitch_keeps_ids_across_chunk_edges():
         row(n, 2, box) for n in range(0, 20)
     ]
     rows = stitch([(10, second), (0, first)])
-    ids = {(r[0], r[2]) for r in rows}
+    ids = {(r.frame, r.face_id) for r in rows}
     assert {fid for n, fid in ids if n >= 10} == {1}  # the face at `box` is still face 1
     assert len(rows) == 10 + 8 + 10
     assert ranges(100, 40) == [(0, 40), (40, 80), (80, None)]

@@ -423,21 +423,21 @@ def test_keep_data_keeps_a_stopped_servers_files(tmp_path):
 
 def test_front_reads_requests_under_deadlines():
     """The server's front: chunked bodies de-chunked, framing headers replaced, deadlines."""
-    from ferkit.web.server import BODY_GRACE_S, HEAD_TIMEOUT_S, _Front, _Refused
+    from ferkit.web.front import BODY_GRACE_S, HEAD_TIMEOUT_S, Front, Refused
 
-    front = _Front(cap=10, spool_dir=None)
+    front = Front(cap=10, spool_dir=None)
     front.feed(b"POST / HTTP/1.1\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n")
     for byte in b"5\r\nhello\r\n3;x=1\r\nabc\r\n0\r\nTrailer: 1\r\n\r\n":
         front.feed(bytes([byte]))
     head, body = list(front.request())
     assert body == b"helloabc" and head.count(b"Content-Length") == 1
     assert b"Content-Length: 8\r\n" in head and b"chunked" not in head
-    with pytest.raises(_Refused) as refused:  # over the cap by the chunk sizes
-        _Front(cap=10, spool_dir=None).feed(
+    with pytest.raises(Refused) as refused:  # over the cap by the chunk sizes
+        Front(cap=10, spool_dir=None).feed(
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n"
         )
     assert refused.value.code == 413
-    slow = _Front(cap=10, spool_dir=None)
+    slow = Front(cap=10, spool_dir=None)
     slow.feed(b"GET / HTTP/1.1\r\n")
     assert not slow.late(slow.started + HEAD_TIMEOUT_S - 1) and slow.late(
         slow.started + HEAD_TIMEOUT_S + 1
@@ -469,10 +469,10 @@ def test_front_reads_requests_under_deadlines():
 def test_front_refuses_what_gunicorn_would_answer_in_html(request_bytes, code):
     """Malformed framing is refused by the front (a JSON answer), not passed to gunicorn's
     parser (an HTML one); trailers are bounded and a flood of tiny chunks is cut short."""
-    from ferkit.web.server import _Front, _Refused
+    from ferkit.web.front import Front, Refused
 
-    with pytest.raises(_Refused) as refused:
-        _Front(cap=10_000, spool_dir=None).feed(request_bytes)
+    with pytest.raises(Refused) as refused:
+        Front(cap=10_000, spool_dir=None).feed(request_bytes)
     assert refused.value.code == code
 
 

@@ -19,8 +19,8 @@ from hostile_files import (
 )
 
 from ferkit.errors import FerkitError
-from ferkit.jobs.video import MAX_STREAMS, MAX_VIDEO_STREAMS, check_decodes
 from ferkit.media.images import MAX_JPEG_SCANS, decode_image
+from ferkit.media.video import MAX_STREAMS, MAX_VIDEO_STREAMS, check_decodes
 from ferkit.web import create_app, shutdown
 
 
@@ -64,7 +64,7 @@ def test_video_without_duration_is_stopped_at_the_frame_cap(client, tmp_path):
     video = endless_matroska(tmp_path / "endless.mkv", 60)
     with av.open(str(video)) as container:
         assert container.duration is None and container.streams.video[0].frames == 0
-    with mock.patch("ferkit.video.MAX_VIDEO_FRAMES", 50):
+    with mock.patch("ferkit.media.video.MAX_VIDEO_FRAMES", 50):
         check_decodes(video)  # the header and the first frame are fine
         reply = client.post("/api/videos", data=video.read_bytes(), content_type="video/x-matroska")
         assert reply.status_code == 202

@@ -890,7 +890,8 @@ def _check_source(source: str | None) -> None:
 
 def cmd_serve(args) -> int:
     from ferkit.model.recognizer import FacialExpressionModel
-    from ferkit.web import check_port, logs, serve
+    from ferkit.web import logs
+    from ferkit.web.serve import check_port, serve
 
     _check_source(args.source)
     logs.setup()

@@ -16,8 +16,10 @@ from pathlib import Path
 import cv2
 
 from ferkit.errors import FerkitError
-from ferkit.jobs.video import VideoOutputs, csv_rows, frame_range, process_video
+from ferkit.jobs.rows import FaceRow, face_rows
+from ferkit.jobs.video import VideoOutputs, process_video
 from ferkit.media.images import read_image
+from ferkit.media.video import frame_range
 from ferkit.model.recognizer import FacialExpressionModel
 from ferkit.vision.overlay import write_annotated
 from ferkit.vision.pipeline import Pipeline
@@ -52,7 +54,7 @@ class Outcome:
     """One file's part of a task: rows as in `ferkit video --csv`, or the error that stopped it."""
 
     path: str
-    rows: list[list] = field(default_factory=list)
+    rows: list[FaceRow] = field(default_factory=list)
     frames: int = 0  # frames in [start, stop), warm-up excluded
     error: str | None = None
 
@@ -97,7 +99,7 @@ def _photo(path: str, target: str | None) -> Outcome:
     faces = _pipeline(image)
     if target is not None:
         write_annotated(Path(target), image, faces)
-    return Outcome(path, csv_rows(0, 0.0, faces), frames=1)
+    return Outcome(path, face_rows(0, 0.0, faces), frames=1)
 
 
 def _video(path: str, task: Task) -> Outcome:
@@ -106,7 +108,7 @@ def _video(path: str, task: Task) -> Outcome:
     rows, frames = [], 0
     decoded = frame_range(Path(path), max(0, task.start - task.warmup), task.stop)
     for n, t, _image, faces in stream.frames(decoded, task.every):
-        rows += csv_rows(n, t, faces)
+        rows += face_rows(n, t, faces)
         frames += n >= task.start
     if stream.tracker.updates == 0 and task.start == 0:
         raise FerkitError(f"{path}: the video has no decodable frames")
@@ -115,7 +117,7 @@ def _video(path: str, task: Task) -> Outcome:
 
 def _annotated_video(path: str, target: str, task: Task) -> Outcome:
     """The whole video through `ferkit video`'s own code, so the copy matches `ferkit video`."""
-    rows: list[list] = []
+    rows: list[FaceRow] = []
     summary = process_video(
         Path(path),
         VideoOutputs(Path(target)),

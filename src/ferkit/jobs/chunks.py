@@ -14,7 +14,8 @@ from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
-from ferkit.jobs.video import open_video
+from ferkit.jobs.rows import FaceRow
+from ferkit.media.video import open_video
 from ferkit.vision.tracking import Tracker, iou
 
 WARMUP = 30  # frames to settle smoothed scores (a chunk adds --min-track to confirm tracks)
@@ -44,27 +45,27 @@ def ranges(frames: int, chunk: int) -> list[tuple[int, int | None]]:
     return [(s, e) for s, e in zip(starts, starts[1:], strict=False)] + [(starts[-1], None)]
 
 
-def stitch(parts: list[tuple[int, list[list]]]) -> list[list]:
+def stitch(parts: list[tuple[int, list[FaceRow]]]) -> list[FaceRow]:
     """One video's rows from its chunks' ((start, rows) each), with file-wide face ids.
 
-    Rows are `ferkit video --csv` rows (frame, time_s, face_id, x, y, w, h, ...); a chunk's
-    rows before its start are its warm-up.
+    A chunk's rows before its start are its warm-up: its faces there are matched by box
+    overlap with the rows already stitched, and take their ids.
     """
     min_iou = Tracker().min_iou
-    out: list[list] = []
+    out: list[FaceRow] = []
     next_id = 1
     for start, rows in sorted(parts, key=lambda p: p[0]):
         seen = {}  # frame -> the stitched rows of the chunks before, in the warm-up frames
         for r in reversed(out):
-            if r[0] < start - WARMUP:
+            if r.frame < start - WARMUP:
                 break
-            seen.setdefault(r[0], []).append(r)
+            seen.setdefault(r.frame, []).append(r)
         votes = Counter(
-            (old[2], r[2])
+            (old.face_id, r.face_id)
             for r in rows
-            if r[0] < start
-            for old in seen.get(r[0], ())
-            if iou(old[3:7], r[3:7]) >= min_iou
+            if r.frame < start
+            for old in seen.get(r.frame, ())
+            if iou(old.box, r.box) >= min_iou
         )
         ids, taken = {}, set()
         for (old_id, new_id), _ in votes.most_common():
@@ -72,9 +73,9 @@ def stitch(parts: list[tuple[int, list[list]]]) -> list[list]:
                 ids[new_id] = old_id
                 taken.add(old_id)
         for r in rows:
-            if r[0] < start:
+            if r.frame < start:
                 continue
-            if r[2] not in ids:
-                ids[r[2]], next_id = next_id, next_id + 1
-            out.append([*r[:2], ids[r[2]], *r[3:]])
+            if r.face_id not in ids:
+                ids[r.face_id], next_id = next_id, next_id + 1
+            out.append(r._replace(face_id=ids[r.face_id]))
     return out

@@ -18,14 +18,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ferkit.files import write_atomic, write_csv, write_json
-from ferkit.jobs.video import CSV_FIELDS, summarise
+from ferkit.jobs.rows import FIELDS, INT_FIELDS, FaceRow
+from ferkit.jobs.video import summarise
 from ferkit.labels import EMOTIONS
 
-INTS = {"frame", "face_id", "x", "y", "w", "h"}
-
 FACE_TYPES = {
-    f: pa.string() if f == "emotion" else pa.int64() if f in INTS else pa.float64()
-    for f in CSV_FIELDS
+    f: pa.string() if f == "emotion" else pa.int64() if f in INT_FIELDS else pa.float64()
+    for f in FIELDS
 }
 SUMMARY_TYPES = {
     "file": pa.string(),
@@ -41,11 +40,11 @@ SUMMARY_TYPES = {
 }
 
 
-def write_file_outputs(folder: Path, name: str, info: dict, rows: list[list]) -> dict:
+def write_file_outputs(folder: Path, name: str, info: dict, rows: list[FaceRow]) -> dict:
     """`name`.csv (as `ferkit video --csv`) and `name`.json (summary); their paths in `folder`."""
     csv_rel, json_rel = f"{name}.csv", f"{name}.json"
     (folder / csv_rel).parent.mkdir(parents=True, exist_ok=True)
-    write_csv(folder / csv_rel, CSV_FIELDS, rows)
+    write_csv(folder / csv_rel, FIELDS, rows)
     write_json(folder / json_rel, summarise(info, rows))
     return {"csv": csv_rel, "summary": json_rel}
 

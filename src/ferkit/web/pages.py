@@ -9,7 +9,7 @@ from functools import partial
 from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from ferkit.labels import hex_colors
-from ferkit.web import upload_limit_mb
+from ferkit.web.config import upload_limit_mb
 
 bp = Blueprint("pages", __name__)
 PAGES = [  # (URL, template and endpoint name, navigation label, short label)

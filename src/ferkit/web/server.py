@@ -21,11 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import selectors
 import socket
 import sys
-import tempfile
 import time
 from functools import partial
 
@@ -34,208 +32,21 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import ThreadWorker
 
-from ferkit.web import DEFAULTS, too_large_message
+from ferkit.web.config import DEFAULTS
+from ferkit.web.front import MAX_HEAD_BYTES, Front, Refused
 
-MAX_HEAD_BYTES = 64 * 1024  # request line and headers
-HEAD_TIMEOUT_S = 10.0  # the whole head must arrive within this
-BODY_GRACE_S, BODY_MIN_RATE = 10.0, 16 * 1024  # then at least 16 KB/s on average
-SPOOL_BYTES = 256 * 1024  # bodies above this wait in an unnamed file, not in memory
 DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and discarded
 STOP_GRACE_S = 1.0  # a stop lets requests in progress finish for this long
 RESERVED_THREADS = 16  # threads never given to live WebSockets
 TURN_BYTES = 1024 * 1024  # what one connection may be read in one turn of the event loop
 ROUND_BYTES = 4 * TURN_BYTES  # what all of them may be read in one turn (the rest: later)
 ACCEPT_BATCH = 64  # connections accepted in one turn (gunicorn accepts one)
-# chunks past the first SMALL_CHUNKS must average MIN_CHUNK_BYTES: each costs the event loop
-# a parse (clients send 8-64 KB chunks; a flood of 1-byte ones held every other request)
-SMALL_CHUNKS, MIN_CHUNK_BYTES = 1024, 256
 WORKER_CONNECTIONS = 1000  # gunicorn accepts no more connections past these
 MAX_FRONTS = WORKER_CONNECTIONS // 2  # requests being read at once
 PARKED_UPLOADS = 5  # bodies being read, all together, within 5 uploads at the cap
 STALLED_S = 1.0  # a body that sent nothing for this long may be dropped to make room
 MAX_DRAINING = 100  # refused connections read and discarded at once; past it, closed at once
 STOP_WAIT_S = 5.0  # a stop waits this long for threads still serving, then cleans up
-
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method or header name (RFC 9110)
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # not allowed in a header value
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
-_LENGTH = re.compile(rb"[0-9]{1,15}")
-
-
-class _Refused(Exception):
-    def __init__(self, code: int, reason: str, message: str):
-        super().__init__(message)
-        self.code, self.reason = code, reason
-
-
-def _parse_head(lines: list[bytes]) -> dict[bytes, bytes]:
-    """Header names (lowercase) to values (lowercase), refusing in JSON what gunicorn's
-    parser would refuse in HTML: a malformed request line, header line or Content-Length."""
-    parts = lines[0].split(b" ") if lines else []
-    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
-        raise _Refused(400, "Bad Request", "malformed request line")
-    if parts[2] not in (b"HTTP/1.0", b"HTTP/1.1"):
-        raise _Refused(505, "HTTP Version Not Supported", "HTTP/1.0 and HTTP/1.1 only")
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name) or _CONTROL.search(value):
-            raise _Refused(400, "Bad Request", "malformed header line")
-        name, value = name.lower(), value.strip(b" \t").lower()
-        if name == b"content-length" and headers.get(name, value) != value:
-            raise _Refused(400, "Bad Request", "conflicting Content-Length headers")
-        if name in headers and name in (b"transfer-encoding", b"expect"):
-            value = headers[name] + b", " + value  # seen as one list, so refused unless plain
-        headers[name] = value
-    return headers
-
-
-class _Front:
-    """One request being read by the event loop: the head, then the body (plain or chunked)."""
-
-    def __init__(self, cap: int, spool_dir: str | None):
-        self.cap, self.spool_dir = cap, spool_dir
-        self.started = self.active = time.monotonic()  # when it began, when it last sent
-        self.head = bytearray()
-        self.body = None  # a spooled file once the head is complete
-        self.length: int | None = None  # body bytes still expected (plain bodies)
-        self.chunked = False
-        self.pending = bytearray()  # undecoded chunked framing
-        self.state = "size"  # chunked framing: size line, data, CRLF, ..., trailer lines
-        self.chunk_left = 0  # data bytes left in the current chunk
-        self.trailer = 0  # trailer bytes so far
-        self.chunks = 0
-        self.received = 0
-        self.done = False
-        self.continue_ = False  # the client waits for "100 Continue" before the body
-        self.upgrade = False  # a WebSocket handshake
-        self.tail = b""  # bytes after this request (a pipelined next request)
-
-    def feed(self, data: bytes) -> None:
-        if self.body is None:
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0 or end > MAX_HEAD_BYTES:
-                if len(self.head) > MAX_HEAD_BYTES:
-                    raise _Refused(431, "Request Header Fields Too Large", "request head too large")
-                return
-            data = bytes(self.head[end + 4 :])
-            del self.head[end + 4 :]
-            self._start_body()
-        if self.chunked:
-            self._feed_chunked(data)
-        else:
-            self._feed_plain(data)
-
-    def _start_body(self) -> None:
-        lines = bytes(self.head).split(b"\r\n")
-        headers = _parse_head(lines[:-2])  # the head ends with an empty line
-        self.upgrade = b"upgrade" in headers.get(b"connection", b"")
-        self.body = tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=self.spool_dir)
-        if headers.get(b"expect", b"100-continue") != b"100-continue":
-            raise _Refused(417, "Expectation Failed", "the only Expect understood is 100-continue")
-        if headers.get(b"expect") == b"100-continue":  # answered here, not again by gunicorn
-            self.continue_ = True
-            self.head = bytearray(
-                b"\r\n".join(ln for ln in lines if not ln.lower().startswith(b"expect:"))
-            )
-            lines = bytes(self.head).split(b"\r\n")
-        coding = headers.get(b"transfer-encoding")
-        if coding is not None and coding != b"chunked":
-            raise _Refused(501, "Not Implemented", "the only Transfer-Encoding accepted is chunked")
-        if coding == b"chunked":
-            self.chunked = True
-            framing = (b"transfer-encoding:", b"content-length:")  # both: a smuggling attempt
-            kept = [ln for ln in lines if not ln.lower().startswith(framing)]
-            self.head = bytearray(b"\r\n".join(kept))  # Content-Length is added when complete
-            return
-        length = headers.get(b"content-length", b"0")
-        if not _LENGTH.fullmatch(length):
-            raise _Refused(400, "Bad Request", "bad Content-Length")
-        self.length = int(length)
-        if self.length > self.cap:
-            raise self._too_large()
-
-    def _too_large(self) -> _Refused:
-        return _Refused(413, "Content Too Large", too_large_message(self.cap))
-
-    def _store(self, data: bytes) -> None:
-        self.received += len(data)
-        if self.received > self.cap:
-            raise self._too_large()
-        self.body.write(data)
-
-    def _feed_plain(self, data: bytes) -> None:
-        take = min(len(data), self.length)
-        self._store(data[:take])
-        self.length -= take
-        if self.length == 0:
-            self.done, self.tail = True, data[take:]
-
-    def _feed_chunked(self, data: bytes) -> None:
-        self.pending += data
-        while not self.done:
-            if self.state == "data":
-                piece = bytes(self.pending[: self.chunk_left])
-                del self.pending[: len(piece)]
-                self._store(piece)
-                self.chunk_left -= len(piece)
-                if self.chunk_left:
-                    return
-                self.state = "crlf"
-                continue
-            if self.state == "crlf":  # after a chunk's data
-                if len(self.pending) < 2:
-                    return
-                if self.pending[:2] != b"\r\n":
-                    raise _Refused(400, "Bad Request", "bad chunked encoding")
-                del self.pending[:2]
-                self.state = "size"
-                continue
-            end = self.pending.find(b"\r\n")
-            if end < 0:
-                if len(self.pending) > 1024:
-                    raise _Refused(400, "Bad Request", "bad chunked encoding")
-                return
-            line = bytes(self.pending[:end])
-            del self.pending[: end + 2]
-            if self.state == "trailer":  # trailer lines, up to an empty one
-                self.trailer += len(line) + 2
-                if self.trailer > MAX_HEAD_BYTES:
-                    raise _Refused(431, "Request Header Fields Too Large", "trailer too large")
-                if not line:
-                    self._finish_chunked()
-                continue
-            size_text = line.split(b";")[0].strip(b" \t")
-            if not _CHUNK_SIZE.fullmatch(size_text):
-                raise _Refused(400, "Bad Request", "bad chunked encoding")
-            size = int(size_text, 16)
-            self.chunks += 1
-            if self.chunks > SMALL_CHUNKS and self.chunks * MIN_CHUNK_BYTES > self.received:
-                raise _Refused(400, "Bad Request", "chunks too small (send them whole)")
-            if self.received + size > self.cap:
-                raise self._too_large()
-            self.state, self.chunk_left = ("data", size) if size else ("trailer", 0)
-
-    def _finish_chunked(self) -> None:
-        self.head = bytearray(
-            bytes(self.head[:-4]) + b"\r\nContent-Length: %d\r\n\r\n" % self.received
-        )
-        self.done, self.tail = True, bytes(self.pending)
-
-    def late(self, now: float) -> bool:
-        """Past the deadline: the head within HEAD_TIMEOUT_S, the body at BODY_MIN_RATE."""
-        if self.body is None:
-            return now - self.started > HEAD_TIMEOUT_S
-        return self.received < (now - self.started - BODY_GRACE_S) * BODY_MIN_RATE
-
-    def request(self):
-        """The complete request, as the parser reads it."""
-        yield bytes(self.head)
-        self.body.seek(0)
-        while chunk := self.body.read(SPOOL_BYTES):
-            yield chunk
-        self.body.close()
 
 
 class BufferingWorker(ThreadWorker):
@@ -272,8 +83,8 @@ class BufferingWorker(ThreadWorker):
         cap = config.get("MAX_CONTENT_LENGTH") or DEFAULTS["MAX_CONTENT_LENGTH"]
         if len(self.fronts) >= MAX_FRONTS:  # the one that sent nothing for longest goes
             stalest = min(self.fronts, key=lambda c: self.fronts[c].active)
-            self._drop(stalest, _Refused(503, "Service Unavailable", "server busy; try again"))
-        self.fronts[conn] = _Front(cap, config.get("SPOOL_DIR"))
+            self._drop(stalest, Refused(503, "Service Unavailable", "server busy; try again"))
+        self.fronts[conn] = Front(cap, config.get("SPOOL_DIR"))
         conn.initialized = conn.data_ready = True  # the parser is set when the request is in
         conn.sock.setblocking(False)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
@@ -310,7 +121,7 @@ class BufferingWorker(ThreadWorker):
             if front.continue_:
                 front.continue_ = False
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-        except _Refused as refused:
+        except Refused as refused:
             return self._drop(conn, refused)
         except OSError:
             return self._drop(conn)
@@ -333,12 +144,12 @@ class BufferingWorker(ThreadWorker):
         )
         for other in stalled:
             over -= self.fronts[other].received
-            self._drop(other, _Refused(503, "Service Unavailable", "request stalled; dropped"))
+            self._drop(other, Refused(503, "Service Unavailable", "request stalled; dropped"))
             if over <= 0:
                 return
-        raise _Refused(503, "Service Unavailable", "server busy receiving uploads; try again")
+        raise Refused(503, "Service Unavailable", "server busy receiving uploads; try again")
 
-    def _hand_over(self, conn, front: _Front) -> None:
+    def _hand_over(self, conn, front: Front) -> None:
         conn.ferkit_tail, conn.ferkit_upgrade = front.tail, front.upgrade
         conn.parser = http.get_parser(self.cfg, front.request(), conn.client)
         conn.sock.setblocking(True)
@@ -346,7 +157,7 @@ class BufferingWorker(ThreadWorker):
         self.serving.add(conn)
         self.enqueue_req(conn)
 
-    def _forget(self, conn) -> _Front:
+    def _forget(self, conn) -> Front:
         front = self.fronts.pop(conn)
         try:
             self.poller.unregister(conn.sock)
@@ -354,7 +165,7 @@ class BufferingWorker(ThreadWorker):
             pass
         return front
 
-    def _drop(self, conn, refused: _Refused | None = None) -> None:
+    def _drop(self, conn, refused: Refused | None = None) -> None:
         """Close a connection whose request is not served; with `refused`, answer it first
         and read what the client still sends for a while, so it sees the answer (closing
         with unread bytes would reset the connection before the client reads it)."""
@@ -434,9 +245,9 @@ class BufferingWorker(ThreadWorker):
                 self.serving = set()
         for conn in [c for c, f in self.fronts.items() if not self.alive or f.late(now)]:
             if self.alive:
-                self._drop(conn, _Refused(408, "Request Timeout", "request too slow"))
+                self._drop(conn, Refused(408, "Request Timeout", "request too slow"))
             else:
-                self._drop(conn, _Refused(503, "Service Unavailable", "the server is stopping"))
+                self._drop(conn, Refused(503, "Service Unavailable", "the server is stopping"))
         for conn in [c for c, until in self.draining.items() if not self.alive or until < now]:
             self._close(conn)
 

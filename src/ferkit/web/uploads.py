@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ferkit.errors import FerkitError
-from ferkit.jobs.video import VideoOutputs, check_decodes, process_video
+from ferkit.jobs.video import VideoOutputs, process_video
+from ferkit.media.video import check_decodes
 from ferkit.vision.pipeline import Pipeline
 from ferkit.web.logs import current_id
 

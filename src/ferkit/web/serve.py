@@ -1,0 +1,45 @@
+"""Run the app: refuse a busy port before anything loads, then one gunicorn process with
+the buffering worker (`ferkit.web.server`)."""
+
+from __future__ import annotations
+
+import socket
+
+from ferkit.errors import FerkitError
+from ferkit.web import create_app, shutdown
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port that is taken before anything loads, instead of gunicorn's retry noise."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            s.bind((host, port))
+    except OSError as err:
+        raise FerkitError(
+            f"cannot listen on {host}:{port} ({err.strerror}); "
+            "is another server running there? Pick another with --port"
+        ) from err
+
+
+def serve(
+    config: dict,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    threads: int = 128,
+    model=None,
+    worker: str = "buffering",
+) -> None:
+    """One gunicorn process (one model in memory) with the buffering worker of
+    `ferkit.web.server`; Ctrl-C or SIGTERM stops it cleanly.
+
+    The app is created in the worker process, after the fork, so its job thread lives there;
+    an ONNX model loaded before (to fail early on a bad one) is reused, not loaded again:
+    with one intra-op thread, ONNX Runtime runs on the calling thread and survives the fork.
+    """
+    from ferkit.web.server import RESERVED_THREADS, run
+
+    if config.get("LIVE_MAX") is None:
+        config = {**config, "LIVE_MAX": max(1, threads - RESERVED_THREADS)}
+    print(f"ferkit serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    run(lambda: create_app(config, model), host, port, threads, shutdown, worker)
