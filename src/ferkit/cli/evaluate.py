@@ -1,0 +1,282 @@
+"""`ferkit evaluate`, `ferkit export` and `ferkit ensemble`: a model's figures (held out, out of
+fold, calibrated, against another model), its ONNX files, and ensembles of model folders.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ferkit.cli.common import (
+    add_model_options,
+    check_data_apart,
+    command,
+    make_folder,
+    output_folder,
+)
+from ferkit.errors import FerkitError
+
+MAX_BLUR_SIGMA = 20.0  # evaluate's --blur/--input-blur: far past train/'s ~3.3 on a 48 px face
+
+
+def add_evaluate(sub) -> None:
+    p = command(
+        sub,
+        "evaluate",
+        "accuracy, per-class scores and confusion matrix",
+        [
+            "ferkit evaluate ../shared/data/fer2013/publictest --only splits/publictest_val.txt",
+            "ferkit evaluate fer2013.csv --usage PrivateTest --json --out metrics/",
+        ],
+    )
+    p.add_argument("data", type=Path, help="a class folder or fer2013.csv")
+    add_model_options(p)
+    p.add_argument("--usage", help="fer2013.csv rows to use: Training, PublicTest or PrivateTest")
+    p.add_argument("--only", type=Path, help="a file list (one name per line) to restrict to")
+    p.add_argument(
+        "--blur",
+        type=float,
+        help=f"blur inputs with this sigma first (as train/ is), 0-{MAX_BLUR_SIGMA:g}",
+    )
+    p.add_argument(
+        "--input-blur",
+        type=float,
+        help=f"override the model's own input blur sigma, 0-{MAX_BLUR_SIGMA:g}",
+    )
+    p.add_argument(
+        "--tta", choices=["on", "off"], help="override the model's flip test-time augmentation"
+    )
+    p.add_argument(
+        "--out-of-fold",
+        action="store_true",
+        help="--model is a K-fold run: score each face with its fold models that never trained on it",
+    )
+    p.add_argument(
+        "--against",
+        type=Path,
+        metavar="MODEL",
+        help="also score this model folder (e.g. the shipped one) on the same faces, those "
+        "neither trained on, and compare them face by face (McNemar)",
+    )
+    p.add_argument(
+        "--require-better",
+        action="store_true",
+        help="with --against: exit 1 unless --model is right on more of those faces "
+        "(the shipping rule)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit the score temperature on these faces (never trained on) and write it into "
+        "--model's metadata; every predicting path then applies it",
+    )
+    p.add_argument(
+        "--out", type=Path, help="folder for confusion.png, reliability.png and metrics.json"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from ferkit.model.calibration import apply_temperature, expected_calibration_error
+    from ferkit.model.fingerprints import trained_on, training_overlap
+    from ferkit.model.preprocess import blur
+    from ferkit.model.recognizer import FacialExpressionModel
+    from ferkit.training import data
+    from ferkit.training.evaluate import format_report, metrics, out_of_fold_scores
+
+    if args.out:
+        check_data_apart(
+            [args.data], args.out, ["metrics.json", "confusion.png", "reliability.png"]
+        )
+        make_folder(args.out)
+    if args.require_better and not args.against:
+        raise FerkitError("--require-better needs --against MODEL")
+    if args.calibrate and args.model is None:
+        raise FerkitError("--calibrate needs --model FOLDER: the temperature is written into it")
+    for flag in ("blur", "input_blur"):
+        sigma = getattr(args, flag)
+        if sigma is not None and not 0 <= sigma <= MAX_BLUR_SIGMA:
+            raise FerkitError(
+                f"--{flag.replace('_', '-')} must be 0 to {MAX_BLUR_SIGMA}, got {sigma}"
+            )
+    if args.out_of_fold and args.model is None:
+        raise FerkitError("--out-of-fold needs --model RUN, a 'ferkit train --folds' run folder")
+    if args.out_of_fold and (args.tta or args.input_blur is not None):
+        raise FerkitError("--out-of-fold runs the fold models as trained: no --tta or --input-blur")
+    faces = data.load(args.data, usage=args.usage)
+    if args.only:
+        names = data.read_list(args.only)
+        if not names:
+            raise FerkitError(f"{args.only}: lists no images")
+        faces = faces.only(names)
+    images = faces.images
+    if args.blur:
+        images = np.stack([blur(img, args.blur) for img in images])
+    if args.out_of_fold:
+        scores = out_of_fold_scores(args.model, faces.images, images, args.engine)
+        overlap, engine, raw = 0, "out-of-fold", scores
+    else:
+        tta = None if args.tta is None else args.tta == "on"
+        model = FacialExpressionModel.load(
+            args.model, args.engine, blur_sigma=args.input_blur, tta=tta
+        )
+        overlap, engine = training_overlap(model.metadata, faces.images), model.engine
+        if overlap:
+            print(
+                f"warning: {overlap} of these {len(faces)} faces ({overlap / len(faces):.1%}) "
+                "are in the model's training data (same pixels): the figure is not fully "
+                "held-out (for a K-fold run: --out-of-fold)",
+                file=sys.stderr,
+            )
+        raw = model.predict_scores(images, calibrated=False)
+        scores = apply_temperature(raw, model.temperature)
+    source = str(args.data) + (f" (only {args.only})" if args.only else "")
+    result = metrics(faces.labels, scores.argmax(axis=1))
+    result["ece"] = expected_calibration_error(scores, faces.labels)
+    if args.calibrate:  # on the faces the model never trained on only
+        unseen = (
+            np.ones(len(faces), bool) if not overlap else ~trained_on(model.metadata, faces.images)
+        )
+        result["calibration"] = _write_calibration(
+            args.model, raw[unseen], faces.labels[unseen], source
+        )
+    result["trained_on"] = overlap
+    result["data"] = source
+    result["blur"] = args.blur or 0.0
+    result["engine"] = engine
+    if args.against:
+        result["against"] = _compare(
+            args, model if not args.out_of_fold else None, faces, images, scores
+        )
+    if args.out:
+        from ferkit.files import write_json
+        from ferkit.plots import confusion, reliability_diagram
+
+        confusion(np.array(result["confusion"]), args.out / "confusion.png")
+        temperature = result.get("calibration", {}).get("temperature")
+        after = apply_temperature(raw, temperature) if temperature else None
+        reliability_diagram(
+            raw if temperature else scores, faces.labels, args.out / "reliability.png", after
+        )
+        write_json(args.out / "metrics.json", result)
+    print(json.dumps(result) if args.json else format_report(result))
+    if args.require_better and not result["against"]["better"]:
+        return 1
+    return 0
+
+
+def _compare(args, model, faces, images, scores) -> dict:
+    """The candidate (`--model`) and `--against` on the faces neither trained on."""
+    from ferkit.model.fingerprints import trained_on
+    from ferkit.model.recognizer import FacialExpressionModel
+    from ferkit.training.evaluate import mcnemar
+
+    reference = FacialExpressionModel.load(args.against, args.engine)
+    seen = trained_on(reference.metadata, faces.images)
+    if seen is None:
+        raise FerkitError(f"{args.against}: the model does not list the faces it trained on")
+    if model is not None:  # out of fold, no face was seen by the model that scored it
+        mine = trained_on(model.metadata, faces.images)
+        seen = seen | (mine if mine is not None else False)
+    keep = ~seen
+    if not keep.any():
+        raise FerkitError(f"{args.against}: it or --model trained on every one of these faces")
+    labels = faces.labels[keep]
+    right = scores[keep].argmax(axis=1) == labels
+    theirs = reference.predict_scores(images[keep]).argmax(axis=1) == labels
+    test = mcnemar(right, theirs)
+    comparison = {
+        "model": str(args.against),
+        "n": int(keep.sum()),
+        "accuracy": float(theirs.mean()),
+        "accuracy_of_model": float(right.mean()),
+        "better": bool(right.sum() > theirs.sum()),
+        **test,
+    }
+    print(
+        f"against {args.against} on the {comparison['n']} faces neither trained on: "
+        f"{right.mean():.2%} vs {theirs.mean():.2%} (right only here {test['only_first']}, "
+        f"only there {test['only_second']}, McNemar p = {test['p']:.3f})",
+        file=sys.stderr,
+    )
+    return comparison
+
+
+def _write_calibration(model: Path, raw, labels, data: str) -> dict:
+    """Fit the temperature on held-out answers and keep it in the model folder's metadata
+    (of a K-fold run: the run's own model, whose folds gave the answers)."""
+    from ferkit.model.calibration import calibrate
+    from ferkit.model.folder import read_metadata, write_metadata
+
+    record = {**calibrate(raw, labels), "fitted_on": data}
+    metadata = read_metadata(model)
+    if not metadata:
+        raise FerkitError(f"{model}: no metadata.json to keep the temperature in")
+    write_metadata(model, {**metadata, "calibration": record})
+    print(
+        f"calibration: temperature {record['temperature']:.3f}; expected calibration error "
+        f"{record['ece_before']:.3f} -> {record['ece_after']:.3f} "
+        f"({record['ece_after_cross_fitted']:.3f} fitted on the other half); written to {model}",
+        file=sys.stderr,
+    )
+    return record
+
+
+def add_export(sub) -> None:
+    p = command(
+        sub,
+        "export",
+        "export a model folder to ONNX (model.onnx, and model.int8.onnx with --int8)",
+        [
+            "ferkit export runs/default",
+            "ferkit export runs/default --int8 ../shared/data/fer2013/publictest",
+        ],
+    )
+    p.add_argument("model", type=Path, help="model folder with model.json and model.weights.h5")
+    p.add_argument(
+        "--int8",
+        type=Path,
+        metavar="DATA",
+        help="also write an int8 model calibrated on faces of DATA the model trained on",
+    )
+
+
+def cmd_export(args) -> int:
+    from ferkit.training.export import export_onnx
+
+    print(f"wrote {export_onnx(args.model)}")
+    if args.int8:
+        from ferkit.training import data
+        from ferkit.training.export import calibration_faces, export_int8
+
+        faces = calibration_faces(args.model, data.load(args.int8).images)
+        path, same = export_int8(args.model, faces)
+        print(f"wrote {path} (same answer as float32 on {same:.1%} of {len(faces)} faces)")
+    return 0
+
+
+def add_ensemble(sub) -> None:
+    p = command(
+        sub,
+        "ensemble",
+        "join model folders into one ensemble folder (each member keeps its preprocessing; "
+        "scores combined by their geometric mean)",
+        ["ferkit ensemble runs/default runs/blurred --out runs/ensemble"],
+    )
+    p.add_argument("models", type=Path, nargs="+", help="model folders (named by their folder)")
+    p.add_argument("--out", type=Path, required=True, help="the new ensemble folder")
+
+
+def cmd_ensemble(args) -> int:
+    from ferkit.model.folder import write_ensemble
+
+    names = [m.resolve().name for m in args.models]
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise FerkitError("give two or more model folders with different names")
+    output_folder(args.out)
+    write_ensemble(args.out, dict(zip(names, args.models, strict=True)))
+    print(f"wrote the ensemble of {', '.join(names)} to {args.out}")
+    return 0
