@@ -50,8 +50,7 @@ def add_batch(sub) -> None:
 
 
 def cmd_batch(args) -> int:
-    from ferkit.jobs.batch import run_batch
-    from ferkit.jobs.executors import open_engine
+    from ferkit.jobs.batch import open_engine, run_batch
     from ferkit.model.recognizer import FacialExpressionModel
 
     make_folder(args.out)

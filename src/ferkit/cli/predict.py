@@ -50,6 +50,7 @@ def cmd_predict(args) -> int:
     from ferkit.media.images import read_image, sniff_file
     from ferkit.vision.face import CSV_FIELDS
     from ferkit.vision.overlay import write_annotated
+    from ferkit.vision.result import ImageResult
 
     paths, unwanted, loops = find_inputs(args.inputs, args.out, lambda f: sniff_file(f) == "image")
     note_loops(loops)
@@ -76,21 +77,12 @@ def cmd_predict(args) -> int:
             failed += 1
             print(f"error: {err}", file=sys.stderr)
             continue
-        record = {
-            "file": str(path),
-            "width": image.shape[1],
-            "height": image.shape[0],
-            "faces": [f.to_dict() for f in faces],
-        }
+        result = ImageResult.of(image, faces, str(path))
         if args.out:
             write_annotated(args.out / f"{name}.png", image, faces)
-            write_json(args.out / f"{name}.json", record)
+            write_json(args.out / f"{name}.json", result.to_dict())
         rows += _csv_rows(path, faces)
-        if args.json:
-            print(json.dumps(record))
-        else:
-            found = ", ".join(f"#{f.face_id} {f.emotion} ({f.score:.0%})" for f in faces)
-            print(f"{path}: {len(faces)} face(s){': ' + found if faces else ''}")
+        print(json.dumps(result.to_dict()) if args.json else f"{path}: {result.summary()}")
     if args.csv:
         write_csv(args.csv, ["file", *CSV_FIELDS], rows)
     return 1 if failed else 0

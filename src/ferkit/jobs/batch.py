@@ -20,7 +20,7 @@ from ferkit.errors import FerkitError
 from ferkit.files import find_inputs, regular_file, remove_temps, unique_name
 from ferkit.jobs import chunks, tables
 from ferkit.jobs.analysis import Outcome, Task
-from ferkit.jobs.executors import Engine
+from ferkit.jobs.executors import ENGINES, Engine, LocalEngine
 from ferkit.jobs.manifest import Manifest, stamp
 from ferkit.media.images import SNIFF_BYTES, sniff, sniff_file
 
@@ -222,3 +222,25 @@ def _common_root(paths: list[Path]) -> Path:
         while root not in (parent, *parent.parents):
             root = root.parent
     return root
+
+
+def open_engine(name: str, address: str | None, workers: int | None, options: dict) -> Engine:
+    """The engine `--engine` names, connected; `--address` only for a cluster.
+
+    `options` are the worker's model and face options (see `analysis.init_worker`).
+    """
+    if name == "local":
+        if address:
+            raise FerkitError("--address is for --engine dask, not local")
+        return LocalEngine(workers, options)
+    if name == "dask":
+        if not address:
+            raise FerkitError("--engine dask needs --address HOST:PORT of the Dask scheduler")
+        try:
+            from ferkit.jobs.cluster import DaskEngine
+        except ImportError as err:
+            raise FerkitError(
+                "--engine dask needs the cluster extra: pip install 'ferkit[cluster]'"
+            ) from err
+        return DaskEngine(address, options)
+    raise FerkitError(f"--engine must be one of {', '.join(ENGINES)}, got '{name}'")

@@ -115,25 +115,3 @@ def _exit_with(driver: int) -> None:
     while os.getppid() == driver:
         time.sleep(PARENT_CHECK_S)
     os._exit(1)
-
-
-def open_engine(name: str, address: str | None, workers: int | None, options: dict) -> Engine:
-    """The engine `--engine` names, connected; `--address` only for a cluster.
-
-    `options` are the worker's model and face options (see `analysis.init_worker`).
-    """
-    if name == "local":
-        if address:
-            raise FerkitError("--address is for --engine dask, not local")
-        return LocalEngine(workers, options)
-    if name == "dask":
-        if not address:
-            raise FerkitError("--engine dask needs --address HOST:PORT of the Dask scheduler")
-        try:
-            from ferkit.jobs.cluster import DaskEngine
-        except ImportError as err:
-            raise FerkitError(
-                "--engine dask needs the cluster extra: pip install 'ferkit[cluster]'"
-            ) from err
-        return DaskEngine(address, options)
-    raise FerkitError(f"--engine must be one of {', '.join(ENGINES)}, got '{name}'")

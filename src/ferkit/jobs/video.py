@@ -33,7 +33,7 @@ from ferkit.media.video import (
 )
 from ferkit.vision.face import Face
 from ferkit.vision.overlay import draw
-from ferkit.vision.stream import Stream
+from ferkit.vision.pipeline import Stream
 
 AUDIO_IN_MP4 = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 

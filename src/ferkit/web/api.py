@@ -11,6 +11,7 @@ from typing import IO
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from ferkit.media.images import SNIFF_BYTES, decoded, sniff
+from ferkit.vision.result import ImageResult
 from ferkit.web.slots import client_address
 from ferkit.web.uploads import QueueFull
 
@@ -99,7 +100,7 @@ def predict():
     image_data = _upload("image")  # a FerkitError is a 400 (create_app), naming the file
     with decoded(image_data, _sent_name("image")) as image:
         faces = current_app.extensions["ferkit.pipeline"](image)
-    return jsonify(faces=[f.to_dict() for f in faces], width=image.shape[1], height=image.shape[0])
+    return jsonify(ImageResult.of(image, faces).to_dict())
 
 
 @bp.post("/videos")

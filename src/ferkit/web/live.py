@@ -23,6 +23,7 @@ from werkzeug.routing import WebsocketMismatch
 
 from ferkit.errors import FerkitError
 from ferkit.media.images import decoded
+from ferkit.vision.result import ImageResult
 from ferkit.web.slots import client_address
 
 bp = Blueprint("live", __name__)
@@ -110,8 +111,7 @@ def _serve(ws, stream, idle_s: float) -> None:
         try:
             # a large frame holds its pixel budget
             with decoded(message, "frame", LIVE_MAX_PIXELS) as image:
-                faces = [face.to_dict() for face in stream(image)]
-            reply = {"faces": faces, "width": image.shape[1], "height": image.shape[0]}
+                reply = ImageResult.of(image, stream(image)).to_dict()
         except FerkitError as err:
             reply = {"error": str(err)}
         reply["server_ms"] = round((time.perf_counter() - started) * 1000, 1)
