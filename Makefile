@@ -47,5 +47,6 @@ bench: install
 	$(BIN)/python -m pip install -q requests
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
 
+# ruff, and the import contracts of pyproject.toml (layers; no TensorFlow outside training)
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports

@@ -4,7 +4,8 @@ A model folder holds `model.json`, `model.weights.h5`, `metadata.json` (labels, 
 preprocessing, training data and metrics) and, once exported, `model.onnx` and its int8
 twin `model.int8.onnx`. Every file is
 written under a temporary name and renamed, so a crash never leaves half a model.
-Keras is imported inside the functions: serving from ONNX never pays for TensorFlow.
+Keras is imported only to load a model for the Keras engine (`--engine keras`); saving
+them is training's (`ferkit.training.checkpoints.save_model_files`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.errors import FerkitError
-from ferkit.files import replacing, write_atomic, write_json
+from ferkit.files import write_json
 
 JSON_NAME = "model.json"
 WEIGHTS_NAME = "model.weights.h5"
@@ -23,22 +24,6 @@ METADATA_NAME = "metadata.json"
 ONNX_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"  # served first when present: 3x faster, same answers
 ENGINES = ("auto", "keras", "onnx", "int8")  # how a model folder is run (`--engine`)
-
-
-def save_model_files(folder: Path, model: Any, metadata: dict) -> None:
-    """Save architecture, weights (without optimizer state: a third of the size) and metadata."""
-    import keras
-
-    folder.mkdir(parents=True, exist_ok=True)
-    config = json.loads(model.to_json())
-    config.pop("compile_config", None)  # a predictor needs no optimizer
-    model_json = json.dumps(config)
-    bare = keras.models.model_from_json(model_json)
-    bare.set_weights(model.get_weights())
-    with replacing(folder / WEIGHTS_NAME) as tmp:
-        bare.save_weights(tmp)
-    write_atomic(folder / JSON_NAME, model_json.encode())
-    write_metadata(folder, metadata)
 
 
 def write_metadata(folder: Path, metadata: dict) -> None:

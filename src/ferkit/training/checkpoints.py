@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.files import remove_temps, replacing, write_atomic
+from ferkit.model.folder import JSON_NAME, WEIGHTS_NAME, write_metadata
 from ferkit.plots import training_curves
 from ferkit.training.config import TrainConfig
 from ferkit.training.nets import ema_weights, predict
@@ -198,3 +200,17 @@ def save_epoch_weights(net, run: Path, epoch: int) -> None:
     path = epoch_weights_path(run, epoch)
     path.parent.mkdir(exist_ok=True)
     write_atomic(path, npy_bytes(np.savez, *net.get_weights()))
+
+
+def save_model_files(folder: Path, model: keras.Model, metadata: dict) -> None:
+    """Save architecture, weights (without optimizer state: a third of the size) and metadata."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = json.loads(model.to_json())
+    config.pop("compile_config", None)  # a predictor needs no optimizer
+    model_json = json.dumps(config)
+    bare = keras.models.model_from_json(model_json)
+    bare.set_weights(model.get_weights())
+    with replacing(folder / WEIGHTS_NAME) as tmp:
+        bare.save_weights(tmp)
+    write_atomic(folder / JSON_NAME, model_json.encode())
+    write_metadata(folder, metadata)

@@ -26,6 +26,7 @@ from ferkit.training.checkpoints import (
     history_columns,
     read_history,
     restore_backup,
+    save_model_files,
 )
 from ferkit.training.config import TrainConfig
 from ferkit.training.distill import load_teachers, teacher_folders
@@ -99,8 +100,6 @@ def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
 
 def train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None) -> dict:
     """Fit one run (resuming from its backup if any) and save its model files."""
-    from ferkit.model.folder import save_model_files
-
     train_set, val_set = assemble(cfg)
     data.write_list(out / "train_files.txt", sorted(set(train_set.names)))
     data.write_list(out / "val_files.txt", val_set.names if val_set else [])

@@ -18,6 +18,7 @@ from ferkit.training import data
 from ferkit.training.checkpoints import (
     PREDICTIONS_NAME,
     epoch_weights_path,
+    save_model_files,
 )
 from ferkit.training.config import TrainConfig
 from ferkit.training.evaluate import bootstrap_interval, metrics
@@ -59,7 +60,7 @@ def keep_epoch(run: Path, epoch: int, held: data.FaceSet | None = None) -> float
     Each fold first saves its best validation epoch, a choice made on its own held-out faces;
     the model that `ferkit evaluate --out-of-fold` scores them with must be the chosen epoch's.
     """
-    from ferkit.model.folder import read_metadata, save_model_files
+    from ferkit.model.folder import read_metadata
 
     metadata = read_metadata(run)
     scores = metadata.setdefault("metrics", {})  # a final run has no validation metrics
