@@ -1,3 +1,5 @@
+"""`python -m ferkit`: the same command as `ferkit`."""
+
 import sys
 
 from ferkit.cli import main

@@ -1,4 +1,4 @@
-"""The charts ferkit draws (training curves, class counts, confusion, emotions over time),
+"""The charts ferkit draws (training curves, class counts, confusion, reliability, emotions over time),
 each written atomically; annotated photos and frames are `overlay`'s.
 
 Figures are plain `matplotlib.figure.Figure` objects, never pyplot: no screen is needed and

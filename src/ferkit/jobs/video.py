@@ -1,6 +1,7 @@
 """Annotate a saved video: H.264 MP4 out (plays in browsers), per-frame CSV, summary, chart.
 
-Decoding and encoding use PyAV (FFmpeg). Every output is written under a temporary name
+Frames come from `ferkit.media.video` (decoding under budgets); PyAV (FFmpeg) encodes the
+H.264 copy in a second thread. Every output is written under a temporary name
 in the destination folder and renamed only when complete, so a crash or Ctrl-C never
 leaves half a file under the final name.
 """

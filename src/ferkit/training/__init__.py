@@ -1,0 +1,3 @@
+"""The Keras side: data sets, augmentation, architectures, runs that survive faults,
+K-fold estimates, distillation, evaluation and export. The only subpackage that imports
+TensorFlow, and only `ferkit.cli` imports it."""

@@ -1,7 +1,7 @@
 """Per-client shares, counted by `client_address()`. Live viewers (camera WebSockets and
 MJPEG viewers) each hold a server thread until they leave, so they are counted in all
 (LIVE_MAX) and per client address (LIVE_PER_CLIENT): one client opening viewers in a loop
-fills its own share, not the server. (Video jobs are shared the same way in `jobs`.)
+fills its own share, not the server. (Video jobs are shared the same way in `ferkit.web.uploads`.)
 """
 
 from __future__ import annotations
