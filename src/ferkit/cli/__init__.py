@@ -81,6 +81,8 @@ def configure_logging(command: str) -> None:
         handler = _Terminal()
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        # which model loaded, and how fast, is the server log's; a command says what it did
+        logging.getLogger("ferkit.model").setLevel(logging.WARNING)
     handler.ferkit_cli = True
 
 

@@ -69,7 +69,7 @@ def init_worker(options: dict | None = None) -> None:
     cv2.setNumThreads(1)
     model = FacialExpressionModel.load(options.pop("model", None), options.pop("engine", "auto"))
     _pipeline = Pipeline(model, **options)
-    log.info("worker %d: model loaded", os.getpid())
+    log.debug("worker %d: model loaded", os.getpid())
 
 
 def run_task(task: Task) -> list[Outcome]:
