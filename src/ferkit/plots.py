@@ -129,14 +129,15 @@ def reliability_diagram(
     runs = [("as trained", scores)] + (
         [("calibrated", calibrated)] if calibrated is not None else []
     )
-    for (name, s), colour in zip(runs, ("tab:red", "tab:blue"), strict=False):
+    for k, ((name, s), colour) in enumerate(zip(runs, ("tab:red", "tab:blue"), strict=False)):
         table = reliability(s, labels)
         used = np.array(table["count"]) > 0
         conf, acc = np.array(table["confidence"])[used], np.array(table["accuracy"])[used]
         ece = expected_calibration_error(s, labels)
         top.plot(conf, acc, marker="o", color=colour, label=f"{name} (ECE {ece:.3f})")
-        centres = (np.array(table["edges"][:-1]) + np.array(table["edges"][1:])) / 2
-        bottom.bar(centres, table["count"], width=1 / len(centres), alpha=0.5, color=colour)
+        width = 1 / len(table["count"]) / len(runs)  # the runs' bars side by side in a bin
+        left = np.array(table["edges"][:-1]) + k * width
+        bottom.bar(left, table["count"], width=width, align="edge", color=colour, label=name)
     top.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
     top.legend(loc="upper left")
     bottom.set(xlabel="confidence", ylabel="answers", xlim=(0, 1))

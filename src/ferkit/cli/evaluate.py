@@ -135,14 +135,12 @@ def cmd_evaluate(args) -> int:
         scores = apply_temperature(raw, model.temperature)
     source = str(args.data) + (f" (only {args.only})" if args.only else "")
     result = metrics(faces.labels, scores.argmax(axis=1))
-    result["ece"] = expected_calibration_error(scores, faces.labels)
-    if args.calibrate:  # on the faces the model never trained on only
-        unseen = (
-            np.ones(len(faces), bool) if not overlap else ~trained_on(model.metadata, faces.images)
-        )
-        result["calibration"] = _write_calibration(
-            args.model, raw[unseen], faces.labels[unseen], source
-        )
+    # calibration is a matter of held-out answers: the faces the model never trained on
+    unseen = np.ones(len(faces), bool) if not overlap else ~trained_on(model.metadata, faces.images)
+    labels, raw, scores_unseen = faces.labels[unseen], raw[unseen], scores[unseen]
+    result["ece"] = expected_calibration_error(scores_unseen, labels)
+    if args.calibrate:
+        result["calibration"] = _write_calibration(args.model, raw, labels, source)
     result["trained_on"] = overlap
     result["data"] = source
     result["blur"] = args.blur or 0.0
@@ -158,9 +156,8 @@ def cmd_evaluate(args) -> int:
         confusion(np.array(result["confusion"]), args.out / "confusion.png")
         temperature = result.get("calibration", {}).get("temperature")
         after = apply_temperature(raw, temperature) if temperature else None
-        reliability_diagram(
-            raw if temperature else scores, faces.labels, args.out / "reliability.png", after
-        )
+        shown = raw if temperature else scores_unseen
+        reliability_diagram(shown, labels, args.out / "reliability.png", after)
         write_json(args.out / "metrics.json", result)
     print(json.dumps(result) if args.json else format_report(result))
     if args.require_better and not result["against"]["better"]:
