@@ -32,7 +32,7 @@ from media import dask_cluster
 
 from ferkit.jobs.analysis import init_worker, run_task
 from ferkit.jobs.batch import run_batch
-from ferkit.jobs.executors import LocalEngine, failed
+from ferkit.jobs.executors import LocalExecutor, failed
 
 OPTIONS = {"model": None, "engine": "auto", "detector": "centerface"}
 MARKERS = {"ray": ("ray", "raylet", "gcs_server"), "dask": ("dask", "distributed")}
@@ -131,7 +131,7 @@ def local_baseline(corpus: Path, tmp: Path) -> dict:
     """`--engine local` (2 workers) through the same driver; its time includes starting the
     pool and loading the models, which the warm clusters have done before their jobs."""
     t0 = time.perf_counter()
-    run_batch([str(corpus)], tmp / "local", LocalEngine(2, OPTIONS), show_bar=False)
+    run_batch([str(corpus)], tmp / "local", LocalExecutor(2, OPTIONS), show_bar=False)
     return {
         "engine": "local (baseline)",
         "job_s": time.perf_counter() - t0,
@@ -154,9 +154,9 @@ def measure(name: str, corpus: Path, tmp: Path) -> dict:
         if name == "dask, profiler off":  # the workers' statistical profiler samples every 10 ms
             stack.enter_context(profiler_off())
         address = stack.enter_context(dask_cluster(tmp, workers=2))
-        from ferkit.jobs.cluster import DaskEngine
+        from ferkit.jobs.cluster import DaskExecutor
 
-        engine = DaskEngine(address, OPTIONS)
+        engine = DaskExecutor(address, OPTIONS)
         pids = list(engine.client.run(os.getpid).values())
     startup = time.perf_counter() - start
     with stack:

@@ -57,7 +57,7 @@ def test_every_argument_has_help_and_every_command_examples():
 def test_choices_are_the_librarys():
     """The CLI lists choices by hand (so `--help` imports nothing heavy); they must be the
     library's own."""
-    from ferkit.jobs.executors import ENGINES
+    from ferkit.jobs.executors import EXECUTORS
     from ferkit.training.config import RECIPES
     from ferkit.vision.align import CROPS
     from ferkit.vision.detectors import DETECTORS
@@ -71,7 +71,7 @@ def test_choices_are_the_librarys():
     }
     assert choices[("predict", "detector")] == DETECTORS
     assert choices[("predict", "crop")] == CROPS
-    assert choices[("batch", "engine")] == ENGINES
+    assert choices[("batch", "engine")] == EXECUTORS
     assert choices[("train", "recipe")] == tuple(RECIPES)
 
 

@@ -50,7 +50,7 @@ def add_batch(sub) -> None:
 
 
 def cmd_batch(args) -> int:
-    from ferkit.jobs.batch import open_engine, run_batch
+    from ferkit.jobs.batch import open_executor, run_batch
     from ferkit.model.recognizer import FacialExpressionModel
 
     make_folder(args.out)
@@ -63,7 +63,7 @@ def cmd_batch(args) -> int:
         "min_face": args.min_face,
         "min_detection": args.min_detection,
     }
-    engine = open_engine(args.engine, args.address, args.workers, options)
+    engine = open_executor(args.engine, args.address, args.workers, options)
     try:
         report = run_batch(
             args.inputs,

@@ -25,8 +25,10 @@ def add_serve(sub) -> None:
             "ferkit serve --host 0.0.0.0 --source clip.mp4 --model runs/default",
         ],
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=port, default=5000, help="port to listen on (1-65535)")
+    from ferkit.web import config  # the server's defaults, one home
+
+    p.add_argument("--host", default=config.HOST, help="address to listen on")
+    p.add_argument("--port", type=port, default=config.PORT, help="port to listen on (1-65535)")
     p.add_argument(
         "--source",
         help="server stream source: a camera index (0), a video file or a stream URL (rtsp://...)",
@@ -34,7 +36,7 @@ def add_serve(sub) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        default=128,
+        default=config.THREADS,
         help="worker threads: each live camera holds one, 16 are kept for requests",
     )
     p.add_argument(
@@ -53,26 +55,26 @@ def add_serve(sub) -> None:
     p.add_argument(
         "--live-per-client",
         type=int,
-        default=8,
+        default=config.DEFAULTS["LIVE_PER_CLIENT"],
         help="of those, the most from one client address (0: no cap; behind a proxy that "
         "all clients come through, use 0)",
     )
     p.add_argument(
         "--jobs-per-client",
         type=int,
-        default=2,
+        default=config.DEFAULTS["JOBS_PER_CLIENT"],
         help="video jobs queued or running from one client address (0: no cap)",
     )
     p.add_argument(
         "--live-idle",
         type=float,
-        default=30,
+        default=config.DEFAULTS["LIVE_IDLE_S"],
         help="close a live camera's socket after this many seconds without a frame",
     )
     p.add_argument(
         "--max-upload-mb",
         type=float,
-        default=100,
+        default=config.DEFAULTS["MAX_CONTENT_LENGTH"] // 2**20,
         metavar="MB",
         help="largest photo or video accepted, in megabytes",
     )

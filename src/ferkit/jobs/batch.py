@@ -20,7 +20,7 @@ from ferkit.errors import FerkitError
 from ferkit.files import find_inputs, regular_file, remove_temps, unique_name
 from ferkit.jobs import chunks, tables
 from ferkit.jobs.analysis import Outcome, Task
-from ferkit.jobs.executors import ENGINES, Engine, LocalEngine
+from ferkit.jobs.executors import EXECUTORS, Executor, LocalExecutor
 from ferkit.jobs.manifest import Manifest, stamp
 from ferkit.media.images import SNIFF_BYTES, sniff, sniff_file
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Job:
+class PlannedFile:
     """One file to analyse in this run."""
 
     path: Path  # as the user named it (the tables show it so)
@@ -72,7 +72,7 @@ def kind_of(path: Path) -> str:
 def run_batch(
     inputs: list[str],
     out: Path,
-    engine: Engine,
+    engine: Executor,
     *,
     chunk_frames: int = 4500,
     every: int = 1,
@@ -125,8 +125,8 @@ def run_batch(
 
 def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: int, annotate: bool):
     """The files still to do (by absolute path), and those finished before."""
-    jobs: dict[Path, Job] = {}
-    finished: list[Job] = []
+    jobs: dict[Path, PlannedFile] = {}
+    finished: list[PlannedFile] = []
     taken = {name.lower() for name in manifest.names()}
     root = _common_root(paths)
     for path in paths:
@@ -134,7 +134,7 @@ def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: i
         try:
             if manifest.is_done(source, ["annotated"] if annotate else []):
                 report.skipped += 1
-                finished.append(Job(path, source, "", manifest.name_of(source), {}))
+                finished.append(PlannedFile(path, source, "", manifest.name_of(source), {}))
                 continue
             kind = kind_of(path)
             frames, fps = chunks.probe(path) if kind == "video" else (1, 0.0)
@@ -147,22 +147,24 @@ def _plan(paths: list[Path], manifest: Manifest, report: Report, chunk_frames: i
             )
             continue
         name = manifest.name_of(source) or unique_name(source.relative_to(root).as_posix(), taken)
-        job = jobs[source] = Job(path, source, kind, name, stamp(source), max(frames, 1), fps)
+        job = jobs[source] = PlannedFile(
+            path, source, kind, name, stamp(source), max(frames, 1), fps
+        )
         if kind == "video":
             job.ranges = chunks.ranges(frames, chunk_frames)
             job.parts = len(job.ranges)
     return jobs, finished
 
 
-def _annotated(out: Path, job: Job) -> Path:
+def _annotated(out: Path, job: PlannedFile) -> Path:
     """Where `--annotate` puts a file's annotated copy."""
     return out / FILES / f"{job.name}.annotated{'.png' if job.kind == 'photo' else '.mp4'}"
 
 
-def _tasks(jobs: dict[Path, Job], out: Path, settings: Task, annotate: bool) -> list[Task]:
+def _tasks(jobs: dict[Path, PlannedFile], out: Path, settings: Task, annotate: bool) -> list[Task]:
     """Photos in small groups, videos in chunks; `settings` carries every, smooth, min_track."""
 
-    def target(job: Job) -> str | None:
+    def target(job: PlannedFile) -> str | None:
         return str(_annotated(out, job).resolve()) if annotate else None
 
     tasks = []
@@ -191,7 +193,7 @@ def _tasks(jobs: dict[Path, Job], out: Path, settings: Task, annotate: bool) -> 
     return tasks
 
 
-def _finish(job: Job, out: Path, manifest: Manifest, report: Report) -> bool:
+def _finish(job: PlannedFile, out: Path, manifest: Manifest, report: Report) -> bool:
     """Write a file's outputs and record it, or record its error; True when it is finished."""
     errors = [o.error for _, o in job.done if o.error]
     if errors:
@@ -224,7 +226,7 @@ def _common_root(paths: list[Path]) -> Path:
     return root
 
 
-def open_engine(name: str, address: str | None, workers: int | None, options: dict) -> Engine:
+def open_executor(name: str, address: str | None, workers: int | None, options: dict) -> Executor:
     """The engine `--engine` names, connected; `--address` only for a cluster.
 
     `options` are the worker's model and face options (see `analysis.init_worker`).
@@ -232,15 +234,15 @@ def open_engine(name: str, address: str | None, workers: int | None, options: di
     if name == "local":
         if address:
             raise FerkitError("--address is for --engine dask, not local")
-        return LocalEngine(workers, options)
+        return LocalExecutor(workers, options)
     if name == "dask":
         if not address:
             raise FerkitError("--engine dask needs --address HOST:PORT of the Dask scheduler")
         try:
-            from ferkit.jobs.cluster import DaskEngine
+            from ferkit.jobs.cluster import DaskExecutor
         except ImportError as err:
             raise FerkitError(
                 "--engine dask needs the cluster extra: pip install 'ferkit[cluster]'"
             ) from err
-        return DaskEngine(address, options)
-    raise FerkitError(f"--engine must be one of {', '.join(ENGINES)}, got '{name}'")
+        return DaskExecutor(address, options)
+    raise FerkitError(f"--engine must be one of {', '.join(EXECUTORS)}, got '{name}'")

@@ -27,7 +27,7 @@ class ModelPlugin(WorkerPlugin):
         init_worker(self.options)
 
 
-class DaskEngine:
+class DaskExecutor:
     def __init__(self, address: str, options: dict | None = None):
         try:
             self.client = Client(address, timeout="15s")

@@ -28,13 +28,13 @@ from ferkit.quiet import quiet_tensorflow
 log = logging.getLogger(__name__)
 
 RETRIES = 3
-ENGINES = ("local", "dask")
+EXECUTORS = ("local", "dask")  # `ferkit batch --engine`
 
 Results = Iterator[tuple[Task, list[Outcome]]]
 
 
-class Engine(Protocol):
-    """What `ferkit batch` needs of where its tasks run: `LocalEngine`, `cluster.DaskEngine`."""
+class Executor(Protocol):
+    """What `ferkit batch` needs of where its tasks run: `LocalExecutor`, `cluster.DaskExecutor`."""
 
     def run(self, tasks: Iterable[Task]) -> Results:
         """Each task with its outcomes, as tasks finish (in any order)."""
@@ -47,7 +47,7 @@ def failed(task: Task, why: str) -> list[Outcome]:
     return [Outcome(path, error=f"{path}: {why}") for path in task.paths]
 
 
-class LocalEngine:
+class LocalExecutor:
     """A process pool on this machine, one worker per core by default.
 
     At most one task per worker is in flight, so when a worker dies only those tasks are

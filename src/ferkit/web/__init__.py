@@ -22,7 +22,7 @@ def create_app(config: dict | None = None, model=None) -> Flask:
     from ferkit.vision.pipeline import Pipeline
     from ferkit.web import api, live, logs, mjpeg, pages
     from ferkit.web.slots import LiveSlots
-    from ferkit.web.uploads import JobQueue
+    from ferkit.web.uploads import VideoJobQueue
 
     app = Flask(__name__)
     app.json.sort_keys = False  # keep scores in label order
@@ -45,7 +45,7 @@ def create_app(config: dict | None = None, model=None) -> Flask:
     app.extensions["ferkit.live_slots"] = LiveSlots(
         app.config["LIVE_MAX"], app.config["LIVE_PER_CLIENT"]
     )
-    jobs = JobQueue(
+    jobs = VideoJobQueue(
         app.config["DATA_DIR"],
         app.extensions["ferkit.pipeline"],
         app.config["MAX_JOBS"],

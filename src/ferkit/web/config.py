@@ -41,6 +41,10 @@ DEFAULTS = {
 }
 
 
+# how `ferkit serve` runs it: where it listens and how many threads its one process has
+HOST, PORT, THREADS = "127.0.0.1", 5000, 128
+
+
 def upload_limit_mb(cap: int) -> str:
     """The upload cap in MB as pages and messages show it ("100", "2.5")."""
     return f"{cap / 2**20:g}"

@@ -7,6 +7,7 @@ import socket
 
 from ferkit.errors import FerkitError
 from ferkit.web import create_app, shutdown
+from ferkit.web.config import HOST, PORT, THREADS
 
 
 def check_port(host: str, port: int) -> None:
@@ -24,9 +25,9 @@ def check_port(host: str, port: int) -> None:
 
 def serve(
     config: dict,
-    host: str = "127.0.0.1",
-    port: int = 5000,
-    threads: int = 128,
+    host: str = HOST,
+    port: int = PORT,
+    threads: int = THREADS,
     model=None,
     worker: str = "buffering",
 ) -> None:

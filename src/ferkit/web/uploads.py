@@ -38,7 +38,7 @@ COPY_CHUNK = 1 << 20  # an upload is copied to its job's folder 1 MB at a time
 
 
 @dataclass
-class Job:
+class VideoJob:
     id: str
     folder: Path
     client: str = ""  # the address it came from: each address has a share of the queue
@@ -107,7 +107,7 @@ def remove_dead_folders(base: Path) -> int:
     return removed
 
 
-class JobQueue:
+class VideoJobQueue:
     """The video jobs of one app: a bounded queue, one worker thread, a timer for expiry."""
 
     def __init__(
@@ -128,8 +128,8 @@ class JobQueue:
         fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.pipeline, self.ttl_s, self.max_job_s = pipeline, ttl_s, max_job_s
         self.per_client = per_client  # jobs queued or running from one address (0: no cap)
-        self.jobs: dict[str, Job] = {}
-        self.pending: queue.Queue[Job | None] = queue.Queue(maxsize=max_jobs)
+        self.jobs: dict[str, VideoJob] = {}
+        self.pending: queue.Queue[VideoJob | None] = queue.Queue(maxsize=max_jobs)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, daemon=True, name="ferkit-video-jobs")
@@ -165,7 +165,7 @@ class JobQueue:
         client: str = "",
         name: str = "video",
         sent_as: str = "upload",
-    ) -> Job:
+    ) -> VideoJob:
         """Queue a video (its first bytes, then a stream of the others, copied to disk in
         chunks: a burst of large uploads costs no memory); QueueFull when the queue or the
         client's share of it is full (nothing is then kept), so one client cannot keep
@@ -177,7 +177,7 @@ class JobQueue:
         """
         with self.lock:  # before the upload is written: a refusal costs nothing
             self._check_room(client)
-        job = Job(
+        job = VideoJob(
             secrets.token_urlsafe(12), self.root / secrets.token_hex(8), client, name, sent_as
         )
         job.folder.mkdir(mode=0o700)
@@ -213,7 +213,7 @@ class JobQueue:
                 "wait for one to finish, or cancel one (DELETE /api/videos/ID)"
             )
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> VideoJob | None:
         self.cleanup()  # an expired job is gone at once, not at the next tick of the timer
         with self.lock:
             return self.jobs.get(job_id)
@@ -258,7 +258,7 @@ class JobQueue:
                 job.status = "running"
             self._run(job)
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: VideoJob) -> None:
         current_id.set(f"job-{job.id}")  # every line logged while it runs names the job
         log.info("processing")
         outputs = VideoOutputs(*(job.folder / name for name in OUTPUTS))
@@ -289,7 +289,7 @@ class JobQueue:
             if job.cancelled.is_set():
                 shutil.rmtree(job.folder, ignore_errors=True)
 
-    def _progress(self, job: Job) -> Callable[[float], None]:
+    def _progress(self, job: VideoJob) -> Callable[[float], None]:
         """The job's progress, called after every frame: also where it stops when the server
         stops, the job is deleted, or it runs over the time cap."""
         deadline = time.monotonic() + self.max_job_s
