@@ -334,7 +334,7 @@ def test_image_page(server, browser, photos, size):
 
     p.page.set_input_files("#file", str(photos / "notes.jpg"))  # an error clears the result
     expect(status).to_have_class("status error", timeout=10_000)
-    expect(status).to_contain_text("Error: not an image")
+    expect(status).to_contain_text("Error: notes.jpg: not an image")
     expect(p.page.locator("#stage")).to_be_hidden()
     expect(panels).to_have_count(0)
     p.shot("image-error")

@@ -71,11 +71,13 @@ def _upload_name(kind: str) -> str:
 
 
 def _check_kind(kind: str, head: bytes) -> None:
-    """400 for nothing sent, 415 when the first bytes are not of that kind."""
+    """400 for nothing sent, 415 when the first bytes are not of that kind (naming the file
+    as it was sent)."""
     if not head:
         abort(400, f"no {kind}: send the multipart field '{kind}' or the file as the body")
     if sniff(head) != kind:
-        abort(415, f"not {'an' if kind == 'image' else 'a'} {kind}: send {ACCEPTED[kind]}")
+        article = "an" if kind == "image" else "a"
+        abort(415, f"{_sent_name(kind)}: not {article} {kind}: send {ACCEPTED[kind]}")
 
 
 def _upload(kind: str) -> bytes:
