@@ -1,8 +1,9 @@
 """Per-face latency (batch 1) and throughput (batch 64) for each engine (Keras, float32
 ONNX, int8 ONNX), in one run, the time from CLI start to the first prediction, and ONNX
-Runtime's thread setting (1 or 2 intra-op threads) at batch 1.
+Runtime's thread setting (1 or 2 intra-op threads) at batch 1; with `--model`, other model
+folders (an ensemble: each member's net and preprocessing) beside the embedded one.
 
-    .venv/bin/python bench/infer_speed.py [--repeats 200]
+    .venv/bin/python bench/infer_speed.py [--repeats 200] [--model runs/ensemble ...]
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def thread_rows(faces: np.ndarray, repeats: int) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--model", type=Path, action="append", default=[], help="more model folders")
     args = p.parse_args()
     faces = np.random.default_rng(0).integers(0, 255, (64, 48, 48), dtype=np.uint8)
     rows = []
@@ -90,6 +92,16 @@ def main() -> None:
                     ),
                 }
             )
+    for folder in args.model:
+        model = FacialExpressionModel.load(folder)
+        rows.append(
+            {
+                "engine": f"{folder} ({model.engine})",
+                "batch1_ms": median_ms(lambda m=model: m.predict_scores(faces[:1]), args.repeats),
+                "batch64_faces_per_s": 64_000
+                / median_ms(lambda m=model: m.predict_scores(faces), max(10, args.repeats // 10)),
+            }
+        )
     rows += thread_rows(faces, args.repeats)
     report(
         "infer_speed",
