@@ -167,52 +167,30 @@ def cmd_evaluate(args) -> int:
 
 def _compare(args, model, faces, images, scores) -> dict:
     """The candidate (`--model`) and `--against` on the faces neither trained on."""
-    from ferkit.model.fingerprints import trained_on
     from ferkit.model.recognizer import FacialExpressionModel
-    from ferkit.training.evaluate import mcnemar
+    from ferkit.training.evaluate import paired
 
     reference = FacialExpressionModel.load(args.against, args.engine)
-    seen = trained_on(reference.metadata, faces.images)
-    if seen is None:
-        raise FerkitError(f"{args.against}: the model does not list the faces it trained on")
-    if model is not None:  # out of fold, no face was seen by the model that scored it
-        mine = trained_on(model.metadata, faces.images)
-        seen = seen | (mine if mine is not None else False)
-    keep = ~seen
-    if not keep.any():
-        raise FerkitError(f"{args.against}: it or --model trained on every one of these faces")
-    labels = faces.labels[keep]
-    right = scores[keep].argmax(axis=1) == labels
-    theirs = reference.predict_scores(images[keep]).argmax(axis=1) == labels
-    test = mcnemar(right, theirs)
-    comparison = {
-        "model": str(args.against),
-        "n": int(keep.sum()),
-        "accuracy": float(theirs.mean()),
-        "accuracy_of_model": float(right.mean()),
-        "better": bool(right.sum() > theirs.sum()),
-        **test,
-    }
+    try:
+        result = paired(scores, reference, faces, images, model)
+    except FerkitError as err:  # say which model
+        raise FerkitError(f"{args.against}: {err}") from err
     print(
-        f"against {args.against} on the {comparison['n']} faces neither trained on: "
-        f"{right.mean():.2%} vs {theirs.mean():.2%} (right only here {test['only_first']}, "
-        f"only there {test['only_second']}, McNemar p = {test['p']:.3f})",
+        f"against {args.against} on the {result['n']} faces neither trained on: "
+        f"{result['accuracy_of_model']:.2%} vs {result['accuracy']:.2%} (right only here "
+        f"{result['only_first']}, only there {result['only_second']}, McNemar p = "
+        f"{result['p']:.3f})",
         file=sys.stderr,
     )
-    return comparison
+    return {"model": str(args.against), **result}
 
 
 def _write_calibration(model: Path, raw, labels, data: str) -> dict:
-    """Fit the temperature on held-out answers and keep it in the model folder's metadata
-    (of a K-fold run: the run's own model, whose folds gave the answers)."""
+    """Fit the temperature on held-out answers and keep it in the model folder's metadata."""
     from ferkit.model.calibration import calibrate
-    from ferkit.model.folder import read_metadata, write_metadata
+    from ferkit.model.folder import write_calibration
 
-    record = {**calibrate(raw, labels), "fitted_on": data}
-    metadata = read_metadata(model)
-    if not metadata:
-        raise FerkitError(f"{model}: no metadata.json to keep the temperature in")
-    write_metadata(model, {**metadata, "calibration": record})
+    record = write_calibration(model, {**calibrate(raw, labels), "fitted_on": data})
     print(
         f"calibration: temperature {record['temperature']:.3f}; expected calibration error "
         f"{record['ece_before']:.3f} -> {record['ece_after']:.3f} "

@@ -30,6 +30,16 @@ def write_metadata(folder: Path, metadata: dict) -> None:
     write_json(folder / METADATA_NAME, metadata)
 
 
+def write_calibration(folder: Path, record: dict) -> dict:
+    """Keep a fitted calibration (`ferkit.model.calibration.calibrate`) in the folder's
+    metadata, where `FacialExpressionModel` reads it; returns the record."""
+    metadata = read_metadata(folder)
+    if not metadata:
+        raise FerkitError(f"{folder}: no metadata.json to keep the temperature in")
+    write_metadata(folder, {**metadata, "calibration": record})
+    return record
+
+
 def read_metadata(folder: Path) -> dict:
     path = Path(folder) / METADATA_NAME
     if not path.exists():

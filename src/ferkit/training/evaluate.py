@@ -13,7 +13,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, NUM_CLASSES
-from ferkit.model.fingerprints import decode_fingerprints, fingerprints
+from ferkit.model.fingerprints import decode_fingerprints, fingerprints, trained_on
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -84,6 +84,29 @@ def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict:
     n, k = only_a + only_b, min(only_a, only_b)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
     return {"only_first": only_a, "only_second": only_b, "p": min(1.0, 2 * tail)}
+
+
+def paired(scores: np.ndarray, reference, faces, images: np.ndarray, model=None) -> dict:
+    """A candidate's answers (`scores`, from `model`, or out of fold when None) and a
+    `reference` model's, compared face by face on the faces neither trained on: the
+    shipping rule's comparison (`better`: right on more of them), with McNemar's test."""
+    seen = trained_on(reference.metadata, faces.images)
+    if seen is None:
+        raise FerkitError("the reference model does not list the faces it trained on")
+    mine = trained_on(model.metadata, faces.images) if model is not None else None
+    keep = ~(seen | mine) if mine is not None else ~seen
+    if not keep.any():
+        raise FerkitError("the reference or the candidate trained on every one of these faces")
+    labels = faces.labels[keep]
+    right = scores[keep].argmax(axis=1) == labels
+    theirs = reference.predict_scores(images[keep]).argmax(axis=1) == labels
+    return {
+        "n": int(keep.sum()),
+        "accuracy": float(theirs.mean()),
+        "accuracy_of_model": float(right.mean()),
+        "better": bool(right.sum() > theirs.sum()),
+        **mcnemar(right, theirs),
+    }
 
 
 def bootstrap_interval(
