@@ -2,50 +2,85 @@
 
 `ferkit train --folds` states the figure only once every fold is done (`folds.json`). While a
 long run is under way (the CPU's 5-fold takes hours), this pools the finished folds' held-out
-answers at the last epoch (each fold's `val_predictions.npy`, one row an epoch: the scores of
+answers at the last epoch (each fold's `val_predictions.npy`, one row an epoch: the answers of
 the net at that epoch, not of its best validation epoch, which its own held-out faces chose).
 
+`--with MODEL` also joins each fold's last-epoch net with MODEL (the blurred specialist, which
+never saw a sharp face) by the ensemble rule and compares the two face by face: what
+`ferkit evaluate --out-of-fold --ensemble-with MODEL` says once the run is finished.
+
     .venv/bin/python scripts/kfold_progress.py runs/kfold-default [../shared/data/fer2013/publictest]
+    .venv/bin/python scripts/kfold_progress.py runs/prev-kfold --with runs/blurred
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ferkit.training import data
-from ferkit.training.evaluate import bootstrap_interval, fold_folders, metrics
+from ferkit.training.evaluate import bootstrap_interval, fold_folders, mcnemar, metrics
 
 
-def main(run: Path, sharp: str) -> None:
-    faces = data.load(sharp)
-    truth, answers = [], []
-    for fold in fold_folders(run):
-        if not (fold / "metadata.json").exists() or (fold / "backup").exists():
-            print(f"{fold.name}: not finished")
-            continue
-        labels = faces.only(data.read_list(fold / "val_files.txt")).labels
-        last = np.load(fold / "val_predictions.npy")[-1]
-        m = metrics(labels, last)
-        print(
-            f"{fold.name}: {m['accuracy']:.1%}, macro-recall {m['macro_recall']:.1%}, {len(labels)} faces"
-        )
-        truth.append(labels)
-        answers.append(last)
-    if not truth:
-        sys.exit(f"{run}: no finished fold")
-    y, p = np.concatenate(truth), np.concatenate(answers)
+def last_epoch_scores(fold: Path, faces: data.FaceSet, member: Path) -> np.ndarray:
+    """The fold's net at its last epoch joined with `member`, on the fold's held-out faces."""
+    from ferkit.model.recognizer import FacialExpressionModel, geometric_mean
+    from ferkit.training.checkpoints import epoch_weights
+
+    net = FacialExpressionModel.load(fold, "keras")
+    last = len(np.load(fold / "val_predictions.npy"))
+    net.keras_model.set_weights(epoch_weights(fold, last))
+    other = FacialExpressionModel.load(member).predict_scores(faces.images, calibrated=False)
+    return geometric_mean([net.predict_scores(faces.images, calibrated=False), other])
+
+
+def pooled(name: str, y: np.ndarray, p: np.ndarray) -> None:
     m, ci = metrics(y, p), bootstrap_interval(y, p)
     acc, rec = ci["accuracy"], ci["macro_recall"]
     print(
-        f"pooled: {m['accuracy']:.1%} (95% {acc[0]:.1%}-{acc[1]:.1%}), macro-recall "
+        f"{name}: {m['accuracy']:.1%} (95% {acc[0]:.1%}-{acc[1]:.1%}), macro-recall "
         f"{m['macro_recall']:.1%} ({rec[0]:.1%}-{rec[1]:.1%}), on {len(y)} sharp faces"
     )
 
 
+def main(run: Path, sharp: str, member: Path | None) -> None:
+    faces = data.load(sharp)
+    truth, answers, joined = [], [], []
+    for fold in fold_folders(run):
+        if not (fold / "metadata.json").exists() or (fold / "backup").exists():
+            print(f"{fold.name}: not finished")
+            continue
+        held = faces.only(data.read_list(fold / "val_files.txt"))
+        last = np.load(fold / "val_predictions.npy")[-1]
+        m = metrics(held.labels, last)
+        line = f"{fold.name}: {m['accuracy']:.1%}, macro-recall {m['macro_recall']:.1%}"
+        if member is not None:
+            joined.append(last_epoch_scores(fold, held, member).argmax(axis=1))
+            line += f"; joined with {member}: {(joined[-1] == held.labels).mean():.1%}"
+        print(f"{line}; {len(held)} faces")
+        truth.append(held.labels)
+        answers.append(last)
+    if not truth:
+        sys.exit(f"{run}: no finished fold")
+    y, p = np.concatenate(truth), np.concatenate(answers)
+    pooled("pooled", y, p)
+    if member is not None:
+        j = np.concatenate(joined)
+        pooled(f"pooled, joined with {member}", y, j)
+        test = mcnemar(j == y, p == y)
+        print(
+            f"joined vs alone: right only joined {test['only_first']}, only alone "
+            f"{test['only_second']}, McNemar p = {test['p']:.3f}"
+        )
+
+
 if __name__ == "__main__":
-    main(
-        Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "../shared/data/fer2013/publictest"
-    )
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("sharp", nargs="?", default="../shared/data/fer2013/publictest")
+    parser.add_argument("--with", dest="member", type=Path, help="a model folder to join")
+    args = parser.parse_args()
+    main(args.run, args.sharp, args.member)

@@ -344,6 +344,24 @@ def test_progress_script_pools_the_finished_folds_last_epoch(kfold_run, face_fol
         [sys.executable, script, unfinished, face_folders[1]], capture_output=True, text=True
     )
     assert "fold-2: not finished" in run.stdout and "on 14 sharp faces" in run.stdout
+    # --with: fold 1's last-epoch net joined with a model that never saw these faces
+    from ferkit.model.recognizer import FacialExpressionModel, embedded_model_dir, geometric_mean
+    from ferkit.training.checkpoints import epoch_weights
+
+    member = embedded_model_dir()
+    run = subprocess.run(
+        [sys.executable, script, unfinished, face_folders[1], "--with", member],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    held = data.load(face_folders[1]).only(data.read_list(unfinished / "fold-1" / "val_files.txt"))
+    net = FacialExpressionModel.load(unfinished / "fold-1", "keras")
+    net.keras_model.set_weights(epoch_weights(unfinished / "fold-1", 2))
+    theirs = FacialExpressionModel.load(member).predict_scores(held.images, False)
+    joined = geometric_mean([net.predict_scores(held.images, False), theirs]).argmax(axis=1)
+    assert f"joined with {member}: {(joined == held.labels).mean():.1%}; 14 faces" in run.stdout
+    assert "joined vs alone: right only joined" in run.stdout
 
 
 def test_fold_models_give_the_out_of_fold_figure_again(kfold_run, face_folders, capsys):
@@ -362,6 +380,35 @@ def test_fold_models_give_the_out_of_fold_figure_again(kfold_run, face_folders, 
     assert result["engine"] == "out-of-fold" and result["trained_on"] == 0
     assert main(args[:-2] + ["--model", str(kfold_run / "final"), "--out-of-fold"]) == 2
     assert "not a K-fold run" in capsys.readouterr().err
+
+
+def test_ensemble_with_joins_each_fold_model_with_a_member_that_never_saw_the_faces(
+    kfold_run, face_folders, capsys
+):
+    """The blurred-specialist ensemble measured out of fold: each face's fold model joined
+    (geometric mean) with a model that never trained on any of them, beside the folds alone."""
+    from ferkit.model.recognizer import FacialExpressionModel, embedded_model_dir, geometric_mean
+    from ferkit.training.evaluate import out_of_fold_scores
+
+    val = data.load(face_folders[1])
+    member = embedded_model_dir()
+    args = ["evaluate", str(face_folders[1]), "--model", str(kfold_run), "--engine", "keras"]
+    assert main(args + ["--out-of-fold", "--ensemble-with", str(member), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    folds = out_of_fold_scores(kfold_run, val.images, engine="keras")
+    theirs = FacialExpressionModel.load(member, "keras").predict_scores(val.images, False)
+    joined = geometric_mean([folds, theirs]).argmax(axis=1) == val.labels
+    alone = folds.argmax(axis=1) == val.labels
+    assert result["accuracy"] == pytest.approx(joined.mean())
+    report = json.loads((kfold_run / "folds.json").read_text())
+    assert result["alone"]["accuracy"] == pytest.approx(report["accuracy"])
+    assert result["alone"]["only_first"] == (joined & ~alone).sum()
+    assert result["alone"]["only_second"] == (alone & ~joined).sum()
+    # a member that trained on these faces would leak them into the figure
+    assert main(args + ["--out-of-fold", "--ensemble-with", str(kfold_run / "final")]) == 2
+    assert "final: trained on 28 of these faces" in capsys.readouterr().err
+    assert main(args + ["--ensemble-with", str(member)]) == 2
+    assert "--ensemble-with needs --out-of-fold" in capsys.readouterr().err
 
 
 def test_kfold_run_killed_after_its_final_model_resumes_without_training(kfold_run, tmp_path):

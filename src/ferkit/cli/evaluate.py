@@ -53,6 +53,14 @@ def add_evaluate(sub) -> None:
         help="--model is a K-fold run: score each face with its fold models that never trained on it",
     )
     p.add_argument(
+        "--ensemble-with",
+        type=Path,
+        metavar="MODEL",
+        help="with --out-of-fold: join each fold model with this model folder (one that never "
+        "trained on these faces, e.g. the blurred specialist) by the geometric mean, as "
+        "'ferkit ensemble' does, and compare with the fold models alone (McNemar)",
+    )
+    p.add_argument(
         "--against",
         type=Path,
         metavar="MODEL",
@@ -104,6 +112,8 @@ def cmd_evaluate(args) -> int:
             )
     if args.out_of_fold and args.model is None:
         raise FerkitError("--out-of-fold needs --model RUN, a 'ferkit train --folds' run folder")
+    if args.ensemble_with and not args.out_of_fold:
+        raise FerkitError("--ensemble-with needs --out-of-fold and --model RUN")
     if args.out_of_fold and (args.tta or args.input_blur is not None):
         raise FerkitError("--out-of-fold runs the fold models as trained: no --tta or --input-blur")
     faces = data.load(args.data, usage=args.usage)
@@ -117,7 +127,10 @@ def cmd_evaluate(args) -> int:
         images = np.stack([blur(img, args.blur) for img in images])
     if args.out_of_fold:
         scores = out_of_fold_scores(args.model, faces.images, images, args.engine)
-        overlap, engine, raw = 0, "out-of-fold", scores
+        overlap, engine = 0, "out-of-fold"
+        if args.ensemble_with:
+            scores, alone = _join(args, faces, images, scores), scores
+        raw = scores
     else:
         tta = None if args.tta is None else args.tta == "on"
         model = FacialExpressionModel.load(
@@ -145,6 +158,8 @@ def cmd_evaluate(args) -> int:
     result["data"] = source
     result["blur"] = args.blur or 0.0
     result["engine"] = engine
+    if args.ensemble_with:
+        result["alone"] = _alone(args, faces.labels, scores, alone)
     if args.against:
         result["against"] = _compare(
             args, model if not args.out_of_fold else None, faces, images, scores
@@ -163,6 +178,44 @@ def cmd_evaluate(args) -> int:
     if args.require_better and not result["against"]["better"]:
         return 1
     return 0
+
+
+def _join(args, faces, images, fold_scores):
+    """The out-of-fold answers of the ensemble of each fold model and `--ensemble-with`: that
+    member must never have seen these faces, or the figure would not be out of fold."""
+    from ferkit.model.fingerprints import training_overlap
+    from ferkit.model.recognizer import FacialExpressionModel, geometric_mean
+
+    partner = FacialExpressionModel.load(args.ensemble_with, args.engine)
+    seen = training_overlap(partner.metadata, faces.images)
+    if seen is None or seen:
+        said = (
+            "does not list its training faces"
+            if seen is None
+            else f"trained on {seen} of these faces"
+        )
+        raise FerkitError(f"{args.ensemble_with}: {said}: not an out-of-fold member")
+    return geometric_mean([fold_scores, partner.predict_scores(images, calibrated=False)])
+
+
+def _alone(args, labels, joined, alone) -> dict:
+    """The fold models alone on the same faces, against the ensemble, face by face."""
+    from ferkit.training.evaluate import mcnemar, metrics
+
+    result = metrics(labels, alone.argmax(axis=1))
+    test = mcnemar(joined.argmax(axis=1) == labels, alone.argmax(axis=1) == labels)
+    print(
+        f"joined with {args.ensemble_with}: {(joined.argmax(axis=1) == labels).mean():.2%} vs "
+        f"{result['accuracy']:.2%} for the fold models alone (right only joined "
+        f"{test['only_first']}, only alone {test['only_second']}, McNemar p = {test['p']:.3f})",
+        file=sys.stderr,
+    )
+    return {
+        "model": str(args.ensemble_with),
+        "accuracy": result["accuracy"],
+        "macro_recall": result["macro_recall"],
+        **test,
+    }
 
 
 def _compare(args, model, faces, images, scores) -> dict:

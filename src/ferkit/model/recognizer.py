@@ -166,10 +166,8 @@ class FacialExpressionModel:
         temperature (what a new one is fitted on)."""
         if len(faces) == 0:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-        if self.members:  # the geometric mean of the members' uncalibrated scores
-            logs = [np.log(np.clip(m.predict_scores(faces, False), 1e-7, 1)) for m in self.members]
-            scores = np.exp(np.mean(logs, axis=0))
-            scores /= scores.sum(axis=1, keepdims=True)
+        if self.members:
+            scores = geometric_mean([m.predict_scores(faces, False) for m in self.members])
         else:
             batch = to_input(faces, self.blur_sigma)
             scores = self._run_chunked(batch)
@@ -185,6 +183,17 @@ class FacialExpressionModel:
     def predict_emotion(self, face: np.ndarray) -> str:
         """The most likely emotion of one face crop."""
         return EMOTIONS[int(np.argmax(self.predict_scores([face])[0]))]
+
+
+def geometric_mean(scores: Sequence[np.ndarray]) -> np.ndarray:
+    """The ensemble rule: the mean of the members' log-scores (uncalibrated), renormalised.
+
+    Fixed before any measurement, so that no figure chose it; a member sure that a face is
+    not X vetoes X more firmly than an arithmetic mean would let it.
+    """
+    logs = [np.log(np.clip(s, 1e-7, 1)) for s in scores]
+    combined = np.exp(np.mean(logs, axis=0))
+    return combined / combined.sum(axis=1, keepdims=True)
 
 
 def _temperature(metadata: dict, folder: Path) -> float:

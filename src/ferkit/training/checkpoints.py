@@ -202,6 +202,12 @@ def save_epoch_weights(net, run: Path, epoch: int) -> None:
     write_atomic(path, npy_bytes(np.savez, *net.get_weights()))
 
 
+def epoch_weights(run: Path, epoch: int) -> list[np.ndarray]:
+    """The weights `save_epoch_weights` kept after `epoch`, in `get_weights` order."""
+    with np.load(epoch_weights_path(run, epoch)) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
 def save_model_files(folder: Path, model: keras.Model, metadata: dict) -> None:
     """Save architecture, weights (without optimizer state: a third of the size) and metadata."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from ferkit.files import write_atomic, write_json
 from ferkit.training import data
 from ferkit.training.checkpoints import (
     PREDICTIONS_NAME,
+    epoch_weights,
     epoch_weights_path,
     save_model_files,
 )
@@ -67,8 +68,7 @@ def keep_epoch(run: Path, epoch: int, held: data.FaceSet | None = None) -> float
     if metadata["training"].get("epoch_kept") == epoch:  # a resume after it was done
         return scores.get("blur_agreement")
     net = network(metadata["arch"])
-    with np.load(epoch_weights_path(run, epoch)) as z:
-        net.set_weights([z[f"arr_{i}"] for i in range(len(z.files))])
+    net.set_weights(epoch_weights(run, epoch))
     metadata["training"]["epoch_kept"] = epoch
     if held is not None:
         scores["blur_agreement"] = blur_agreement(net, held.images)
