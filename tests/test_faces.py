@@ -16,10 +16,10 @@ from ferkit.vision.align import FER_LANDMARKS, aligned_crop, box_crop
 from ferkit.vision.centerface import decode
 from ferkit.vision.detections import Detections
 from ferkit.vision.detectors import CenterFaceDetector, HaarDetector, make_detector
-from ferkit.vision.face import MIN_DETECTION, Face
+from ferkit.vision.face import MIN_DETECTION, Face, reading_order
 from ferkit.vision.overlay import clashes, draw, layout
 from ferkit.vision.pipeline import Pipeline
-from ferkit.vision.tracking import Tracker
+from ferkit.vision.tracking import Tracker, iou
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +226,9 @@ def test_group_photos_keep_every_face_uncovered(pipeline, n, size):
     image, truth = group_photo(n, size)
     faces = pipeline(image)
     assert len(faces) >= n - 1  # the faint lfw faces: one may stay unfound
+    pasted = [max(range(n), key=lambda t: iou(f.box, truth[t])) for f in faces]
+    assert [f.face_id for f in faces] == list(range(1, len(faces) + 1))
+    assert pasted == sorted(pasted)  # numbered as `truth` is: row by row, left to right
     places = layout(image.shape, faces, legend=True)
     shares, overlaps = clashes(places)
     assert max(shares) == 0.0 and overlaps == 0
@@ -234,6 +237,18 @@ def test_group_photos_keep_every_face_uncovered(pipeline, n, size):
     drawn = draw(image, faces, legend=True)
     assert drawn.shape[0] > image.shape[0] and drawn.shape[1] == image.shape[1]
     assert draw(image, faces).shape == image.shape
+
+
+def test_faces_are_numbered_in_reading_order():
+    """Rows from the top, each left to right: a row a little off level, or a small face
+    beside a large one, stays one row; an empty picture has no order."""
+    back = [(300, 40, 60, 60), (100, 52, 60, 60), (200, 30, 64, 64)]  # not quite level
+    front = [(250, 200, 90, 90), (40, 230, 40, 40), (120, 190, 100, 100)]  # a child at 40
+    boxes = front + back
+    order = reading_order(boxes)
+    assert [boxes[i] for i in order] == sorted(back) + sorted(front)
+    assert reading_order([]) == []
+    assert reading_order([(5, 5, 10, 10)]) == [0]
 
 
 def test_few_faces_keep_whole_labels_beside_them(pipeline, astronaut, multi_face_frame):

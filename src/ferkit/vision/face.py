@@ -69,3 +69,26 @@ class Face:
         """The values for CSV_FIELDS."""
         scores = [round(float(p), 4) for p in self.scores]
         return [self.face_id, *self.box, round(float(self.detection), 3), self.emotion, *scores]
+
+
+def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
+    """The indices of `boxes` (x, y, w, h) as a reader takes them: row by row from the top,
+    left to right within a row; how faces are numbered.
+
+    Plain left-to-right numbering jumps between the rows of a group photo (#1 in the back
+    row, #2 in the front); here a box joins the row whose mean centre is within half a face
+    height of its own, so a row that is not quite level (or a child beside an adult) stays
+    one row.
+    """
+    rows: list[list[int]] = []
+    for i in sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2):
+        x, y, w, h = boxes[i]
+        if rows:
+            row = rows[-1]
+            centre = np.mean([boxes[j][1] + boxes[j][3] / 2 for j in row])
+            height = max(h, max(boxes[j][3] for j in row))
+            if abs(y + h / 2 - centre) < height / 2:
+                row.append(i)
+                continue
+        rows.append([i])
+    return [i for row in rows for i in sorted(row, key=lambda i: boxes[i][0])]

@@ -26,7 +26,7 @@ from ferkit.model.recognizer import FacialExpressionModel
 from ferkit.vision.align import CROPS, face_crop
 from ferkit.vision.detections import Detections
 from ferkit.vision.detectors import Detector, make_detector
-from ferkit.vision.face import MIN_DETECTION, Face
+from ferkit.vision.face import MIN_DETECTION, Face, reading_order
 from ferkit.vision.tracking import Tracker
 
 
@@ -57,11 +57,12 @@ class Pipeline:
         self.crop = crop
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
-        """Every face in one photo, numbered left to right."""
+        """Every face in one photo, numbered in reading order (rows from the top, each left
+        to right)."""
         self.check(frame)
         faces = self.classify(frame, self.find(frame))
-        faces.sort(key=lambda f: (f.box[0], f.box[1]))
-        return [f.with_(face_id=i + 1) for i, f in enumerate(faces)]
+        order = reading_order([f.box for f in faces])
+        return [faces[j].with_(face_id=i + 1) for i, j in enumerate(order)]
 
     def find(self, frame: np.ndarray) -> Detections:
         """The faces of one photo: a second, finer look when the first finds none (a photo

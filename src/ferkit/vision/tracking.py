@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ferkit.vision.face import Face
+from ferkit.vision.face import Face, reading_order
 
 
 def iou(a, b) -> float:
@@ -78,8 +78,9 @@ class Tracker:
                 track.frames += 1
                 track.detection_sum += face.detection
             current.append((track, face.with_(scores=track.scores.astype(np.float32))))
-        # faces confirmed in the same frame are numbered left to right, as in a photo
-        for track, _ in sorted(current, key=lambda c: c[1].box[0]):
+        # faces confirmed in the same frame are numbered in reading order, as in a photo
+        for j in reading_order([face.box for _, face in current]):
+            track = current[j][0]
             if not track.face_id and self._confirms(track):
                 self.confirmed += 1
                 track.face_id = self.confirmed
