@@ -605,7 +605,12 @@ def test_pydataset_stream_for_other_backends_follows_the_same_epoch_orders(face_
 def test_architectures_within_the_inference_budget():
     from ferkit.training.nets import multiply_adds, network
 
-    budget = {"seed": 290_475_520, "vgg": 118_040_320, "vgg_wide": 264_648_448}
+    budget = {
+        "seed": 290_475_520,
+        "vgg": 118_040_320,
+        "vgg_wide": 264_648_448,
+        "vgg_half": 29_429_504,
+    }
     for arch, macs in budget.items():
         net = network(arch)
         assert multiply_adds(net) == macs and net.output_shape == (None, 7)

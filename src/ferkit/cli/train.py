@@ -96,7 +96,11 @@ def add_train(sub) -> None:
     for flag, kind, text in (  # the settings with a default (TrainConfig's)
         ("--split-seed", int, "seed of the --val-split carve"),
         ("--val-rest-repeat", int, "repeat the rest of --val this many times in training"),
-        ("--arch", str, "architecture: seed, vgg or vgg_wide"),
+        (
+            "--arch",
+            str,
+            "architecture: seed, vgg, vgg_wide or vgg_half (vgg at 24x24, for blurred inputs)",
+        ),
         ("--epochs", count, "passes over the training data"),
         ("--batch-size", count, "images per training step"),
         ("--learning-rate", float, "Adam's initial learning rate (cosine decay)"),

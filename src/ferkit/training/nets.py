@@ -54,8 +54,10 @@ def seed() -> keras.Model:
     return keras.Model(inputs, _head(x), name="seed")
 
 
-def _vgg(widths: tuple[int, ...], name: str) -> keras.Model:
+def _vgg(widths: tuple[int, ...], name: str, shrink: int = 1) -> keras.Model:
     inputs, x = _inputs()
+    if shrink > 1:
+        x = layers.AveragePooling2D(shrink)(x)
     for filters, dropout in zip(widths, (0.1, 0.2, 0.3, 0.4), strict=True):
         x = _conv_block(x, filters, 3)
         x = _conv_block(x, filters, 3)
@@ -88,10 +90,18 @@ def multiply_adds(model: keras.Model) -> int:
     return total
 
 
+def vgg_half() -> keras.Model:
+    """`vgg` on the face averaged down to 24x24: ~30M MACs, a quarter of `vgg`'s. For the
+    blurred specialist, whose inputs (Gaussian sigma 3.3) hold nothing a 24 px grid loses:
+    the blur leaves 1e-6 of the amplitude at that grid's Nyquist frequency."""
+    return _vgg((32, 64, 128, 256), "vgg_half", shrink=2)
+
+
 ARCHITECTURES: dict[str, Callable[[], keras.Model]] = {
     "seed": seed,
     "vgg": vgg,
     "vgg_wide": vgg_wide,
+    "vgg_half": vgg_half,
 }
 DEFAULT_ARCH = "vgg"
 
