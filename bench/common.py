@@ -12,9 +12,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = RESULTS.parents[1]
 FER2013 = ROOT.parent / "shared" / "data" / "fer2013"
 # a K-fold run (MODEL.md's recipes): its fold models score each sharp face without having
-# trained on it; runs/distill is the recipe of the model the embedded one replaced and then
-# replaced again (docs/experiments.md, rows 26-28)
-KFOLD_RUN = ROOT / "runs" / "distill"
+# trained on it; runs/prev-kfold is the embedded model's recipe at 40 epochs, a fold a
+# session on the CPU (docs/experiments.md, rows 31-32)
+KFOLD_RUN = ROOT / "runs" / "prev-kfold"
 
 
 def machine() -> dict:

