@@ -27,9 +27,9 @@ from common import FER2013, KFOLD_RUN, ROOT, report
 
 from ferkit.model.fingerprints import trained_on
 from ferkit.model.preprocess import blur
-from ferkit.model.recognizer import FacialExpressionModel, geometric_mean
+from ferkit.model.recognizer import FacialExpressionModel
 from ferkit.training import data
-from ferkit.training.evaluate import metrics, out_of_fold_scores
+from ferkit.training.evaluate import joined_with, metrics, out_of_fold_scores
 
 TRAIN_BLUR_SIGMA = 3.2  # matches train/ sharpness (Laplacian variance); docs/experiments.md
 
@@ -106,8 +106,8 @@ def _plain(model):
 def _joined(run: Path, member: FacialExpressionModel):
     """Each face's fold model joined with `member` (which never saw a sharp face) by the
     ensemble rule: `ferkit evaluate --out-of-fold --ensemble-with`."""
-    return lambda images, inputs: geometric_mean(
-        [out_of_fold_scores(run, images, inputs), member.predict_scores(inputs, calibrated=False)]
+    return lambda images, inputs: joined_with(
+        member, images, inputs, out_of_fold_scores(run, images, inputs)
     )
 
 

@@ -25,16 +25,17 @@ from ferkit.training import data
 from ferkit.training.evaluate import bootstrap_interval, fold_folders, mcnemar, metrics
 
 
-def last_epoch_scores(fold: Path, faces: data.FaceSet, member: Path) -> np.ndarray:
-    """The fold's net at its last epoch joined with `member`, on the fold's held-out faces."""
-    from ferkit.model.recognizer import FacialExpressionModel, geometric_mean
+def last_epoch_scores(fold: Path, epoch: int, faces: data.FaceSet, member) -> np.ndarray:
+    """The fold's net at `epoch` (its last) joined with the `member` model, on the fold's
+    held-out faces."""
+    from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.training.checkpoints import epoch_weights
+    from ferkit.training.evaluate import joined_with
 
     net = FacialExpressionModel.load(fold, "keras")
-    last = len(np.load(fold / "val_predictions.npy"))
-    net.keras_model.set_weights(epoch_weights(fold, last))
-    other = FacialExpressionModel.load(member).predict_scores(faces.images, calibrated=False)
-    return geometric_mean([net.predict_scores(faces.images, calibrated=False), other])
+    net.keras_model.set_weights(epoch_weights(fold, epoch))
+    scores = net.predict_scores(faces.images, calibrated=False)
+    return joined_with(member, faces.images, faces.images, scores)
 
 
 def pooled(name: str, y: np.ndarray, p: np.ndarray) -> None:
@@ -46,20 +47,24 @@ def pooled(name: str, y: np.ndarray, p: np.ndarray) -> None:
     )
 
 
-def main(run: Path, sharp: str, member: Path | None) -> None:
+def main(run: Path, sharp: str, member_folder: Path | None) -> None:
+    from ferkit.model.recognizer import FacialExpressionModel
+
     faces = data.load(sharp)
+    member = FacialExpressionModel.load(member_folder) if member_folder else None
     truth, answers, joined = [], [], []
     for fold in fold_folders(run):
         if not (fold / "metadata.json").exists() or (fold / "backup").exists():
             print(f"{fold.name}: not finished")
             continue
         held = faces.only(data.read_list(fold / "val_files.txt"))
-        last = np.load(fold / "val_predictions.npy")[-1]
+        epochs = np.load(fold / "val_predictions.npy")
+        last = epochs[-1]
         m = metrics(held.labels, last)
         line = f"{fold.name}: {m['accuracy']:.1%}, macro-recall {m['macro_recall']:.1%}"
         if member is not None:
-            joined.append(last_epoch_scores(fold, held, member).argmax(axis=1))
-            line += f"; joined with {member}: {(joined[-1] == held.labels).mean():.1%}"
+            joined.append(last_epoch_scores(fold, len(epochs), held, member).argmax(axis=1))
+            line += f"; joined with {member_folder}: {(joined[-1] == held.labels).mean():.1%}"
         print(f"{line}; {len(held)} faces")
         truth.append(held.labels)
         answers.append(last)
@@ -69,7 +74,7 @@ def main(run: Path, sharp: str, member: Path | None) -> None:
     pooled("pooled", y, p)
     if member is not None:
         j = np.concatenate(joined)
-        pooled(f"pooled, joined with {member}", y, j)
+        pooled(f"pooled, joined with {member_folder}", y, j)
         test = mcnemar(j == y, p == y)
         print(
             f"joined vs alone: right only joined {test['only_first']}, only alone "

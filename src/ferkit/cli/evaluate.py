@@ -181,21 +181,15 @@ def cmd_evaluate(args) -> int:
 
 
 def _join(args, faces, images, fold_scores):
-    """The out-of-fold answers of the ensemble of each fold model and `--ensemble-with`: that
-    member must never have seen these faces, or the figure would not be out of fold."""
-    from ferkit.model.fingerprints import training_overlap
-    from ferkit.model.recognizer import FacialExpressionModel, geometric_mean
+    """The out-of-fold answers of each fold model joined with `--ensemble-with`."""
+    from ferkit.model.recognizer import FacialExpressionModel
+    from ferkit.training.evaluate import joined_with
 
     partner = FacialExpressionModel.load(args.ensemble_with, args.engine)
-    seen = training_overlap(partner.metadata, faces.images)
-    if seen is None or seen:
-        said = (
-            "does not list its training faces"
-            if seen is None
-            else f"trained on {seen} of these faces"
-        )
-        raise FerkitError(f"{args.ensemble_with}: {said}: not an out-of-fold member")
-    return geometric_mean([fold_scores, partner.predict_scores(images, calibrated=False)])
+    try:
+        return joined_with(partner, faces.images, images, fold_scores)
+    except FerkitError as err:  # say which model
+        raise FerkitError(f"{args.ensemble_with}: {err}") from err
 
 
 def _alone(args, labels, joined, alone) -> dict:
@@ -203,9 +197,10 @@ def _alone(args, labels, joined, alone) -> dict:
     from ferkit.training.evaluate import mcnemar, metrics
 
     result = metrics(labels, alone.argmax(axis=1))
-    test = mcnemar(joined.argmax(axis=1) == labels, alone.argmax(axis=1) == labels)
+    right = joined.argmax(axis=1) == labels
+    test = mcnemar(right, alone.argmax(axis=1) == labels)
     print(
-        f"joined with {args.ensemble_with}: {(joined.argmax(axis=1) == labels).mean():.2%} vs "
+        f"joined with {args.ensemble_with}: {right.mean():.2%} vs "
         f"{result['accuracy']:.2%} for the fold models alone (right only joined "
         f"{test['only_first']}, only alone {test['only_second']}, McNemar p = {test['p']:.3f})",
         file=sys.stderr,

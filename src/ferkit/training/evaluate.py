@@ -172,6 +172,20 @@ def out_of_fold_scores(
     return total / count[:, None]
 
 
+def joined_with(member, images: np.ndarray, inputs: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Out-of-fold `scores` of `images` joined with a `member` model by the ensemble rule
+    (it is shown `inputs`). The member must never have trained on any of these faces, or the
+    joined figure would not be out of fold."""
+    from ferkit.model.recognizer import geometric_mean
+
+    seen = trained_on(member.metadata, images)
+    if seen is None:
+        raise FerkitError("does not list its training faces: not an out-of-fold member")
+    if seen.any():
+        raise FerkitError(f"trained on {seen.sum()} of these faces: not an out-of-fold member")
+    return geometric_mean([scores, member.predict_scores(inputs, calibrated=False)])
+
+
 def agreement(sharp_scores: np.ndarray, blurred_scores: np.ndarray) -> float:
     """Share of faces whose answer is the same sharp and blurred (train/'s blur)."""
     return float((sharp_scores.argmax(axis=1) == blurred_scores.argmax(axis=1)).mean())
