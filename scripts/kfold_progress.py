@@ -2,8 +2,10 @@
 
 `ferkit train --folds` states the figure only once every fold is done (`folds.json`). While a
 long run is under way (the CPU's 5-fold takes hours), this pools the finished folds' held-out
-answers at the last epoch (each fold's `val_predictions.npy`, one row an epoch: the answers of
-the net at that epoch, not of its best validation epoch, which its own held-out faces chose).
+scores at the last epoch (each fold's `val_scores.npy`, one row an epoch: the scores of the net
+at that epoch, not of its best validation epoch, which its own held-out faces chose). A fold
+folder needs only `metadata.json`, `val_files.txt` and `val_scores.npy`, so the folds of a run
+that spans sessions can be kept (docs/model/folds/) without their weights.
 
 `--with MODEL` also joins each fold's last-epoch net with MODEL (the blurred specialist, which
 never saw a sharp face) by the ensemble rule and compares the two face by face: what
@@ -22,20 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.training import data
-from ferkit.training.evaluate import bootstrap_interval, fold_folders, mcnemar, metrics
-
-
-def last_epoch_scores(fold: Path, epoch: int, faces: data.FaceSet, member) -> np.ndarray:
-    """The fold's net at `epoch` (its last) joined with the `member` model, on the fold's
-    held-out faces."""
-    from ferkit.model.recognizer import FacialExpressionModel
-    from ferkit.training.checkpoints import epoch_weights
-    from ferkit.training.evaluate import joined_with
-
-    net = FacialExpressionModel.load(fold, "keras")
-    net.keras_model.set_weights(epoch_weights(fold, epoch))
-    scores = net.predict_scores(faces.images, calibrated=False)
-    return joined_with(member, faces.images, faces.images, scores)
+from ferkit.training.evaluate import (
+    bootstrap_interval,
+    fold_folders,
+    joined_with,
+    mcnemar,
+    metrics,
+)
 
 
 def pooled(name: str, y: np.ndarray, p: np.ndarray) -> None:
@@ -58,12 +53,12 @@ def main(run: Path, sharp: str, member_folder: Path | None) -> None:
             print(f"{fold.name}: not finished")
             continue
         held = faces.only(data.read_list(fold / "val_files.txt"))
-        epochs = np.load(fold / "val_predictions.npy")
-        last = epochs[-1]
+        scores = np.load(fold / "val_scores.npy")[-1].astype(np.float32)
+        last = scores.argmax(axis=1)
         m = metrics(held.labels, last)
         line = f"{fold.name}: {m['accuracy']:.1%}, macro-recall {m['macro_recall']:.1%}"
         if member is not None:
-            joined.append(last_epoch_scores(fold, len(epochs), held, member).argmax(axis=1))
+            joined.append(joined_with(member, held.images, held.images, scores).argmax(axis=1))
             line += f"; joined with {member_folder}: {(joined[-1] == held.labels).mean():.1%}"
         print(f"{line}; {len(held)} faces")
         truth.append(held.labels)

@@ -278,7 +278,10 @@ def test_folds_give_out_of_fold_scores_on_every_sharp_face(kfold_run, face_folde
     epoch = report["epochs"]
     correct = 0
     for i, names in enumerate(held, 1):
-        answers = np.load(kfold_run / f"fold-{i}" / "val_predictions.npy")[epoch - 1]
+        scores = np.load(kfold_run / f"fold-{i}" / "val_scores.npy")  # epochs x faces x classes
+        assert scores.shape == (2, len(names), 7)
+        assert np.allclose(scores.astype(np.float32).sum(axis=2), 1, atol=0.01)
+        answers = scores[epoch - 1].argmax(axis=1)
         correct += int((answers == val.only(names).labels).sum())
     assert report["accuracy"] == pytest.approx(correct / 28)
     assert report["per_epoch"][epoch - 1]["accuracy"] == max(

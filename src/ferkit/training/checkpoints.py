@@ -27,7 +27,9 @@ from ferkit.training.nets import ema_weights, predict
 log = logging.getLogger(__name__)
 
 
-PREDICTIONS_NAME = "val_predictions.npy"  # a fold's held-out answers, one row an epoch
+# a fold's held-out scores, epochs x faces x classes (float16): what out-of-fold figures,
+# alone or joined with another model, are computed from without the fold's weights
+SCORES_NAME = "val_scores.npy"
 
 
 FAILPOINT_ENV = "FERKIT_FAILPOINT"  # tests: "backup:N" kills the run inside epoch N's save
@@ -136,11 +138,11 @@ class EpochFiles(keras.callbacks.Callback):
         self.out, self.net, self.cfg, self.rows = out, net, cfg, rows
         self.val_images = val_images
         self.best = max((r.get("val_accuracy", 0.0) for r in rows), default=0.0)
-        self.predictions = self._read_predictions()
+        self.scores = self._read_scores()
         self.started = time.monotonic()
 
-    def _read_predictions(self):
-        path = self.out / PREDICTIONS_NAME
+    def _read_scores(self):
+        path = self.out / SCORES_NAME
         if self.cfg.fold is None or not path.exists():
             return []
         return list(np.load(path)[: len(self.rows)])
@@ -151,11 +153,8 @@ class EpochFiles(keras.callbacks.Callback):
         write_history(self.out / "history.csv", self.rows)
         with ema_weights(self.model):  # what is validated is what is kept
             if self.cfg.fold is not None:  # the held-out fold's answers, for out-of-fold scores
-                scores = predict(self.net, self.val_images)
-                self.predictions.append(scores.argmax(axis=1).astype(np.int8))
-                write_atomic(
-                    self.out / PREDICTIONS_NAME, npy_bytes(np.save, np.stack(self.predictions))
-                )
+                self.scores.append(predict(self.net, self.val_images).astype(np.float16))
+                write_atomic(self.out / SCORES_NAME, npy_bytes(np.save, np.stack(self.scores)))
             if self.cfg.fold is not None or self.cfg.keep_epochs:
                 save_epoch_weights(self.net, self.out, epoch + 1)
             if logs.get("val_accuracy", -1.0) > self.best:

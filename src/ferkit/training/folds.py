@@ -16,7 +16,7 @@ from ferkit.errors import FerkitError
 from ferkit.files import write_atomic, write_json
 from ferkit.training import data
 from ferkit.training.checkpoints import (
-    PREDICTIONS_NAME,
+    SCORES_NAME,
     epoch_weights,
     epoch_weights_path,
     save_model_files,
@@ -95,7 +95,7 @@ def train_folds(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | Non
             log.info("fold %d of %d", i + 1, cfg.folds)
             sub_cfg = prepare_run(replace(cfg, fold=i), sub, (sub / "config.json").exists())
             train_one(sub_cfg, sub, verbose, callbacks)
-        rows = np.load(sub / PREDICTIONS_NAME)
+        rows = np.load(sub / SCORES_NAME).argmax(axis=2)
         predictions[: len(rows), held] = rows
     # the epochs every fold reached (--max-minutes may stop some early)
     complete = int((predictions >= 0).all(axis=1).sum())
