@@ -292,6 +292,24 @@ def test_folds_give_out_of_fold_scores_on_every_sharp_face(kfold_run, face_folde
     assert 0 <= report["blur_agreement"] <= 1
 
 
+def test_kept_folds_give_the_out_of_fold_figure_without_weights(kfold_run, face_folders, tmp_path):
+    """What docs/model/folds keeps of a finished fold (no weights) is all that
+    scripts/kfold_progress.py needs to pool the folds' figure."""
+    kept = tmp_path / "kept"
+    correct = 0
+    for i in (1, 2):
+        (kept / f"fold-{i}").mkdir(parents=True)
+        for name in ("metadata.json", "val_files.txt", "val_scores.npy"):
+            shutil.copy(kfold_run / f"fold-{i}" / name, kept / f"fold-{i}" / name)
+        held = data.load(face_folders[1]).only(data.read_list(kept / f"fold-{i}" / "val_files.txt"))
+        last = np.load(kept / f"fold-{i}" / "val_scores.npy")[-1].argmax(axis=1)
+        correct += int((last == held.labels).sum())
+    script = Path(__file__).parents[1] / "scripts" / "kfold_progress.py"
+    args = [sys.executable, str(script), str(kept), str(face_folders[1])]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert f"pooled: {correct / 28:.1%}" in printed and "on 28 sharp faces" in printed
+
+
 def test_final_model_trains_on_every_sharp_face_for_the_chosen_epochs(kfold_run, face_folders):
     val = data.load(face_folders[1])
     report = json.loads((kfold_run / "folds.json").read_text())
