@@ -295,13 +295,13 @@ def test_folds_give_out_of_fold_scores_on_every_sharp_face(kfold_run, face_folde
 def test_kept_folds_give_the_out_of_fold_figure_without_weights(kfold_run, face_folders, tmp_path):
     """What docs/model/folds keeps of a finished fold (no weights) is all that
     scripts/kfold_progress.py needs to pool the folds' figure."""
-    kept = tmp_path / "kept"
+    kept, val = tmp_path / "kept", data.load(face_folders[1])
     correct = 0
     for i in (1, 2):
         (kept / f"fold-{i}").mkdir(parents=True)
         for name in ("metadata.json", "val_files.txt", "val_scores.npy"):
             shutil.copy(kfold_run / f"fold-{i}" / name, kept / f"fold-{i}" / name)
-        held = data.load(face_folders[1]).only(data.read_list(kept / f"fold-{i}" / "val_files.txt"))
+        held = val.only(data.read_list(kept / f"fold-{i}" / "val_files.txt"))
         last = np.load(kept / f"fold-{i}" / "val_scores.npy")[-1].argmax(axis=1)
         correct += int((last == held.labels).sum())
     script = Path(__file__).parents[1] / "scripts" / "kfold_progress.py"
