@@ -44,7 +44,7 @@ pack() {
 trap 'pack "$@"; cat "$OUT"/*.txt 2>/dev/null || true' EXIT
 trap 'pkill -f -- "--out /tmp/runs/"; wait; exit 143' TERM  # each unwinds (Ctrl-C-like) first
 
-python3 -c "from ferkit import data; data.load('$data/train'); data.load('$data/publictest')"  # one decode, cached
+python3 -c "from ferkit.training import data; data.load('$data/train'); data.load('$data/publictest')"  # one decode, cached
 started=$SECONDS
 start() {  # NAME=FLAGS FOLD: one process of the run, in the background
   # shellcheck disable=SC2086  # the flags are meant to split
