@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The next fold of a K-fold run that spans sessions (a CPU fold takes 75-95 min), kept in
+# The next fold of a K-fold run that spans sessions (a CPU fold takes 75-100 min), kept in
 # docs/model/folds/ without its weights (docs/model/folds/README.md):
 #   bash scripts/kfold_next.sh [KEPT]
 # KEPT (default docs/model/folds/prev-40) holds the finished folds and `recipe`, the training
