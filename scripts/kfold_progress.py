@@ -2,10 +2,9 @@
 
 `ferkit train --folds` states the figure only once every fold is done (`folds.json`). While a
 long run is under way (the CPU's 5-fold takes hours), this pools the finished folds' held-out
-scores at the last epoch (each fold's `val_scores.npy`, one row an epoch: the scores of the net
-at that epoch, not of its best validation epoch, which its own held-out faces chose). A fold
-folder needs only `metadata.json`, `val_files.txt` and `val_scores.npy`, so the folds of a run
-that spans sessions can be kept (docs/model/folds/) without their weights.
+scores at the last epoch (`ferkit.training.evaluate.last_epoch_scores`: not the best validation
+epoch, which its own held-out faces chose), also of folds kept without their weights
+(docs/model/folds/).
 
 `--with MODEL` also joins each fold's last-epoch net with MODEL (the blurred specialist, which
 never saw a sharp face) by the ensemble rule and compares the two face by face: what
@@ -28,6 +27,7 @@ from ferkit.training.evaluate import (
     bootstrap_interval,
     fold_folders,
     joined_with,
+    last_epoch_scores,
     mcnemar,
     metrics,
 )
@@ -48,12 +48,12 @@ def main(run: Path, sharp: str, member_folder: Path | None) -> None:
     faces = data.load(sharp)
     member = FacialExpressionModel.load(member_folder) if member_folder else None
     truth, answers, joined = [], [], []
+    finished = last_epoch_scores(run, faces)
     for fold in fold_folders(run):
-        if not (fold / "metadata.json").exists() or (fold / "backup").exists():
+        if fold.name not in finished:
             print(f"{fold.name}: not finished")
             continue
-        held = faces.only(data.read_list(fold / "val_files.txt"))
-        scores = np.load(fold / "val_scores.npy")[-1].astype(np.float32)
+        held, scores = finished[fold.name]
         last = scores.argmax(axis=1)
         m = metrics(held.labels, last)
         line = f"{fold.name}: {m['accuracy']:.1%}, macro-recall {m['macro_recall']:.1%}"

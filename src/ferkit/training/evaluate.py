@@ -14,6 +14,7 @@ import numpy as np
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, NUM_CLASSES
 from ferkit.model.fingerprints import decode_fingerprints, fingerprints, trained_on
+from ferkit.training.data import FaceSet, read_list
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -130,6 +131,23 @@ def fold_folders(run: str | Path) -> list[Path]:
     """The fold folders of a K-fold run (`fold-1/` ... `fold-K/`), in fold order (none for
     any other folder)."""
     return sorted(Path(run).glob("fold-*"), key=lambda p: p.name.partition("-")[2].zfill(9))
+
+
+def last_epoch_scores(run: str | Path, faces: FaceSet) -> dict[str, tuple[FaceSet, np.ndarray]]:
+    """Each finished fold of a K-fold run by name: its held-out faces (of `faces`) and their
+    scores from its net at the last epoch (`val_scores.npy`'s last row); a fold still training
+    is left out.
+
+    The last epoch, not the best: the best validation epoch was chosen on these very faces.
+    A fold needs only `metadata.json`, `val_files.txt` and `val_scores.npy`, so this also
+    reads the folds docs/model/folds/ keeps without their weights, across sessions.
+    """
+    folds = {}
+    for fold in fold_folders(run):
+        if (fold / "metadata.json").exists() and not (fold / "backup").exists():
+            held = faces.only(read_list(fold / "val_files.txt"))
+            folds[fold.name] = (held, np.load(fold / "val_scores.npy")[-1].astype(np.float32))
+    return folds
 
 
 def fold_models(run: str | Path, engine: str = "auto") -> list:
