@@ -10,8 +10,13 @@ epoch, which its own held-out faces chose), also of folds kept without their wei
 never saw a sharp face) by the ensemble rule and compares the two face by face: what
 `ferkit evaluate --out-of-fold --ensemble-with MODEL` says once the run is finished.
 
+`--against RUN` compares the run face by face with another K-fold run of the same split (the
+shipped recipe's kept folds, say) on the folds both have finished: the paired figures the
+shipping rule asks of a candidate recipe.
+
     .venv/bin/python scripts/kfold_progress.py runs/kfold-default [../shared/data/fer2013/publictest]
     .venv/bin/python scripts/kfold_progress.py runs/prev-kfold --with runs/blurred
+    .venv/bin/python scripts/kfold_progress.py docs/model/folds/ema-40 --against docs/model/folds/prev-40
 """
 
 from __future__ import annotations
@@ -42,13 +47,14 @@ def pooled(name: str, y: np.ndarray, p: np.ndarray) -> None:
     )
 
 
-def main(run: Path, sharp: str, member_folder: Path | None) -> None:
+def main(run: Path, sharp: str, member_folder: Path | None, against: Path | None) -> None:
     from ferkit.model.recognizer import FacialExpressionModel
 
     faces = data.load(sharp)
     member = FacialExpressionModel.load(member_folder) if member_folder else None
-    truth, answers, joined = [], [], []
+    truth, answers, joined, paired = [], [], [], []
     finished = last_epoch_scores(run, faces)
+    other = last_epoch_scores(against, faces) if against else {}
     for fold in fold_folders(run):
         if fold.name not in finished:
             print(f"{fold.name}: not finished")
@@ -60,6 +66,13 @@ def main(run: Path, sharp: str, member_folder: Path | None) -> None:
         if member is not None:
             joined.append(joined_with(member, held.images, held.images, scores).argmax(axis=1))
             line += f"; joined with {member_folder}: {(joined[-1] == held.labels).mean():.1%}"
+        if fold.name in other:
+            theirs, their_scores = other[fold.name]
+            if theirs.names != held.names:
+                sys.exit(f"{fold.name}: other held-out faces than {against}'s: not the same split")
+            mine, their = last == held.labels, their_scores.argmax(axis=1) == held.labels
+            paired.append((mine, their))
+            line += f"; {against}: {their.mean():.1%}"
         print(f"{line}; {len(held)} faces")
         truth.append(held.labels)
         answers.append(last)
@@ -75,6 +88,14 @@ def main(run: Path, sharp: str, member_folder: Path | None) -> None:
             f"joined vs alone: right only joined {test['only_first']}, only alone "
             f"{test['only_second']}, McNemar p = {test['p']:.3f}"
         )
+    if paired:
+        mine, their = (np.concatenate(side) for side in zip(*paired, strict=True))
+        test = mcnemar(mine, their)
+        print(
+            f"against {against}, on the {len(mine)} faces of the folds both finished: "
+            f"{mine.mean():.1%} against {their.mean():.1%}; right only here {test['only_first']}, "
+            f"only there {test['only_second']}, McNemar p = {test['p']:.3f}"
+        )
 
 
 if __name__ == "__main__":
@@ -82,5 +103,6 @@ if __name__ == "__main__":
     parser.add_argument("run", type=Path)
     parser.add_argument("sharp", nargs="?", default="../shared/data/fer2013/publictest")
     parser.add_argument("--with", dest="member", type=Path, help="a model folder to join")
+    parser.add_argument("--against", type=Path, help="a K-fold run of the same split to compare")
     args = parser.parse_args()
-    main(args.run, args.sharp, args.member)
+    main(args.run, args.sharp, args.member, args.against)

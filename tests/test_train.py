@@ -308,6 +308,27 @@ def test_kept_folds_give_the_out_of_fold_figure_without_weights(kfold_run, face_
     args = [sys.executable, str(script), str(kept), str(face_folders[1])]
     printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     assert f"pooled: {correct / 28:.1%}" in printed and "on 28 sharp faces" in printed
+    # --against: a second run of the same split, compared face by face (here: fold 1 answers
+    # "angry" for every face, so it is right only on the angry ones the first run got wrong)
+    other = shutil.copytree(kept, tmp_path / "other")
+    scores = np.load(other / "fold-1" / "val_scores.npy")
+    scores[-1] = 0
+    scores[-1, :, 0] = 1
+    np.save(other / "fold-1" / "val_scores.npy", scores)
+    held = val.only(data.read_list(kept / "fold-1" / "val_files.txt"))
+    mine = np.load(kept / "fold-1" / "val_scores.npy")[-1].argmax(axis=1) == held.labels
+    theirs = held.labels == 0
+    printed = subprocess.run(
+        args + ["--against", str(other)], capture_output=True, text=True, check=True
+    ).stdout
+    assert (
+        f"on the 28 faces of the folds both finished: {correct / 28:.1%} against "
+        f"{(correct - mine.sum() + theirs.sum()) / 28:.1%}; right only here "
+        f"{(mine & ~theirs).sum()}, only there {(theirs & ~mine).sum()}, McNemar p"
+    ) in printed
+    (other / "fold-2" / "val_files.txt").write_text("\n".join(reversed(held.names)))
+    refused = subprocess.run(args + ["--against", str(other)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "not the same split" in refused.stderr
 
 
 def test_final_model_trains_on_every_sharp_face_for_the_chosen_epochs(kfold_run, face_folders):
