@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from common import FER2013, KFOLD_RUN, ROOT, report
 
+from ferkit.labels import NUM_CLASSES
 from ferkit.model.fingerprints import trained_on
 from ferkit.model.preprocess import blur
 from ferkit.model.recognizer import FacialExpressionModel
@@ -121,7 +122,8 @@ def _kept_rows(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]
         print(f"no kept folds in {args.kept}: 'bash scripts/kfold_next.sh' keeps one")
         return []
     position = {name: i for i, name in enumerate(faces.names)}
-    which, scores = np.zeros(len(faces), dtype=bool), np.zeros((len(faces), 7), np.float32)
+    which = np.zeros(len(faces), dtype=bool)
+    scores = np.zeros((len(faces), NUM_CLASSES), np.float32)
     for held, fold_scores in kept.values():
         index = [position[name] for name in held.names]
         which[index], scores[index] = True, fold_scores
