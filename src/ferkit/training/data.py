@@ -49,13 +49,17 @@ class FaceSet:
 
     def only(self, names: list[str]) -> FaceSet:
         """Keep the images listed by name (e.g. a committed split file)."""
+        return self.subset(self.positions(names))
+
+    def positions(self, names: list[str]) -> np.ndarray:
+        """Where the images listed by name are in this set, in the list's order."""
         position = {name: i for i, name in enumerate(self.names)}
         missing = [n for n in names if n not in position]
         if missing:
             raise FerkitError(
                 f"{len(missing)} listed images are not in the data, e.g. {missing[0]}"
             )
-        return self.subset(np.array([position[n] for n in names], dtype=np.int64))
+        return np.array([position[n] for n in names], dtype=np.int64)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(EMOTIONS))
