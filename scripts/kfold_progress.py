@@ -52,7 +52,7 @@ def main(run: Path, sharp: str, member_folder: Path | None, against: Path | None
 
     faces = data.load(sharp)
     member = FacialExpressionModel.load(member_folder) if member_folder else None
-    truth, answers, joined, paired = [], [], [], []
+    names, truth, answers, joined, paired = [], [], [], [], []
     finished = last_epoch_scores(run, faces)
     other = last_epoch_scores(against, faces) if against else {}
     for fold in fold_folders(run):
@@ -74,14 +74,17 @@ def main(run: Path, sharp: str, member_folder: Path | None, against: Path | None
             paired.append((mine, their))
             line += f"; {against}: {their.mean():.1%}"
         print(f"{line}; {len(held)} faces")
+        names += held.names
         truth.append(held.labels)
         answers.append(last)
     if not truth:
         sys.exit(f"{run}: no finished fold")
-    y, p = np.concatenate(truth), np.concatenate(answers)
+    # pooled in the data's order, so the bootstrap draws the faces bench/accuracy.py draws
+    order = np.argsort(faces.positions(names))
+    y, p = np.concatenate(truth)[order], np.concatenate(answers)[order]
     pooled("pooled", y, p)
     if member is not None:
-        j = np.concatenate(joined)
+        j = np.concatenate(joined)[order]
         pooled(f"pooled, joined with {member_folder}", y, j)
         test = mcnemar(j == y, p == y)
         print(
