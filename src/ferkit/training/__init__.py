@@ -1,3 +1,4 @@
 """The Keras side: data sets, augmentation, architectures, runs that survive faults,
 K-fold estimates, distillation, evaluation and export. The only subpackage that imports
-TensorFlow, and only `ferkit.cli` imports it."""
+TensorFlow (`ferkit.model.folder` loads Keras for `--engine keras` only), and only
+`ferkit.cli` imports it."""
