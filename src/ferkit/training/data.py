@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.files import read_bounded, regular_file, replacing, write_atomic
+from ferkit.files import regular_file, replacing, write_atomic
 from ferkit.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
-from ferkit.media.images import MAX_DECODED_BYTES, check_declared_size
+from ferkit.media.images import read_image
+from ferkit.model.preprocess import to_gray8
 
 CSV_HEADER = ["emotion", "pixels", "Usage"]
 USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -152,14 +153,13 @@ def _cache_path(root: Path, files: list[tuple[int, Path]]) -> Path:
 
 
 def _decode(path: Path) -> np.ndarray | None:
-    """A face image in gray, or None (skipped, counted) for anything else, including an
-    image whose header declares more than a photo's budget (a bomb among the faces)."""
+    """A face image in gray, or None (skipped, counted) for anything else: an empty,
+    corrupt or non-image file, or one whose header declares more than a photo's budget (a
+    bomb among the faces). The app's image reader, so both refuse the same files."""
     try:
-        data = read_bounded(path, MAX_DECODED_BYTES)
-        check_declared_size(data, str(path))  # a compressed bomb is a few KB
-    except FerkitError:  # also an empty or non-image file
+        return to_gray8(read_image(path))
+    except FerkitError:
         return None
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
 def load_folder(root: Path, cache: bool = True) -> FaceSet:
