@@ -325,6 +325,10 @@ def test_a_frame_larger_than_the_header_declared_is_refused(tmp_path):
         (["video", "clip.mp4"], "ferkit video"),  # --out missing
         (["serve", "--port", "99999"], "ferkit serve"),
         (["serve", "--port", "-1"], "ferkit serve"),
+        (["serve", "--threads", "0"], "ferkit serve"),
+        (["serve", "--max-upload-mb", "-1"], "ferkit serve"),
+        (["serve", "--max-image-mb", "nan"], "ferkit serve"),
+        (["serve", "--live-per-client", "-2"], "ferkit serve"),
     ],
 )
 def test_a_usage_mistake_is_one_error_line_with_a_hint(args, hint):

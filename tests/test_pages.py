@@ -41,6 +41,24 @@ def test_pages_carry_the_box_colours_and_the_upload_limit(client):
     assert f'data-max-bytes="{LIMIT}"' in html and "up to 2 MB" in html
 
 
+def test_a_photo_has_its_own_smaller_cap(tmp_path):
+    """A photo is read whole into memory, a video never: the photo page and the API hold
+    photos to MAX_IMAGE_BYTES while videos may reach the upload cap."""
+    app = create_app({"DATA_DIR": str(tmp_path), "MAX_IMAGE_BYTES": LIMIT // 2})
+    client = app.test_client()
+    photo_page = client.get("/image").get_data(as_text=True)
+    video_page = client.get("/video").get_data(as_text=True)
+    assert f'data-max-bytes="{LIMIT // 2}"' in photo_page and "up to 1 MB" in photo_page
+    assert 'data-max-bytes="104857600"' in video_page and "up to 100 MB" in video_page
+    body = b"\xff\xd8\xff" + bytes(LIMIT // 2)  # one cap's worth and 3 bytes over it
+    reply = client.post("/api/predict", data={"image": (io.BytesIO(body), "big.jpg")})
+    assert reply.status_code == 413
+    assert reply.get_json()["error"] == "the image is larger than the server's limit of 1 MB"
+    at_cap = b"\xff\xd8\xff" + bytes(LIMIT // 2 - 3)  # at the cap: read, then refused as junk
+    reply = client.post("/api/predict", data=at_cap, content_type="image/jpeg")
+    assert reply.status_code == 400 and "JPEG" in reply.get_json()["error"]
+
+
 def test_chart_lines_have_the_box_colours(tmp_path, monkeypatch):
     from ferkit import plots
 

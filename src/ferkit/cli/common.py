@@ -113,6 +113,24 @@ def count(text: str) -> int:
     return int(text)
 
 
+def whole(text: str) -> int:
+    """A whole number of 0 or more (a per-client cap, where 0 means none)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a whole number of 0 or more, not {text!r}")
+    return int(text)
+
+
+def positive(text: str) -> float:
+    """A number above 0 (seconds, megabytes): anything else is a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"a number above 0, not {text!r}")
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port, 1-65535: anything else is a usage error, not a traceback from bind()."""
     if not text.isdigit() or not 1 <= int(text) <= 65535:

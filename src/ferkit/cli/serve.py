@@ -9,7 +9,10 @@ from ferkit.cli.common import (
     add_face_options,
     add_model_options,
     command,
+    count,
     port,
+    positive,
+    whole,
 )
 from ferkit.errors import FerkitError
 
@@ -35,7 +38,7 @@ def add_serve(sub) -> None:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=count,
         default=config.THREADS,
         help="worker threads: each live camera holds one, 16 are kept for requests",
     )
@@ -49,34 +52,41 @@ def add_serve(sub) -> None:
     )
     p.add_argument(
         "--live-max",
-        type=int,
+        type=count,
         help="live cameras and stream viewers served at once (default: threads - 16)",
     )
     p.add_argument(
         "--live-per-client",
-        type=int,
+        type=whole,
         default=config.DEFAULTS["LIVE_PER_CLIENT"],
         help="of those, the most from one client address (0: no cap; behind a proxy that "
         "all clients come through, use 0)",
     )
     p.add_argument(
         "--jobs-per-client",
-        type=int,
+        type=whole,
         default=config.DEFAULTS["JOBS_PER_CLIENT"],
         help="video jobs queued or running from one client address (0: no cap)",
     )
     p.add_argument(
         "--live-idle",
-        type=float,
+        type=positive,
         default=config.DEFAULTS["LIVE_IDLE_S"],
         help="close a live camera's socket after this many seconds without a frame",
     )
     p.add_argument(
         "--max-upload-mb",
-        type=float,
+        type=positive,
         default=config.DEFAULTS["MAX_CONTENT_LENGTH"] // 2**20,
         metavar="MB",
-        help="largest photo or video accepted, in megabytes",
+        help="largest upload accepted (a video), in megabytes",
+    )
+    p.add_argument(
+        "--max-image-mb",
+        type=positive,
+        default=config.DEFAULTS["MAX_IMAGE_BYTES"] // 2**20,
+        metavar="MB",
+        help="largest photo accepted, in megabytes (each request may hold one in memory)",
     )
     add_model_options(p)
     add_face_options(p)
@@ -119,6 +129,7 @@ def cmd_serve(args) -> int:
             "JOBS_PER_CLIENT": args.jobs_per_client,
             "LIVE_IDLE_S": args.live_idle,
             "MAX_CONTENT_LENGTH": int(args.max_upload_mb * 2**20),
+            "MAX_IMAGE_BYTES": int(args.max_image_mb * 2**20),
         },
         args.host,
         args.port,

@@ -78,6 +78,8 @@ def create_app(config: dict | None = None, model=None) -> Flask:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(err: RequestEntityTooLarge):
+        if err.description != RequestEntityTooLarge.description:  # a view's own (an image)
+            return jsonify(error=err.description), 413
         cap = app.config["MAX_CONTENT_LENGTH"]
         if request.content_length is not None and request.content_length <= cap:  # not size:
             message = "the form has too many parts"  # werkzeug's max_form_parts (1,000)

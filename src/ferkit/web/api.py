@@ -12,6 +12,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from ferkit.media.images import SNIFF_BYTES, decoded, sniff
 from ferkit.vision.result import ImageResult
+from ferkit.web.config import too_large_message, upload_caps
 from ferkit.web.slots import client_address
 from ferkit.web.uploads import QueueFull
 
@@ -80,10 +81,14 @@ def _check_kind(kind: str, head: bytes) -> None:
         abort(415, f"{_sent_name(kind)}: not {article} {kind}: send {ACCEPTED[kind]}")
 
 
-def _upload(kind: str) -> bytes:
-    """The upload in memory (an image is decoded there anyway), checked by content."""
-    data = _body(kind).read()
-    _check_kind(kind, data)
+def _image_upload() -> bytes:
+    """The image in memory (it is decoded there anyway), at most its cap: one byte more is
+    read to tell a file over the cap (413) from one at it. Checked by content."""
+    cap = upload_caps(current_app.config)["image"]
+    data = _body("image").read(cap + 1)
+    if len(data) > cap:
+        abort(413, too_large_message(cap, "image"))
+    _check_kind("image", data)
     return data
 
 
@@ -99,7 +104,7 @@ def health():
 
 @bp.post("/predict")
 def predict():
-    image_data = _upload("image")  # a FerkitError is a 400 (create_app), naming the file
+    image_data = _image_upload()  # a FerkitError is a 400 (create_app), naming the file
     with decoded(image_data, _sent_name("image")) as image:
         faces = current_app.extensions["ferkit.pipeline"](image)
     return jsonify(ImageResult.of(image, faces).to_dict())

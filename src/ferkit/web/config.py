@@ -2,6 +2,7 @@
 `ferkit serve` sets them from its options): MODEL_DIR and ENGINE (the model), DETECTOR,
 MIN_FACE, MIN_DETECTION and CROP (how faces are found and framed: see ferkit.vision.pipeline),
 SOURCE (the server stream: camera index or video file), MAX_CONTENT_LENGTH (upload cap),
+MAX_IMAGE_BYTES (an image's cap within it: an image is read whole into memory, a video never),
 DATA_DIR (the app's data folder: uploads and outputs; default `$FERKIT_DATA` or
 `~/.local/state/ferkit`), KEEP_DATA (keep this run's files after a stop), JOB_TTL_S (how
 long finished jobs are kept), JOB_MAX_S (processing time one video may take), MAX_JOBS
@@ -27,6 +28,7 @@ DEFAULTS = {
     "CROP": "square",
     "SOURCE": None,
     "MAX_CONTENT_LENGTH": 100 * 1024 * 1024,
+    "MAX_IMAGE_BYTES": 64 * 1024 * 1024,  # a 40 MP JPEG of noise is 47 MB, a photo 10-25
     "DATA_DIR": None,
     "KEEP_DATA": False,
     "JOB_TTL_S": 3600,
@@ -50,9 +52,16 @@ def upload_limit_mb(cap: int) -> str:
     return f"{cap / 2**20:g}"
 
 
-def too_large_message(cap: int) -> str:
+def upload_caps(config: dict) -> dict[str, int]:
+    """The largest upload of each kind in bytes: a video up to the upload cap, an image up to
+    the smaller of that and MAX_IMAGE_BYTES (each request thread may hold one in memory)."""
+    cap = config["MAX_CONTENT_LENGTH"]
+    return {"image": min(cap, config["MAX_IMAGE_BYTES"]), "video": cap}
+
+
+def too_large_message(cap: int, what: str = "upload") -> str:
     """The one 413 message, from the app or from the server's front."""
-    return f"the upload is larger than the server's limit of {upload_limit_mb(cap)} MB"
+    return f"the {what} is larger than the server's limit of {upload_limit_mb(cap)} MB"
 
 
 def default_data_dir() -> Path:

@@ -9,7 +9,7 @@ from functools import partial
 from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from ferkit.labels import hex_colors
-from ferkit.web.config import upload_limit_mb
+from ferkit.web.config import upload_caps, upload_limit_mb
 
 bp = Blueprint("pages", __name__)
 PAGES = [  # (URL, template and endpoint name, navigation label, short label)
@@ -32,10 +32,12 @@ def favicon():
 @bp.app_context_processor
 def page_context() -> dict:
     """What every template may use: the navigation, the emotion colours (the same as the
-    boxes drawn by the server and the chart), and the upload limit checked before sending."""
+    boxes drawn by the server and the chart), and the upload limits checked before sending."""
     return {
         "pages": [(f"pages.{name}", label, short) for _, name, label, short in PAGES],
         "colors": hex_colors(),
-        "max_upload": current_app.config["MAX_CONTENT_LENGTH"],
-        "max_upload_mb": upload_limit_mb(current_app.config["MAX_CONTENT_LENGTH"]),
+        "upload_caps": {
+            field: (cap, upload_limit_mb(cap))
+            for field, cap in upload_caps(current_app.config).items()
+        },
     }
