@@ -8,19 +8,20 @@ from ferkit.cli import main
 from ferkit.errors import FerkitError
 from ferkit.model.folder import load_keras_model
 from ferkit.model.recognizer import FacialExpressionModel, embedded_model_dir
-from ferkit.training.nets import build_model
+from ferkit.training.nets import build_trainer, network
 
 
 def test_seed_architecture_has_the_seed_parameter_count():
-    model = build_model("seed")
-    assert model.count_params() == 4_478_727
-    assert model.optimizer.__class__.__name__ == "Adam"
-    assert model.loss.__class__.__name__ == "CategoricalCrossentropy"
+    assert network("seed").count_params() == 4_478_727
+    trainer = build_trainer("seed", 1e-3)
+    assert trainer.net.count_params() == 4_478_727
+    assert trainer.optimizer.__class__.__name__ == "Adam"
+    assert trainer.loss.__class__.__name__ == "CategoricalCrossentropy"
 
 
 def test_unknown_architecture():
     with pytest.raises(FerkitError, match="unknown architecture"):
-        build_model("resnet9000")
+        network("resnet9000")
 
 
 def test_augmentation_changes_training_images_only():
@@ -149,7 +150,7 @@ def test_bad_model_files(tmp_path, trained_run):
     (tmp_path / "w.weights.h5").write_bytes(b"junk")
     with pytest.raises(FerkitError, match="not a Keras model JSON"):
         load_keras_model(tmp_path / "model.json", tmp_path / "w.weights.h5")
-    (tmp_path / "vgg.json").write_text(build_model("vgg").to_json())
+    (tmp_path / "vgg.json").write_text(network("vgg").to_json())
     with pytest.raises(FerkitError, match="do not fit the architecture"):
         load_keras_model(tmp_path / "vgg.json", trained_run / "model.weights.h5")
 

@@ -113,6 +113,7 @@ def cmd_serve(args) -> int:
     _check_source(args.source)
     check_port(args.host, args.port)  # a busy port fails here, before anything loads
     model = FacialExpressionModel.load(args.model, args.engine)  # so does a bad --model
+    print(f"ferkit serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     serve(
         {
             "MODEL_DIR": args.model,

@@ -63,6 +63,7 @@ class LocalExecutor:
     def run(self, tasks: Iterable[Task]) -> Results:
         queue, tries = list(tasks)[::-1], {}
         while queue:
+            others = set(multiprocessing.active_children())  # a notebook's own, say: not ours
             pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
@@ -90,8 +91,8 @@ class LocalExecutor:
                 running.clear()
             finally:
                 if running:  # stopped early (Ctrl-C): no waiting for work nobody will collect
-                    for process in multiprocessing.active_children():  # the pool's workers
-                        process.terminate()
+                    for process in set(multiprocessing.active_children()) - others:
+                        process.terminate()  # the pool's workers (it names them only privately)
                 pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:

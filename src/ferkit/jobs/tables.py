@@ -18,8 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ferkit.files import write_atomic, write_csv, write_json
-from ferkit.jobs.rows import FIELDS, INT_FIELDS, FaceRow
-from ferkit.jobs.video import summarise
+from ferkit.jobs.rows import FIELDS, INT_FIELDS, FaceRow, summarise
 from ferkit.labels import EMOTIONS
 
 FACE_TYPES = {

@@ -8,7 +8,6 @@ leaves half a file under the final name.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -23,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ferkit.errors import FerkitError
-from ferkit.files import temp_path, write_csv
-from ferkit.jobs.rows import FIELDS, FaceRow, face_rows
+from ferkit.files import temp_path, write_csv, write_json
+from ferkit.jobs.rows import FIELDS, face_rows, summarise
 from ferkit.labels import EMOTIONS
 from ferkit.media.video import (
     decoded_frames,
@@ -125,7 +124,7 @@ def _run(src, outputs, tmps, stream, every, progress, show_bar, rows, name) -> d
     if outputs.csv:
         write_csv(tmps[outputs.csv], FIELDS, rows)
     if outputs.json:
-        tmps[outputs.json].write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(tmps[outputs.json], summary)
     if outputs.chart:
         from ferkit.plots import emotions_over_time
 
@@ -195,28 +194,3 @@ def _mean_scores(faces: list[Face]) -> np.ndarray:
     if not faces:
         return np.full(len(EMOTIONS), np.nan)
     return np.mean([f.scores for f in faces], axis=0)
-
-
-def summarise(info: dict, rows: list[FaceRow]) -> dict:
-    """Per face track: frames and seconds seen, first and last time, mean detection
-    confidence, share of each emotion and the dominant one; `info` (video, frames, fps, ...)
-    comes first. The one summary of `ferkit video --json` and `ferkit batch`."""
-    tracks: dict[int, list[FaceRow]] = {}
-    for r in rows:
-        tracks.setdefault(r.face_id, []).append(r)
-    fps = info.get("fps") or 0.0
-    faces = {}
-    for face_id, seen in sorted(tracks.items()):
-        counts = dict.fromkeys(EMOTIONS, 0)
-        for r in seen:
-            counts[r.emotion] += 1
-        faces[str(face_id)] = {
-            "frames": len(seen),
-            "first_s": seen[0].time_s,
-            "last_s": seen[-1].time_s,
-            "duration_s": round(len(seen) / fps, 3) if fps else 0.0,
-            "detection": round(sum(r.detection for r in seen) / len(seen), 3),
-            "share": {k: round(v / len(seen), 4) for k, v in counts.items()},
-            "dominant": max(counts, key=counts.get),
-        }
-    return {**info, "faces": faces}

@@ -111,11 +111,6 @@ def write_ensemble(out: Path, members: dict[str, Path]) -> dict:
     building = out.with_name(f".{out.name}.building")
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
-    for name, folder in members.items():
-        (building / name).mkdir()
-        for file in (JSON_NAME, WEIGHTS_NAME, ONNX_NAME, INT8_NAME, METADATA_NAME):
-            if (Path(folder) / file).exists():
-                shutil.copyfile(Path(folder) / file, building / name / file)
     metadata = {
         "labels": list(EMOTIONS),
         "ensemble": {
@@ -125,6 +120,15 @@ def write_ensemble(out: Path, members: dict[str, Path]) -> dict:
         },
         "trained_on": encode_fingerprints(np.concatenate(hashes)),
     }
-    write_metadata(building, metadata)
-    building.rename(out)
+    try:
+        for name, folder in members.items():
+            (building / name).mkdir()
+            for file in (JSON_NAME, WEIGHTS_NAME, ONNX_NAME, INT8_NAME, METADATA_NAME):
+                if (Path(folder) / file).exists():
+                    shutil.copyfile(Path(folder) / file, building / name / file)
+        write_metadata(building, metadata)
+        building.rename(out)
+    except BaseException:  # a full disk or Ctrl-C leaves no half-built folder behind
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     return metadata

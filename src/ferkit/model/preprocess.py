@@ -47,6 +47,12 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
 
 
+def sharpness(images: np.ndarray) -> np.ndarray:
+    """Each image's variance of the Laplacian: blur like train/'s lowers it by orders of
+    magnitude (train/ faces ~6, sharp ones ~1,000-4,000)."""
+    return np.array([cv2.Laplacian(img, cv2.CV_64F).var() for img in images])
+
+
 def to_input(faces: Sequence[np.ndarray] | np.ndarray, blur_sigma: float = 0.0) -> np.ndarray:
     """A float32 batch (N, 48, 48, 1) with values 0..255; the model rescales by itself."""
     batch = np.empty((len(faces), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.float32)

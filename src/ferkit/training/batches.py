@@ -12,6 +12,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.labels import NUM_CLASSES
+from ferkit.model.preprocess import sharpness
 from ferkit.training import data
 from ferkit.training.augment import N_UNIFORMS, AugmentConfig, augment, blurred_twin, jpeg
 from ferkit.training.config import TrainConfig
@@ -40,12 +41,8 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 def sharp_mask(images: np.ndarray) -> np.ndarray:
-    """Which faces are sharp (variance of the Laplacian), i.e. get a blurred twin."""
-    import cv2
-
-    return np.array(
-        [cv2.Laplacian(img, cv2.CV_64F).var() > SHARP_LAPLACIAN for img in images], dtype=bool
-    )
+    """Which faces are sharp, i.e. get a blurred twin."""
+    return sharpness(images) > SHARP_LAPLACIAN
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ferkit import plots
 from ferkit.files import write_json
 from ferkit.labels import EMOTIONS
+from ferkit.model.preprocess import sharpness
 from ferkit.training.data import FaceSet
 
 
@@ -36,7 +36,7 @@ def quality(faces: FaceSet, max_images: int = 2000, seed: int = 0) -> dict:
     """Sharpness (variance of the Laplacian) and contrast (pixel std), median and 10th-90th."""
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(faces))[:max_images]
-    sharp = np.array([cv2.Laplacian(faces.images[i], cv2.CV_64F).var() for i in pick])
+    sharp = sharpness(faces.images[pick])
     contrast = faces.images[pick].reshape(len(pick), -1).std(axis=1)
 
     def summary(values: np.ndarray) -> dict:

@@ -113,21 +113,6 @@ def network(arch: str = DEFAULT_ARCH) -> keras.Model:
     return ARCHITECTURES[arch]()
 
 
-def build_model(
-    arch: str = DEFAULT_ARCH,
-    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
-    label_smoothing: float = 0.0,
-) -> keras.Model:
-    """A compiled model: Adam, categorical cross-entropy, accuracy."""
-    model = network(arch)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=["accuracy"],
-    )
-    return model
-
-
 def js_divergence(p, q):
     """Jensen-Shannon divergence between two batches of class probabilities, batch mean."""
     from keras import ops

@@ -77,6 +77,10 @@ class SharedCapture:
                         self.failed = "the stream source gave no frame"
                         break
                 ok, jpeg = cv2.imencode(".jpg", draw(image, stream(image), legend=True))
+                if not ok:
+                    log.warning("the stream source %r gave a frame JPEG cannot hold", self.source)
+                    self.failed = "the stream's frame could not be encoded"
+                    break
                 with self.cond:
                     self.frame, self.seq = jpeg.tobytes(), self.seq + 1
                     self.cond.notify_all()

@@ -42,5 +42,4 @@ def serve(
 
     if config.get("LIVE_MAX") is None:
         config = {**config, "LIVE_MAX": max(1, threads - RESERVED_THREADS)}
-    print(f"ferkit serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     run(lambda: create_app(config, model), host, port, threads, shutdown, worker)

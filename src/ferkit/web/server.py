@@ -49,6 +49,16 @@ MAX_DRAINING = 100  # refused connections read and discarded at once; past it, c
 STOP_WAIT_S = 5.0  # a stop waits this long for threads still serving, then cleans up
 
 
+def _json_error(code: int, reason: str, message: str) -> bytes:
+    """A whole HTTP answer, the error in JSON as the app gives it, closing the connection."""
+    body = json.dumps({"error": message}).encode()
+    head = (
+        f"HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 class BufferingWorker(ThreadWorker):
     """gthread whose event loop reads whole requests before a thread is given one."""
 
@@ -174,13 +184,8 @@ class BufferingWorker(ThreadWorker):
             front.body.close()
         if refused is None:
             return self._close(conn)
-        body = json.dumps({"error": str(refused)}).encode()
-        head = (
-            f"HTTP/1.1 {refused.code} {refused.reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
         try:
-            conn.sock.send(head.encode() + body)
+            conn.sock.send(_json_error(refused.code, refused.reason, str(refused)))
         except OSError:
             return self._close(conn)
         self._linger(conn)
@@ -261,13 +266,8 @@ class BufferingWorker(ThreadWorker):
         else:
             code, reason, message = 500, "Internal Server Error", "internal server error"
             self.log.exception("error handling a request")
-        body = json.dumps({"error": message}).encode()
-        head = (
-            f"HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
         try:
-            client.sendall(head.encode() + body)
+            client.sendall(_json_error(code, reason, message))
         except OSError:
             pass
 

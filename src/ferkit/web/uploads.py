@@ -100,8 +100,11 @@ def remove_dead_folders(base: Path) -> int:
         except BlockingIOError:
             continue  # a live process holds it
         except FileNotFoundError:
-            if time.time() - folder.stat().st_mtime < 60:
-                continue  # a process that is starting and has not locked it yet
+            try:
+                if time.time() - folder.stat().st_mtime < 60:
+                    continue  # a process that is starting and has not locked it yet
+            except FileNotFoundError:
+                continue  # another server starting at the same time removed it
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1
     return removed
