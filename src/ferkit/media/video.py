@@ -8,7 +8,7 @@ file may declare no duration at all). PyAV (FFmpeg) decodes; `to_bgr` converts w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -47,7 +47,7 @@ MAX_VIDEO_STREAMS = 4
 _HEADERS_ONLY = {"probesize": "32", "analyzeduration": "0"}  # read headers, decode nothing
 
 
-def open_video(path: Path, long: bool = False):
+def open_video(path: Path, long: bool = False) -> av.container.InputContainer:
     """The PyAV container, or a FerkitError that names the file instead of an FFmpeg trace.
 
     Videos over the caps (streams, resolution of any stream, duration, frames) are refused
@@ -140,7 +140,9 @@ def check_decodes(path: Path) -> None:
     raise FerkitError(f"{path}: the video has no decodable frames")
 
 
-def frame_range(path: Path, start: int = 0, stop: int | None = None):
+def frame_range(
+    path: Path, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """(index, time_s, BGR frame) for frames [start, stop) of a video of any length.
 
     Decoding starts at the keyframe before `start` (a seek, not a read from the top). The
@@ -179,8 +181,15 @@ def to_bgr(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="bgr24")
 
 
-def decoded_frames(container, src: Path, audio, on_audio: Callable, capped: bool = True):
-    """The decoded video frames; packets of the `audio` stream go to `on_audio`. A frame
+def decoded_frames(
+    container: av.container.InputContainer,
+    src: Path,
+    audio: av.audio.stream.AudioStream | None,
+    on_audio: Callable[[av.Packet], None] | None,
+    capped: bool = True,
+) -> Iterator[av.VideoFrame]:
+    """The decoded video frames; packets of the `audio` stream (None: no audio is read) go
+    to `on_audio`. A frame
     larger than the cap is refused even when the header declared less (a stream may change
     size midway); with `capped`, so is the frame past the duration or frame cap (a
     Matroska file may declare no duration at all)."""

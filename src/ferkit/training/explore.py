@@ -106,7 +106,7 @@ def explore(
 
 def augmented_rows(faces: FaceSet, per_class: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """The same faces, then three training batches' worth of them as the default recipe
-    makes them (`train.make_batch`, the code training runs); needs Keras."""
+    makes them (`ferkit.training.batches.make_batch`, the code training runs); needs Keras."""
     from ferkit.training.batches import BATCH_UNIFORMS, make_batch
     from ferkit.training.config import RECIPES, TrainConfig
 

@@ -66,7 +66,7 @@ def _sent_name(kind: str, default: str = "upload") -> str:
 
 def _upload_name(kind: str) -> str:
     """The multipart file's name without its extension, safe in a header and a file name;
-    "video" for a raw body or a name with nothing usable."""
+    `kind` ("video") for a raw body or a name with nothing usable."""
     stem = Path(_sent_name(kind, "")).stem
     return re.sub(r"[^\w.-]+", "_", stem).strip("._")[:60] or kind
 
