@@ -9,7 +9,7 @@ Runtime):
 
 from __future__ import annotations
 
-from importlib import import_module
+from importlib import import_module, metadata
 from typing import TYPE_CHECKING
 
 from ferkit.labels import EMOTIONS
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ferkit.vision.pipeline import Pipeline, Stream
     from ferkit.vision.result import ImageResult
 
-__version__ = "0.1.0"
+__version__ = metadata.version("ferkit")  # pyproject.toml's, the one place it is set
 _LAZY = {
     "FacialExpressionModel": "ferkit.model.recognizer",
     "Face": "ferkit.vision.face",
