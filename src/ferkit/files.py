@@ -112,7 +112,7 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     write_atomic(path, text.getvalue().encode())
 
 
-def write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj: object) -> None:
     write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -16,8 +17,13 @@ from matplotlib.figure import Figure
 from ferkit.files import write_atomic
 from ferkit.labels import EMOTIONS
 
+if TYPE_CHECKING:
+    from typing import Any
 
-def figure(nrows: int = 1, ncols: int = 1, figsize=(8, 4), squeeze: bool = True):
+
+def figure(
+    nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (8, 4), squeeze: bool = True
+) -> tuple[Figure, Any]:
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 

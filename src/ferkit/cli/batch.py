@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferkit.cli.common import (
     add_face_options,
@@ -15,8 +16,13 @@ from ferkit.cli.common import (
     note_loops,
 )
 
+if TYPE_CHECKING:
+    import argparse
 
-def add_batch(sub) -> None:
+    from ferkit.cli.common import Subcommands
+
+
+def add_batch(sub: Subcommands) -> None:
     p = command(
         sub,
         "batch",
@@ -49,7 +55,7 @@ def add_batch(sub) -> None:
     add_face_options(p)
 
 
-def cmd_batch(args) -> int:
+def cmd_batch(args: argparse.Namespace) -> int:
     from ferkit.jobs.batch import open_executor, run_batch
     from ferkit.model.recognizer import FacialExpressionModel
 

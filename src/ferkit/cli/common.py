@@ -9,10 +9,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ferkit.errors import FerkitError
 from ferkit.model.folder import ENGINES
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TypeAlias
+
+    from ferkit.vision.pipeline import Pipeline
+
+    # what `add_subparsers` returns: each command's add_* is handed it
+    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,7 +34,9 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
-    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
+    def parse_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
         known, extras = self.parse_known_args(args, namespace)
         if extras:  # said by the command's parser: its --help lists what it takes
             command = self.commands.get(getattr(known, "command", None), self)
@@ -44,7 +55,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def command(sub, name: str, summary: str, examples: list[str]) -> argparse.ArgumentParser:
+def command(
+    sub: Subcommands, name: str, summary: str, examples: list[str]
+) -> argparse.ArgumentParser:
     """A sub-command whose --help ends with examples to copy."""
     return sub.add_parser(
         name,
@@ -149,7 +162,7 @@ def share(text: str) -> float:
     return value
 
 
-def add_model_options(p, engine_flag: str = "--engine") -> None:
+def add_model_options(p: argparse.ArgumentParser, engine_flag: str = "--engine") -> None:
     """--model and its engine (`batch` names it --model-engine: its --engine is the cluster's)."""
     p.add_argument("--model", type=Path, help="model folder (default: the embedded model)")
     p.add_argument(
@@ -160,7 +173,7 @@ def add_model_options(p, engine_flag: str = "--engine") -> None:
     )
 
 
-def add_video_options(p) -> None:
+def add_video_options(p: argparse.ArgumentParser) -> None:
     """How videos are read: shared by `video` and `batch`."""
     p.add_argument("--every", type=count, default=1, help="classify every N-th frame")
     p.add_argument(
@@ -175,7 +188,7 @@ def add_video_options(p) -> None:
     )
 
 
-def add_face_options(p) -> None:
+def add_face_options(p: argparse.ArgumentParser) -> None:
     from ferkit.vision.face import DOUBTFUL, MIN_DETECTION
 
     p.add_argument(
@@ -206,7 +219,7 @@ def add_face_options(p) -> None:
     )
 
 
-def pipeline(args):
+def pipeline(args: argparse.Namespace) -> Pipeline:
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.vision.pipeline import Pipeline
 

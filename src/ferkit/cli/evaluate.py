@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferkit.cli.common import (
     add_model_options,
@@ -17,10 +18,15 @@ from ferkit.cli.common import (
 )
 from ferkit.errors import FerkitError
 
+if TYPE_CHECKING:
+    import argparse
+
+    from ferkit.cli.common import Subcommands
+
 MAX_BLUR_SIGMA = 20.0  # evaluate's --blur/--input-blur: far past train/'s ~3.3 on a 48 px face
 
 
-def add_evaluate(sub) -> None:
+def add_evaluate(sub: Subcommands) -> None:
     p = command(
         sub,
         "evaluate",
@@ -85,7 +91,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ferkit.model.calibration import apply_temperature, expected_calibration_error
@@ -248,7 +254,7 @@ def _write_calibration(model: Path, raw, labels, data: str) -> dict:
     return record
 
 
-def add_export(sub) -> None:
+def add_export(sub: Subcommands) -> None:
     p = command(
         sub,
         "export",
@@ -267,7 +273,7 @@ def add_export(sub) -> None:
     )
 
 
-def cmd_export(args) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     from ferkit.training.export import export_onnx
 
     print(f"wrote {export_onnx(args.model)}")
@@ -281,7 +287,7 @@ def cmd_export(args) -> int:
     return 0
 
 
-def add_ensemble(sub) -> None:
+def add_ensemble(sub: Subcommands) -> None:
     p = command(
         sub,
         "ensemble",
@@ -293,7 +299,7 @@ def add_ensemble(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="the new ensemble folder")
 
 
-def cmd_ensemble(args) -> int:
+def cmd_ensemble(args: argparse.Namespace) -> int:
     from ferkit.model.folder import write_ensemble
 
     names = [m.resolve().name for m in args.models]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferkit.cli.common import (
     add_face_options,
@@ -19,8 +20,13 @@ from ferkit.cli.common import (
 )
 from ferkit.errors import FerkitError
 
+if TYPE_CHECKING:
+    import argparse
 
-def add_predict(sub) -> None:
+    from ferkit.cli.common import Subcommands
+
+
+def add_predict(sub: Subcommands) -> None:
     p = command(
         sub,
         "predict",
@@ -45,7 +51,7 @@ def _csv_rows(path: Path, faces) -> list[list]:
     return [[str(path), *face.csv_row()] for face in faces]
 
 
-def cmd_predict(args) -> int:
+def cmd_predict(args: argparse.Namespace) -> int:
     from ferkit.files import find_inputs, unique_name, write_csv, write_json
     from ferkit.media.images import read_image, sniff_file
     from ferkit.vision.face import CSV_FIELDS
@@ -88,7 +94,7 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
-def add_video(sub) -> None:
+def add_video(sub: Subcommands) -> None:
     p = command(
         sub,
         "video",
@@ -108,7 +114,7 @@ def add_video(sub) -> None:
     add_face_options(p)
 
 
-def cmd_video(args) -> int:
+def cmd_video(args: argparse.Namespace) -> int:
     from ferkit.jobs.video import VideoOutputs, process_video
 
     if args.out.suffix.lower() != ".mp4":

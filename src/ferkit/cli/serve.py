@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferkit.cli.common import (
     add_face_options,
@@ -16,8 +17,13 @@ from ferkit.cli.common import (
 )
 from ferkit.errors import FerkitError
 
+if TYPE_CHECKING:
+    import argparse
 
-def add_serve(sub) -> None:
+    from ferkit.cli.common import Subcommands
+
+
+def add_serve(sub: Subcommands) -> None:
     p = command(
         sub,
         "serve",
@@ -106,7 +112,7 @@ def _check_source(source: str | None) -> None:
         raise FerkitError(f"--source {source}: is a folder; give a video file")
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.web.serve import check_port, serve
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferkit.cli.common import (
     check_data_apart,
@@ -16,8 +17,11 @@ from ferkit.cli.common import (
 )
 from ferkit.errors import FerkitError
 
+if TYPE_CHECKING:
+    from ferkit.cli.common import Subcommands
 
-def add_explore(sub) -> None:
+
+def add_explore(sub: Subcommands) -> None:
     p = command(
         sub,
         "explore",
@@ -33,7 +37,7 @@ def add_explore(sub) -> None:
     p.add_argument("--augment", action="store_true", help="also draw the training augmentation")
 
 
-def cmd_explore(args) -> int:
+def cmd_explore(args: argparse.Namespace) -> int:
     from ferkit.training import data
     from ferkit.training.explore import explore, format_quality, format_table
 
@@ -53,7 +57,7 @@ def cmd_explore(args) -> int:
     return 0
 
 
-def add_train(sub) -> None:
+def add_train(sub: Subcommands) -> None:
     p = command(
         sub,
         "train",
@@ -173,7 +177,7 @@ def _fold_number(text: str) -> int:
     return int(text)
 
 
-def cmd_train(args) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and not args.data and not (args.val and args.val_split):
         raise FerkitError(
             "give at least one training source (a class folder or fer2013.csv), "

@@ -14,8 +14,16 @@ blur-consistency objective.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    # a batch as Keras ops take and give it: a NumPy array, or the backend's own tensor
+    # (TensorFlow's on the CPU, JAX's on a GPU); Keras names no type for it
+    Tensor: TypeAlias = Any
 
 N_UNIFORMS = 14
 BLUR_SIGMAS = (1.0, 2.0, 3.0, 4.0, 4.5)
@@ -63,7 +71,7 @@ def _affine_params(u, size: int, cfg: AugmentConfig):
     return ops.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
 
 
-def blur(images, sigma: float):
+def blur(images: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur with reflected borders (the same borders as OpenCV's default)."""
     from keras import ops
 
@@ -102,7 +110,7 @@ def _erase(x, u, prob: float):
     return ops.where(inside, ops.mean(x, axis=(1, 2, 3), keepdims=True), x)
 
 
-def blurred_twin(images, u):
+def blurred_twin(images: Tensor, u: Tensor) -> Tensor:
     """The face as train/ would hold it, before its JPEG step: Gaussian sigma 2.9-3.7 by `u`."""
     from keras import ops
 
@@ -110,7 +118,7 @@ def blurred_twin(images, u):
     return _blur_bank(ops.cast(images, "float32"), which, TWIN_SIGMAS)
 
 
-def jpeg(images, quality: int = TWIN_JPEG_QUALITY):
+def jpeg(images: Tensor, quality: int = TWIN_JPEG_QUALITY) -> Tensor:
     """JPEG round trip of a float batch (B, H, W, 1) in 0..255: in-graph on a tf.data map
     (TensorFlow tensors), with OpenCV on NumPy arrays elsewhere."""
     if type(images).__module__.startswith("tensorflow"):
@@ -134,7 +142,7 @@ def jpeg(images, quality: int = TWIN_JPEG_QUALITY):
     return np.stack(out).astype(np.float32)
 
 
-def augment(images, uniforms, cfg: AugmentConfig = AugmentConfig()):
+def augment(images: Tensor, uniforms: Tensor, cfg: AugmentConfig = AugmentConfig()) -> Tensor:
     """Augment a float batch (B, H, W, 1) in 0..255 using uniforms of shape (B, N_UNIFORMS)."""
     from keras import ops
 

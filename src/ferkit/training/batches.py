@@ -6,6 +6,7 @@ elsewhere. Class weights and one-hot targets are the batches' too.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -16,6 +17,11 @@ from ferkit.model.preprocess import sharpness
 from ferkit.training import data
 from ferkit.training.augment import N_UNIFORMS, AugmentConfig, augment, blurred_twin, jpeg
 from ferkit.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ferkit.training.augment import Tensor
 
 BATCH_UNIFORMS = N_UNIFORMS + 2  # the augmentation's, then the mixup weight and twin blur
 
@@ -50,7 +56,9 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def make_batch(images, labels, sharp, u, cfg: TrainConfig):
+def make_batch(
+    images: Tensor, labels: Tensor, sharp: Tensor, u: Tensor, cfg: TrainConfig
+) -> tuple[Tensor, Tensor]:
     """One training batch in Keras ops: augment, mix up, add the blurred twin channel.
 
     The twin is blurred here and JPEG-coded by the caller (the JPEG step is not a Keras op);
@@ -88,7 +96,9 @@ def _with_jpeg_twin(x, sharp):
     return x
 
 
-def batches(faces: data.FaceSet, cfg: TrainConfig, first_epoch: int, last_epoch: int):
+def batches(
+    faces: data.FaceSet, cfg: TrainConfig, first_epoch: int, last_epoch: int
+) -> tuple[tf.data.Dataset | keras.utils.PyDataset, int]:
     """Batches for epochs first_epoch..last_epoch-1 as one stream, and the steps per epoch.
 
     A tf.data pipeline on TensorFlow (stateless random draws keyed by the global step), a

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -23,6 +24,9 @@ from ferkit.model.folder import JSON_NAME, WEIGHTS_NAME, write_metadata
 from ferkit.plots import training_curves
 from ferkit.training.config import TrainConfig
 from ferkit.training.nets import ema_weights, predict
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +137,14 @@ class EpochFiles(keras.callbacks.Callback):
     steps leaves consistent: history, best weights and curves first, the backup last (a
     resume truncates the history to the backup's epoch and replays the rest)."""
 
-    def __init__(self, out: Path, net, cfg: TrainConfig, rows: list[dict], val_images):
+    def __init__(
+        self,
+        out: Path,
+        net: keras.Model,
+        cfg: TrainConfig,
+        rows: list[dict],
+        val_images: np.ndarray | None,
+    ):
         super().__init__()
         self.out, self.net, self.cfg, self.rows = out, net, cfg, rows
         self.val_images = val_images
@@ -182,7 +193,7 @@ class EpochFiles(keras.callbacks.Callback):
                 model.save_weights(tmp)
 
 
-def npy_bytes(save, *arrays: np.ndarray) -> bytes:
+def npy_bytes(save: Callable[..., None], *arrays: np.ndarray) -> bytes:
     """What `np.save` or `np.savez` writes, as bytes for `write_atomic`."""
     buffer = io.BytesIO()
     save(buffer, *arrays)
@@ -193,7 +204,7 @@ def epoch_weights_path(run: Path, epoch: int) -> Path:
     return run / "epochs" / f"epoch-{epoch:04d}.npz"
 
 
-def save_epoch_weights(net, run: Path, epoch: int) -> None:
+def save_epoch_weights(net: keras.Model, run: Path, epoch: int) -> None:
     """A fold's weights after every epoch (as arrays, by position: layer names differ between
     builds), so that its model can be the one of the epoch the folds choose together."""
     path = epoch_weights_path(run, epoch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, NUM_CLASSES
 from ferkit.model.fingerprints import decode_fingerprints, fingerprints, trained_on
 from ferkit.training.data import FaceSet, read_list
+
+if TYPE_CHECKING:
+    from ferkit.model.recognizer import FacialExpressionModel
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -87,7 +91,13 @@ def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict:
     return {"only_first": only_a, "only_second": only_b, "p": min(1.0, 2 * tail)}
 
 
-def paired(scores: np.ndarray, reference, faces, images: np.ndarray, model=None) -> dict:
+def paired(
+    scores: np.ndarray,
+    reference: FacialExpressionModel,
+    faces: FaceSet,
+    images: np.ndarray,
+    model: FacialExpressionModel | None = None,
+) -> dict:
     """A candidate's answers (`scores`, from `model`, or out of fold when None) and a
     `reference` model's, compared face by face on the faces neither trained on: the
     shipping rule's comparison (`better`: right on more of them), with McNemar's test."""
@@ -190,7 +200,9 @@ def out_of_fold_scores(
     return total / count[:, None]
 
 
-def joined_with(member, images: np.ndarray, inputs: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def joined_with(
+    member: FacialExpressionModel, images: np.ndarray, inputs: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
     """Out-of-fold `scores` of `images` joined with a `member` model by the ensemble rule
     (it is shown `inputs`). The member must never have trained on any of these faces, or the
     joined figure would not be out of fold."""

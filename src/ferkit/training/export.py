@@ -41,7 +41,9 @@ def export_onnx(folder: str | Path) -> Path:
     return folder / ONNX_NAME
 
 
-def calibration_faces(folder: Path, images: np.ndarray, n: int = CALIBRATION_FACES, seed: int = 0):
+def calibration_faces(
+    folder: Path, images: np.ndarray, n: int = CALIBRATION_FACES, seed: int = 0
+) -> np.ndarray:
     """Up to `n` of `images` (N, 48, 48) uint8, only ones the model trained on when its
     metadata says which; as the float batch the model takes."""
     mask = trained_on(read_metadata(folder), images)

@@ -172,7 +172,7 @@ def _val_inputs(val_set: data.FaceSet, sigma: float) -> np.ndarray:
     return np.stack([blur(img, sigma) for img in val_set.images])[..., None].astype("float32")
 
 
-def model_metadata(cfg: TrainConfig, net, train_set: data.FaceSet) -> dict:
+def model_metadata(cfg: TrainConfig, net: keras.Model, train_set: data.FaceSet) -> dict:
     """What a model folder says about itself, including the faces it trained on (and those
     its `--init` model and its teachers trained on: what they learned of them is in it)."""
     from ferkit.model.folder import read_metadata
@@ -195,7 +195,7 @@ def model_metadata(cfg: TrainConfig, net, train_set: data.FaceSet) -> dict:
     }
 
 
-def blur_agreement(net, images: np.ndarray, seed: int = 0) -> float:
+def blur_agreement(net: keras.Model, images: np.ndarray, seed: int = 0) -> float:
     """How often the net gives a sharp face and its blurred twin (as train/ holds faces) the
     same answer: what blur-consistency training is meant to raise."""
     x = images[..., None].astype("float32")

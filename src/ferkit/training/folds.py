@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def train_fold(
-    cfg: TrainConfig, out: Path, number: int, resume: bool, verbose: int, callbacks
+    cfg: TrainConfig, out: Path, number: int, resume: bool, verbose: int, callbacks: list | None
 ) -> dict:
     """One fold of a K-fold run; several processes may start the same run at once, so the
     run's config is written when missing and otherwise must be the same."""

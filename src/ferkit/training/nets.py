@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -16,6 +17,11 @@ from keras import layers
 
 from ferkit.errors import FerkitError
 from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ferkit.training.augment import Tensor
 
 
 def _conv_block(x, filters: int, kernel: int):
@@ -113,7 +119,7 @@ def network(arch: str = DEFAULT_ARCH) -> keras.Model:
     return ARCHITECTURES[arch]()
 
 
-def js_divergence(p, q):
+def js_divergence(p: Tensor, q: Tensor) -> Tensor:
     """Jensen-Shannon divergence between two batches of class probabilities, batch mean."""
     from keras import ops
 
@@ -223,7 +229,7 @@ def reset_ema(trainer: keras.Model) -> None:
 
 
 @contextmanager
-def ema_weights(trainer: keras.Model):
+def ema_weights(trainer: keras.Model) -> Iterator[None]:
     """Inside the block the net holds the moving average of its weights (when the optimizer
     keeps one), the weights to validate, checkpoint and ship; the trained ones come back after.
     Keras's `SwapEMAWeights` does this for `evaluate` only, not for checkpoints or `predict`."""
@@ -242,7 +248,7 @@ def ema_weights(trainer: keras.Model):
             variable.assign(value)
 
 
-def predict(net, images: np.ndarray, chunk: int = 256) -> np.ndarray:
+def predict(net: keras.Model, images: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Scores by plain calls in inference mode: safe inside `fit` (on JAX, `predict` of a
     model whose trainer is mid-fit trips over the trainer's donated weight buffers)."""
     return np.concatenate(

@@ -47,7 +47,12 @@ def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int = IMAGE_SIZ
     )
 
 
-def box_crop(frame: np.ndarray, box, margin: float = 0.0, square: bool = False) -> np.ndarray:
+def box_crop(
+    frame: np.ndarray,
+    box: np.ndarray | tuple[float, float, float, float],
+    margin: float = 0.0,
+    square: bool = False,
+) -> np.ndarray:
     """The box (made square around its centre with `square`), widened by `margin` of its size
     on each side and clipped to the frame."""
     x, y, w, h = (float(v) for v in box)
@@ -61,7 +66,10 @@ def box_crop(frame: np.ndarray, box, margin: float = 0.0, square: bool = False) 
 
 
 def face_crop(
-    frame: np.ndarray, box, landmarks: np.ndarray | None, mode: str = "square"
+    frame: np.ndarray,
+    box: np.ndarray | tuple[float, float, float, float],
+    landmarks: np.ndarray | None,
+    mode: str = "square",
 ) -> np.ndarray:
     """The model's view of one face: the square box (default), aligned by its landmarks (when
     known), or the bare box. On FER2013 faces in frames the square box with a 5% margin labels

@@ -17,7 +17,7 @@ import numpy as np
 from ferkit.vision.face import Face, reading_order
 
 
-def iou(a, b) -> float:
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     """Overlap of two (x, y, w, h) boxes: intersection over union."""
     ax, ay, aw, ah = a
     bx, by, bw, bh = b

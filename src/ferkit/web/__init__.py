@@ -6,6 +6,7 @@ pipeline, and its orderly stop (`shutdown`). The settings and their defaults are
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -13,10 +14,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ferkit.errors import FerkitError
 from ferkit.web.config import DEFAULTS, default_data_dir, too_large_message
 
+if TYPE_CHECKING:
+    from ferkit.model.recognizer import FacialExpressionModel
+
 log = logging.getLogger("ferkit.web")
 
 
-def create_app(config: dict | None = None, model=None) -> Flask:
+def create_app(config: dict | None = None, model: FacialExpressionModel | None = None) -> Flask:
     """The app; `model` (a loaded FacialExpressionModel) saves loading the configured one."""
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.vision.pipeline import Pipeline

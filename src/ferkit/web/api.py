@@ -6,7 +6,7 @@ import io
 import logging
 import re
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
@@ -15,6 +15,9 @@ from ferkit.vision.result import ImageResult
 from ferkit.web.config import too_large_message, upload_caps
 from ferkit.web.slots import client_address
 from ferkit.web.uploads import QueueFull
+
+if TYPE_CHECKING:
+    from flask import Response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
@@ -97,13 +100,13 @@ def _jobs():
 
 
 @bp.get("/health")
-def health():
+def health() -> Response:
     pipeline = current_app.extensions["ferkit.pipeline"]
     return jsonify(status="ok", engine=pipeline.model.engine)
 
 
 @bp.post("/predict")
-def predict():
+def predict() -> Response:
     image_data = _image_upload()  # a FerkitError is a 400 (create_app), naming the file
     with decoded(image_data, _sent_name("image")) as image:
         faces = current_app.extensions["ferkit.pipeline"](image)
@@ -111,7 +114,7 @@ def predict():
 
 
 @bp.post("/videos")
-def create_video_job():
+def create_video_job() -> tuple[Response, int]:
     body = _body("video")  # copied to the job's folder, never whole in memory
     head = body.read(SNIFF_BYTES)
     _check_kind("video", head)
@@ -126,7 +129,7 @@ def create_video_job():
 
 
 @bp.get("/videos/<job_id>")
-def video_job(job_id: str):
+def video_job(job_id: str) -> Response:
     job = _jobs().get(job_id)
     if job is None:
         abort(404, "no such job (it may have expired)")
@@ -134,7 +137,7 @@ def video_job(job_id: str):
 
 
 @bp.delete("/videos/<job_id>")
-def delete_video_job(job_id: str):
+def delete_video_job(job_id: str) -> Response:
     """Cancel the job (a running one stops at its next frame) and delete its files."""
     if not _jobs().delete(job_id):
         abort(404, "no such job (it may have expired)")
@@ -142,7 +145,7 @@ def delete_video_job(job_id: str):
 
 
 @bp.get("/videos/<job_id>/<name>")
-def video_file(job_id: str, name: str):
+def video_file(job_id: str, name: str) -> Response:
     job = _jobs().get(job_id)
     path = job.output(name) if job else None
     if path is None:

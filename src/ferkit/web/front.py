@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 from ferkit.web.config import too_large_message
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 HEAD_TIMEOUT_S = 10.0  # the whole head must arrive within this
@@ -194,7 +198,7 @@ class Front:
             return now - self.started > HEAD_TIMEOUT_S
         return self.received < (now - self.started - BODY_GRACE_S) * BODY_MIN_RATE
 
-    def request(self):
+    def request(self) -> Iterator[bytes]:
         """The complete request, as the parser reads it."""
         yield bytes(self.head)
         self.body.seek(0)

@@ -83,7 +83,7 @@ def _handshake():
 
 
 @sock.route("/ws/live", bp=bp)
-def live(ws):
+def live(ws) -> None:
     slots, client = current_app.extensions["ferkit.live_slots"], client_address()
     refused = slots.acquire(client)
     if refused is not None:

@@ -13,8 +13,12 @@ import re
 import secrets
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
+
+if TYPE_CHECKING:
+    from typing import TextIO
 
 current_id: contextvars.ContextVar[str] = contextvars.ContextVar("ferkit_log_id", default="-")
 FORMAT = "%(asctime)s %(levelname)s [%(log_id)s] %(name)s: %(message)s"
@@ -28,7 +32,7 @@ class _WithId(logging.Filter):
         return True
 
 
-def setup(stream=None, level: int = logging.INFO) -> logging.Handler:
+def setup(stream: TextIO | None = None, level: int = logging.INFO) -> logging.Handler:
     """Send ferkit's log lines, each with its request or job id, to `stream` (stderr)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_WithId())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import cv2
 from flask import Blueprint, Response, abort, current_app
@@ -16,13 +17,18 @@ from flask import Blueprint, Response, abort, current_app
 from ferkit.vision.overlay import draw
 from ferkit.web.slots import client_address
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ferkit.vision.pipeline import Pipeline
+
 log = logging.getLogger(__name__)
 
 bp = Blueprint("stream", __name__)
 
 
 class SharedCapture:
-    def __init__(self, source, pipeline):
+    def __init__(self, source: str | int | None, pipeline: Pipeline):
         self.source = 0 if source is None else int(source) if str(source).isdigit() else str(source)
         self.pipeline = pipeline
         self.cond = threading.Condition()
@@ -90,7 +96,7 @@ class SharedCapture:
                 self.thread = None
                 self.cond.notify_all()
 
-    def frames(self):
+    def frames(self) -> Iterator[bytes]:
         """JPEG frames for one viewer, for as long as it watches."""
         with self.cond:
             self.viewers += 1
@@ -113,7 +119,7 @@ class SharedCapture:
 
 
 @bp.get("/video_feed")
-def video_feed():
+def video_feed() -> Response:
     capture: SharedCapture = current_app.extensions["ferkit.stream"]
     slots = current_app.extensions["ferkit.live_slots"]  # a viewer holds a thread, as a camera
     client = client_address()

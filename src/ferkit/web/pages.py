@@ -4,12 +4,18 @@ Each page is a template of the same name; this one table gives both the routes a
 navigation bar (a full label, and a short one that fits a phone's width).
 """
 
+from __future__ import annotations
+
 from functools import partial
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from ferkit.labels import hex_colors
 from ferkit.web.config import upload_caps, upload_limit_mb
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
 
 bp = Blueprint("pages", __name__)
 PAGES = [  # (URL, template and endpoint name, navigation label, short label)
@@ -24,7 +30,7 @@ for url, name, _, _ in PAGES:
 
 
 @bp.get("/favicon.ico")
-def favicon():
+def favicon() -> Response:
     """Browsers ask for this path whatever the page links; answer with the page icon."""
     return redirect(url_for("static", filename="favicon.svg"), 301)
 

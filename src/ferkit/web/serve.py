@@ -4,10 +4,14 @@ the buffering worker (`ferkit.web.server`)."""
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 from ferkit.errors import FerkitError
 from ferkit.web import create_app, shutdown
 from ferkit.web.config import HOST, PORT, THREADS
+
+if TYPE_CHECKING:
+    from ferkit.model.recognizer import FacialExpressionModel
 
 
 def check_port(host: str, port: int) -> None:
@@ -28,7 +32,7 @@ def serve(
     host: str = HOST,
     port: int = PORT,
     threads: int = THREADS,
-    model=None,
+    model: FacialExpressionModel | None = None,
     worker: str = "buffering",
 ) -> None:
     """One gunicorn process (one model in memory) with the buffering worker of

@@ -26,6 +26,7 @@ import socket
 import sys
 import time
 from functools import partial
+from typing import TYPE_CHECKING
 
 from gunicorn import http
 from gunicorn.app.base import BaseApplication
@@ -34,6 +35,11 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from ferkit.web.config import DEFAULTS
 from ferkit.web.front import MAX_HEAD_BYTES, Front, Refused
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flask import Flask
 
 DRAIN_S = 2.0  # how long a closing connection's remaining bytes are read and discarded
 STOP_GRACE_S = 1.0  # a stop lets requests in progress finish for this long
@@ -318,7 +324,12 @@ WORKERS = {"buffering": f"{__name__}.BufferingWorker", "gthread": "gthread"}
 
 
 def run(
-    app_factory, host: str, port: int, threads: int, on_exit, worker: str = "buffering"
+    app_factory: Callable[[], Flask],
+    host: str,
+    port: int,
+    threads: int,
+    on_exit: Callable[[Flask | None], None],
+    worker: str = "buffering",
 ) -> None:
     """Gunicorn with one worker process and the buffering worker; Ctrl-C or SIGTERM stops it.
 
