@@ -70,7 +70,7 @@ def add_train(sub: Subcommands) -> None:
         ],
     )
 
-    from ferkit.training.config import TrainConfig  # no Keras: the one home of the defaults
+    from ferkit.training.config import RECIPES, TrainConfig  # no Keras: the defaults' home
 
     config = TrainConfig([])
     defaults = {**vars(config), **config.augment}
@@ -94,7 +94,7 @@ def add_train(sub: Subcommands) -> None:
     )
     p.add_argument(
         "--recipe",
-        choices=["seed", "default", "blurred"],
+        choices=list(RECIPES),
         help="preset settings (flags still override)",
     )
     for flag, kind, text in (  # the settings with a default (TrainConfig's)
