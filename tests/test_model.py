@@ -8,11 +8,14 @@ from ferkit.cli import main
 from ferkit.errors import FerkitError
 from ferkit.model.folder import load_keras_model
 from ferkit.model.recognizer import FacialExpressionModel, embedded_model_dir
-from ferkit.training.nets import build_trainer, network
+from ferkit.training.nets import build_model, build_trainer, network
 
 
 def test_seed_architecture_has_the_seed_parameter_count():
-    assert network("seed").count_params() == 4_478_727
+    model = build_model("seed")  # the walkthrough notebook's plain compiled model
+    assert model.count_params() == 4_478_727
+    assert model.optimizer.__class__.__name__ == "Adam"
+    assert model.loss.__class__.__name__ == "CategoricalCrossentropy"
     trainer = build_trainer("seed", 1e-3)
     assert trainer.net.count_params() == 4_478_727
     assert trainer.optimizer.__class__.__name__ == "Adam"

@@ -119,6 +119,27 @@ def network(arch: str = DEFAULT_ARCH) -> keras.Model:
     return ARCHITECTURES[arch]()
 
 
+def build_model(
+    arch: str = DEFAULT_ARCH,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+    label_smoothing: float = 0.0,
+) -> keras.Model:
+    """A plain compiled network (Adam, cross-entropy, accuracy) for `model.fit` as in the
+    Keras examples: the walkthrough notebook's. `ferkit train` runs `build_trainer`'s."""
+    return _compiled(network(arch), keras.optimizers.Adam(learning_rate), label_smoothing)
+
+
+def _compiled(
+    model: keras.Model, optimizer: keras.Optimizer, label_smoothing: float
+) -> keras.Model:
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def js_divergence(p: Tensor, q: Tensor) -> Tensor:
     """Jensen-Shannon divergence between two batches of class probabilities, batch mean."""
     from keras import ops
@@ -207,11 +228,7 @@ def build_trainer(
     optimizer = keras.optimizers.Adam(
         learning_rate, use_ema=ema is not None, ema_momentum=ema if ema is not None else 0.99
     )
-    trainer.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=["accuracy"],
-    )
+    _compiled(trainer, optimizer, label_smoothing)
     trainer(keras.ops.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1)))
     trainer.optimizer.build(trainer.trainable_variables)
     return trainer
