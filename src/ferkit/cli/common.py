@@ -6,6 +6,7 @@ face and video options.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from ferkit.errors import FerkitError
 from ferkit.model.folder import ENGINES
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import TypeAlias
 
     from ferkit.vision.pipeline import Pipeline
@@ -133,15 +134,21 @@ def whole(text: str) -> int:
     return int(text)
 
 
-def positive(text: str) -> float:
-    """A number above 0 (seconds, megabytes): anything else is a usage error."""
+def _number(text: str, fits: Callable[[float], bool], wanted: str) -> float:
+    """`text` as a number that `fits`, else a usage error saying what was `wanted` (not a
+    number, NaN included, fits nothing)."""
     try:
         value = float(text)
     except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"a number above 0, not {text!r}")
+        value = math.nan
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"{wanted}, not {text!r}")
     return value
+
+
+def positive(text: str) -> float:
+    """A number above 0 (seconds, megabytes): anything else is a usage error."""
+    return _number(text, lambda v: 0 < v < math.inf, "a number above 0")
 
 
 def port(text: str) -> int:
@@ -153,13 +160,7 @@ def port(text: str) -> int:
 
 def share(text: str) -> float:
     """A number from 0 to 1 (a share of the target): anything else is a usage error."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"a number from 0 to 1, not {text!r}")
-    return value
+    return _number(text, lambda v: 0 <= v <= 1, "a number from 0 to 1")
 
 
 def add_model_options(p: argparse.ArgumentParser, engine_flag: str = "--engine") -> None:

@@ -80,20 +80,12 @@ def add_serve(sub: Subcommands) -> None:
         default=config.DEFAULTS["LIVE_IDLE_S"],
         help="close a live camera's socket after this many seconds without a frame",
     )
-    p.add_argument(
-        "--max-upload-mb",
-        type=positive,
-        default=config.DEFAULTS["MAX_CONTENT_LENGTH"] // 2**20,
-        metavar="MB",
-        help="largest upload accepted (a video), in megabytes",
-    )
-    p.add_argument(
-        "--max-image-mb",
-        type=positive,
-        default=config.DEFAULTS["MAX_IMAGE_BYTES"] // 2**20,
-        metavar="MB",
-        help="largest photo accepted, in megabytes (each request may hold one in memory)",
-    )
+    for flag, key, what in (
+        ("--max-upload-mb", "MAX_CONTENT_LENGTH", "largest upload accepted (a video)"),
+        ("--max-image-mb", "MAX_IMAGE_BYTES", "largest photo accepted (read whole into memory)"),
+    ):
+        default = config.DEFAULTS[key] // 2**20
+        p.add_argument(flag, type=positive, default=default, metavar="MB", help=f"{what}, in MB")
     add_model_options(p)
     add_face_options(p)
 
