@@ -120,18 +120,20 @@ def note_loops(loops: list[Path]) -> None:
         print(f"note: left out {link}: a symbolic link loop", file=sys.stderr)
 
 
+def _whole(text: str, least: int) -> int:
+    if not text.isdigit() or int(text) < least:
+        raise argparse.ArgumentTypeError(f"a whole number of {least} or more, not {text!r}")
+    return int(text)
+
+
 def count(text: str) -> int:
     """A whole number of 1 or more (frames, workers): anything else is a usage error."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of 1 or more, not {text!r}")
-    return int(text)
+    return _whole(text, 1)
 
 
 def whole(text: str) -> int:
     """A whole number of 0 or more (a per-client cap, where 0 means none)."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"a whole number of 0 or more, not {text!r}")
-    return int(text)
+    return _whole(text, 0)
 
 
 def _number(text: str, fits: Callable[[float], bool], wanted: str) -> float:

@@ -88,6 +88,14 @@ class _Stopped(Exception):
     """Raised between two frames: the server stops, the job was deleted or ran too long."""
 
 
+def _seconds_unchanged(folder: Path) -> float:
+    """Since `folder` last changed; 0 when it is gone (a twin server removed it meanwhile)."""
+    try:
+        return time.time() - folder.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def remove_dead_folders(base: Path) -> int:
     """Delete the job folders of processes that are gone (their lock is free); how many."""
     removed = 0
@@ -100,11 +108,8 @@ def remove_dead_folders(base: Path) -> int:
         except BlockingIOError:
             continue  # a live process holds it
         except FileNotFoundError:
-            try:
-                if time.time() - folder.stat().st_mtime < 60:
-                    continue  # a process that is starting and has not locked it yet
-            except FileNotFoundError:
-                continue  # another server starting at the same time removed it
+            if _seconds_unchanged(folder) < 60:
+                continue  # a process that is starting and has not locked it yet
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1
     return removed
