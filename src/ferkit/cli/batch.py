@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 
 def add_batch(sub: Subcommands) -> None:
+    from ferkit.jobs.executors import EXECUTORS
+
     p = command(
         sub,
         "batch",
@@ -37,7 +39,7 @@ def add_batch(sub: Subcommands) -> None:
     p.add_argument(
         "--engine",
         default="local",
-        choices=["local", "dask"],
+        choices=EXECUTORS,
         help="local: a process pool on this machine; dask: the cluster at --address",
     )
     p.add_argument("--address", help="HOST:PORT of the Dask scheduler (--engine dask)")

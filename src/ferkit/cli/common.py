@@ -192,12 +192,15 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_face_options(p: argparse.ArgumentParser) -> None:
+    # the stages' own lists (OpenCV is loaded with them: 0.1 s on `--help`, none on a run)
+    from ferkit.vision.align import CROPS
+    from ferkit.vision.detectors import DETECTORS
     from ferkit.vision.face import DOUBTFUL, MIN_DETECTION
 
     p.add_argument(
         "--detector",
         default="centerface",
-        choices=["centerface", "haar", "none"],
+        choices=DETECTORS,
         help="face detector (default: %(default)s); none: each image is one face crop",
     )
     p.add_argument(
@@ -216,7 +219,7 @@ def add_face_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--crop",
         default="square",
-        choices=["square", "aligned", "box"],
+        choices=CROPS,
         help="model input: the box made square (default), aligned to FER2013's framing by its "
         "landmarks, or the bare box",
     )
