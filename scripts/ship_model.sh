@@ -4,8 +4,9 @@
 # CANDIDATE is a finished K-fold run (scored out of fold: each face by the fold model that never
 # trained on it), a model folder, or an ensemble folder ('ferkit ensemble'). It is compared face
 # by face with the embedded model on the sharp faces neither trained on (McNemar in the
-# output); unless it is right on more of them, nothing is shipped (exit 1). A K-fold run is
-# exported to ONNX and int8 first and its out-of-fold figures are written to docs/model.
+# output); unless it is right on more of them by more than chance (p < 0.05), nothing is
+# shipped (exit 1). A K-fold run is exported to ONNX and int8 first and its out-of-fold
+# figures are written to docs/model.
 # EMBEDDED and DOCS move the last two (a dry run). The figures in README.md, MODEL.md and
 # docs/experiments.md are then edited by hand, and `make test` run again.
 set -euo pipefail

@@ -172,6 +172,8 @@ def test_blurred_recipe_trains_on_the_sources_alone_and_validates_blurred(tmp_pa
 def test_against_compares_face_by_face_and_require_better_is_the_shipping_rule(
     calibrated_copy, specialist, tmp_path, capsys
 ):
+    from ferkit.training.evaluate import measurably_better
+
     x, y = synthetic_faces(8, seed=6)
     faces = write_folder(tmp_path / "faces", x, y)
     args = ["evaluate", str(faces), "--model", str(specialist), "--against", str(calibrated_copy)]
@@ -182,9 +184,22 @@ def test_against_compares_face_by_face_and_require_better_is_the_shipping_rule(
     assert result["n"] == len(y) and result["accuracy"] == theirs.mean()
     assert result["only_first"] == (mine & ~theirs).sum()
     assert result["only_second"] == (theirs & ~mine).sum()
-    assert code == (0 if mine.sum() > theirs.sum() else 1)
+    assert code == (0 if measurably_better(mine, theirs) else 1)
     assert main(["evaluate", str(faces), "--model", str(specialist), "--against", str(specialist), "--require-better"]) == 1  # fmt: skip
     assert "McNemar p = 1.000" in capsys.readouterr().err
+
+
+def test_the_shipping_rule_wants_more_right_answers_by_more_than_chance():
+    from ferkit.training.evaluate import measurably_better
+
+    same = np.ones(100, dtype=bool)
+    ahead = same.copy()
+    ahead[:12] = False  # the reference is right on 12 faces more: wrong way
+    assert not measurably_better(ahead, same)
+    assert measurably_better(same, ahead)  # 12 to 0: p = 2 / 4096
+    tied = np.zeros(410, dtype=bool)
+    tied[:206] = True  # 206 faces right only here, 204 only there (p = 0.96)
+    assert tied.sum() > (~tied).sum() and not measurably_better(tied, ~tied)
 
 
 def test_mcnemar_is_the_exact_two_sided_binomial_on_discordant_faces():

@@ -76,8 +76,8 @@ def add_evaluate(sub: Subcommands) -> None:
     p.add_argument(
         "--require-better",
         action="store_true",
-        help="with --against: exit 1 unless --model is right on more of those faces "
-        "(the shipping rule)",
+        help="with --against: exit 1 unless --model is right on more of those faces, by more "
+        "than chance (McNemar's test; the shipping rule, MODEL.md)",
     )
     p.add_argument(
         "--calibrate",
