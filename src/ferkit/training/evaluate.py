@@ -98,7 +98,13 @@ def measurably_better(right: np.ndarray, theirs: np.ndarray) -> bool:
     """The shipping rule's verdict on two answers to the same faces: right on more of them,
     and by more than chance (McNemar p < SHIPPING_P). A win by a handful of faces is a tie:
     two 40-epoch recipes that differ on 410 of 2,872 faces split them 206 to 204."""
-    return bool(right.sum() > theirs.sum() and mcnemar(right, theirs)["p"] < SHIPPING_P)
+    return _wins(mcnemar(right, theirs))
+
+
+def _wins(test: dict) -> bool:
+    """`measurably_better` read off a McNemar result: the faces both get right (or both
+    miss) cancel, so "right on more" is "right on more of the faces where they differ"."""
+    return test["only_first"] > test["only_second"] and test["p"] < SHIPPING_P
 
 
 def paired(
@@ -121,12 +127,13 @@ def paired(
     labels = faces.labels[keep]
     right = scores[keep].argmax(axis=1) == labels
     theirs = reference.predict_scores(images[keep]).argmax(axis=1) == labels
+    test = mcnemar(right, theirs)
     return {
         "n": int(keep.sum()),
         "accuracy": float(theirs.mean()),
         "accuracy_of_model": float(right.mean()),
-        "better": measurably_better(right, theirs),
-        **mcnemar(right, theirs),
+        "better": _wins(test),
+        **test,
     }
 
 
