@@ -11,7 +11,7 @@
 # fold 1 and final start first: once fold 1's first epoch is done, the other folds find its
 # compiled programs in the on-disk cache (gpu_setup.sh) instead of compiling them again.
 # FOLD_MINUTES caps each process (default 7; the out-of-fold scores use the epochs every fold
-# reached; a final stopped before the chosen epoch is trained again by the resume).
+# reached; a final stopped before that epoch is trained again by the resume).
 # Needs .devdata/fer.tgz and the keras, namex and optree wheels in .whl/ (docs/experiments.md,
 # "Reproducing the GPU runs"). Each recipe comes back as $OUT/NAME.tgz (folds.json, every
 # fold's history and predictions, the logs, the final model at the top; per-epoch weights

@@ -16,6 +16,7 @@ from conftest import synthetic_faces, write_folder
 
 from ferkit.cli import main
 from ferkit.training import data
+from ferkit.training.evaluate import fold_folders
 
 
 def _ferkit(args, env_extra=None, tmp_cache=None):
@@ -274,7 +275,7 @@ def test_folds_give_out_of_fold_scores_on_every_sharp_face(kfold_run, face_folde
         assert sorted(n.split("/")[0] for n in names) == sorted(
             n.split("/")[0] for n in val.names[::2]
         )
-    # the out-of-fold figure is the folds' own answers at that epoch, on all 28 faces
+    # the out-of-fold figure is the folds' own answers at the last epoch, on all 28 faces
     epoch = report["epochs"]
     correct = 0
     for i, names in enumerate(held, 1):
@@ -284,9 +285,7 @@ def test_folds_give_out_of_fold_scores_on_every_sharp_face(kfold_run, face_folde
         answers = scores[epoch - 1].argmax(axis=1)
         correct += int((answers == val.only(names).labels).sum())
     assert report["accuracy"] == pytest.approx(correct / 28)
-    assert report["per_epoch"][epoch - 1]["accuracy"] == max(
-        e["accuracy"] for e in report["per_epoch"]
-    )
+    assert epoch == len(report["per_epoch"]) == 2  # the recipe's last, not the best pooled
     low, high = report["interval_95"]["accuracy"]
     assert low <= report["accuracy"] <= high
     assert 0 <= report["blur_agreement"] <= 1
@@ -295,12 +294,9 @@ def test_folds_give_out_of_fold_scores_on_every_sharp_face(kfold_run, face_folde
 def test_kept_folds_give_the_out_of_fold_figure_without_weights(kfold_run, face_folders, tmp_path):
     """What docs/model/folds keeps of a finished fold (no weights) is all that
     scripts/kfold_progress.py needs to pool the folds' figure."""
-    kept, val = tmp_path / "kept", data.load(face_folders[1])
+    kept, val = _keep_folds(kfold_run, tmp_path / "kept"), data.load(face_folders[1])
     correct = 0
     for i in (1, 2):
-        (kept / f"fold-{i}").mkdir(parents=True)
-        for name in ("metadata.json", "val_files.txt", "val_scores.npy"):
-            shutil.copy(kfold_run / f"fold-{i}" / name, kept / f"fold-{i}" / name)
         held = val.only(data.read_list(kept / f"fold-{i}" / "val_files.txt"))
         last = np.load(kept / f"fold-{i}" / "val_scores.npy")[-1].argmax(axis=1)
         correct += int((last == held.labels).sum())
@@ -331,7 +327,7 @@ def test_kept_folds_give_the_out_of_fold_figure_without_weights(kfold_run, face_
     assert refused.returncode != 0 and "not the same split" in refused.stderr
 
 
-def test_final_model_trains_on_every_sharp_face_for_the_chosen_epochs(kfold_run, face_folders):
+def test_final_model_trains_on_every_sharp_face_for_the_recipes_epochs(kfold_run, face_folders):
     val = data.load(face_folders[1])
     report = json.loads((kfold_run / "folds.json").read_text())
     final = kfold_run / "final"
@@ -372,6 +368,85 @@ def test_a_kfold_run_teaches_the_same_folds_and_its_final_all_of_them(
     assert "the teacher trained on" in capsys.readouterr().err
 
 
+def test_two_kfold_recipes_are_compared_out_of_fold_by_the_shipping_rule(
+    kfold_run, face_folders, tmp_path, capsys
+):
+    """`evaluate --out-of-fold --against RUN`: a candidate recipe's fold models against
+    another recipe's folds of the same split (kept without weights, as docs/model/folds/
+    keeps the shipped recipe's), face by face on every face."""
+    from ferkit.training.evaluate import paired_runs
+
+    val, kept = data.load(face_folders[1]), _keep_folds(kfold_run, tmp_path / "kept")
+    args = ["evaluate", str(face_folders[1]), "--model", str(kfold_run), "--engine", "keras"]
+    args += ["--out-of-fold", "--against", str(kept), "--require-better"]
+    assert main(args + ["--json"]) == 1  # the same recipe's own folds: no win
+    result = json.loads(capsys.readouterr().out)["against"]
+    report = json.loads((kfold_run / "folds.json").read_text())
+    assert result["n"] == 28 and result["accuracy"] == pytest.approx(report["accuracy"])
+    assert result["accuracy_of_model"] == pytest.approx(report["accuracy"])
+
+    _answer(kept, val, 0)  # a reference right on every face
+    assert main(args) == 1
+    assert "28 faces, both out of fold: " in capsys.readouterr().err
+    _answer(kept, val, 1)  # right on none: a candidate right on all 28 wins, one on none ties
+    perfect = np.eye(7)[val.labels]
+    assert paired_runs(perfect, val, kfold_run, kept)["better"]
+    assert not paired_runs(np.roll(perfect, 1, axis=1), val, kfold_run, kept)["better"]
+    assert main(args + ["--blur", "2"]) == 2
+    assert "kept its folds' answers on the faces as they are" in capsys.readouterr().err
+    (kept / "fold-2" / "backup").mkdir()  # as while fold 2 trains
+    assert main(args) == 2
+    assert "not a finished K-fold run" in capsys.readouterr().err
+    (kept / "fold-2" / "backup").rmdir()
+    names = data.read_list(kept / "fold-2" / "val_files.txt")
+    (kept / "fold-2" / "val_files.txt").write_text("\n".join(names[1:]))
+    assert main(args) == 2
+    assert "fold-2 held out other faces than any fold" in capsys.readouterr().err
+
+
+def test_ship_model_refuses_a_recipe_that_does_not_beat_the_shipped_recipes_folds(
+    kfold_run, face_folders, tmp_path
+):
+    """scripts/ship_model.sh: a K-fold candidate must also beat SHIPPED_FOLDS out of fold,
+    before anything is compared with or copied into the embedded folder."""
+    from ferkit.model.recognizer import embedded_model_dir
+
+    kept = _keep_folds(kfold_run, tmp_path / "kept")
+    _answer(kept, data.load(face_folders[1]), 0)  # a shipped recipe right on every face
+    embedded = shutil.copytree(embedded_model_dir(), tmp_path / "embedded")
+    env = {**os.environ, "EMBEDDED": str(embedded), "DOCS": str(tmp_path / "docs")}
+    script = Path(__file__).parents[1] / "scripts" / "ship_model.sh"
+    shipped = subprocess.run(
+        ["bash", script, _copy(kfold_run, tmp_path), face_folders[1]],
+        env={**env, "SHIPPED_FOLDS": str(kept)},
+        capture_output=True,
+        text=True,
+    )
+    assert shipped.returncode == 1
+    assert f"its recipe does not beat {kept}'s: not shipped" in shipped.stderr
+    assert sorted(p.name for p in embedded.iterdir()) == sorted(
+        p.name for p in embedded_model_dir().iterdir()
+    )
+
+
+def _keep_folds(run: Path, kept: Path) -> Path:
+    """What docs/model/folds keeps of a K-fold run's finished folds: no weights."""
+    for fold in fold_folders(run):
+        (kept / fold.name).mkdir(parents=True)
+        for name in ("metadata.json", "val_files.txt", "val_scores.npy"):
+            shutil.copy(fold / name, kept / fold.name / name)
+    return kept
+
+
+def _answer(kept: Path, faces: data.FaceSet, shift: int) -> None:
+    """Make every kept fold's last-epoch answer each face's label + `shift` (0: all right)."""
+    for fold in fold_folders(kept):
+        scores = np.load(fold / "val_scores.npy")
+        labels = faces.only(data.read_list(fold / "val_files.txt")).labels
+        scores[-1] = np.eye(7)[(labels + shift) % 7]
+        np.save(fold / "val_scores.npy", scores)
+
+
 def test_progress_script_pools_the_finished_folds_last_epoch(kfold_run, face_folders, tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "kfold_progress.py"
     last = json.loads((kfold_run / "folds.json").read_text())["per_epoch"][-1]["accuracy"]
@@ -407,7 +482,7 @@ def test_progress_script_pools_the_finished_folds_last_epoch(kfold_run, face_fol
 
 
 def test_fold_models_give_the_out_of_fold_figure_again(kfold_run, face_folders, capsys):
-    """Each fold keeps the weights of the epoch the folds chose together, so `evaluate
+    """Each fold keeps the weights of the stated epoch (the last), so `evaluate
     --out-of-fold` (every face scored by the fold that never trained on it) is the figure."""
     report = json.loads((kfold_run / "folds.json").read_text())
     for i in (1, 2):
@@ -466,11 +541,12 @@ def test_kfold_run_killed_after_its_final_model_resumes_without_training(kfold_r
     assert "out_of_fold" in json.loads((run / "metadata.json").read_text())["metrics"]
 
 
-def test_final_model_trained_beside_the_folds_keeps_the_chosen_epoch(
+def test_final_model_trained_beside_the_folds_keeps_the_stated_epoch(
     kfold_run, tmp_path, capsys, caplog
 ):
     """`--fold final` trains on every sharp face for every epoch while the folds run; the
-    resume keeps the epoch they chose: the weights a final run stopped there gets."""
+    resume keeps the epoch the figure is stated at: the weights a final run stopped there
+    gets."""
     from ferkit.model.folder import read_metadata
 
     run = _copy(kfold_run, tmp_path)
@@ -501,7 +577,7 @@ def test_final_model_trained_beside_the_folds_keeps_the_chosen_epoch(
     assert (run / "model.weights.h5").read_bytes() == (
         run / "final" / "model.weights.h5"
     ).read_bytes()
-    # a final that --max-minutes stopped before the chosen epoch is trained again, to it
+    # a final that --max-minutes stopped before that epoch is trained again, to it
     (run / "final" / "epochs" / f"epoch-{epochs:04d}.npz").unlink()
     final["training"]["epochs_run"] = epochs - 1
     del final["training"]["epoch_kept"]

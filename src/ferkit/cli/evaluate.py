@@ -71,7 +71,9 @@ def add_evaluate(sub: Subcommands) -> None:
         type=Path,
         metavar="MODEL",
         help="also score this model folder (e.g. the shipped one) on the same faces, those "
-        "neither trained on, and compare them face by face (McNemar)",
+        "neither trained on, and compare them face by face (McNemar); with --out-of-fold it "
+        "may be a K-fold run of the same split (its folds kept without weights too), compared "
+        "out of fold on every face",
     )
     p.add_argument(
         "--require-better",
@@ -99,7 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ferkit.model.preprocess import blur
     from ferkit.model.recognizer import FacialExpressionModel
     from ferkit.training import data
-    from ferkit.training.evaluate import format_report, metrics, out_of_fold_scores
+    from ferkit.training.evaluate import fold_folders, format_report, metrics, out_of_fold_scores
 
     if args.out:
         check_data_apart(
@@ -120,6 +122,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise FerkitError("--out-of-fold needs --model RUN, a 'ferkit train --folds' run folder")
     if args.ensemble_with and not args.out_of_fold:
         raise FerkitError("--ensemble-with needs --out-of-fold and --model RUN")
+    if args.blur and args.out_of_fold and args.against and fold_folders(args.against):
+        raise FerkitError(
+            f"--blur: {args.against} kept its folds' answers on the faces as they are"
+        )
     if args.out_of_fold and (args.tta or args.input_blur is not None):
         raise FerkitError("--out-of-fold runs the fold models as trained: no --tta or --input-blur")
     faces = data.load(args.data, usage=args.usage)
@@ -220,17 +226,23 @@ def _alone(args, labels, joined, alone) -> dict:
 
 
 def _compare(args, model, faces, images, scores) -> dict:
-    """The candidate (`--model`) and `--against` on the faces neither trained on."""
+    """The candidate (`--model`) and `--against` on the faces neither trained on, or, for
+    two K-fold runs, out of fold on all of them."""
     from ferkit.model.recognizer import FacialExpressionModel
-    from ferkit.training.evaluate import paired
+    from ferkit.training.evaluate import fold_folders, paired, paired_runs
 
-    reference = FacialExpressionModel.load(args.against, args.engine)
+    runs = args.out_of_fold and bool(fold_folders(args.against))
     try:
-        result = paired(scores, reference, faces, images, model)
+        if runs:
+            result = paired_runs(scores, faces, args.model, args.against)
+        else:
+            reference = FacialExpressionModel.load(args.against, args.engine)
+            result = paired(scores, reference, faces, images, model)
     except FerkitError as err:  # say which model
         raise FerkitError(f"{args.against}: {err}") from err
+    where = "faces, both out of fold" if runs else "faces neither trained on"
     print(
-        f"against {args.against} on the {result['n']} faces neither trained on: "
+        f"against {args.against} on the {result['n']} {where}: "
         f"{result['accuracy_of_model']:.2%} vs {result['accuracy']:.2%} (right only here "
         f"{result['only_first']}, only there {result['only_second']}, McNemar p = "
         f"{result['p']:.3f})",

@@ -136,7 +136,7 @@ def add_train(sub: Subcommands) -> None:
     p.add_argument(
         "--folds",
         type=int,
-        help="K-fold over --val: out-of-fold scores fix the epoch count, then a final model on all of it",
+        help="K-fold over --val: out-of-fold scores at the last epoch, then a final model on all of it",
     )
     p.add_argument(
         "--fold",

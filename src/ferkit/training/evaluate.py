@@ -126,10 +126,40 @@ def paired(
         raise FerkitError("the reference or the candidate trained on every one of these faces")
     labels = faces.labels[keep]
     right = scores[keep].argmax(axis=1) == labels
-    theirs = reference.predict_scores(images[keep]).argmax(axis=1) == labels
+    return _verdict(right, reference.predict_scores(images[keep]).argmax(axis=1) == labels)
+
+
+def paired_runs(scores: np.ndarray, faces: FaceSet, run: str | Path, reference: str | Path) -> dict:
+    """A K-fold run's out-of-fold answers (`scores` of `faces`) and a `reference` K-fold run's
+    at its last epoch, compared face by face on all of `faces`: the shipping rule's comparison
+    of two recipes, as `paired` gives it.
+
+    Every fold of the reference must be finished and hold out the same faces as one of `run`'s
+    (the same split), or one recipe would be scored on other folds than the other. Its folds
+    may be kept without their weights (docs/model/folds/), as the shipped recipe's are.
+    """
+    folds = fold_folders(reference)
+    finished = last_epoch_scores(reference, faces)
+    if not folds or len(finished) < len(folds):
+        raise FerkitError("not a finished K-fold run (a fold-N/ folder per fold, each done)")
+    splits = {frozenset(read_list(fold / "val_files.txt")) for fold in fold_folders(run)}
+    theirs = np.full(len(faces), -1)
+    for name, (held, fold_scores) in finished.items():
+        if frozenset(held.names) not in splits:
+            raise FerkitError(
+                f"{name} held out other faces than any fold of {run}: not the same split"
+            )
+        theirs[faces.positions(held.names)] = fold_scores.argmax(axis=1)
+    if (theirs < 0).any():
+        raise FerkitError(f"no fold held out {int((theirs < 0).sum())} of these faces")
+    return _verdict(scores.argmax(axis=1) == faces.labels, theirs == faces.labels)
+
+
+def _verdict(right: np.ndarray, theirs: np.ndarray) -> dict:
+    """Two answers' figures on the same faces, McNemar's test and the rule's verdict."""
     test = mcnemar(right, theirs)
     return {
-        "n": int(keep.sum()),
+        "n": len(right),
         "accuracy": float(theirs.mean()),
         "accuracy_of_model": float(right.mean()),
         "better": _wins(test),

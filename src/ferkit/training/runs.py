@@ -16,13 +16,14 @@ uninterrupted one would, and its `history.csv` is the same (bit for bit under
 
 `--folds K` trains K runs (`fold-1/` ...), each validated on one stratified K-th of the
 sharp set (`--val`) and trained on the rest plus the training sources; their per-epoch
-predictions give out-of-fold scores on every sharp face (`folds.json`), which fix the epoch
-count; each fold's model then becomes its weights of that epoch (kept per epoch in
-`fold-N/epochs/`), so `ferkit evaluate --out-of-fold` can score the figure again. `final/`
-trains on all sharp faces for that many epochs, and its model is the run's model. With
-`--fold final` it trains alongside the folds instead, for every epoch, keeping each; the
-resume that ends the run then keeps the chosen one (same batches, same schedule: the same
-weights as a run stopped there), so a lent GPU runs the whole K-fold in one go.
+predictions give out-of-fold scores on every sharp face (`folds.json`), stated at the last
+epoch every fold reached (the recipe's, not the best one on these faces); each fold's model
+then becomes its weights of that epoch (kept per epoch in `fold-N/epochs/`), so `ferkit
+evaluate --out-of-fold` can score the figure again. `final/` trains on all sharp faces for
+that many epochs, and its model is the run's model. With `--fold final` it trains alongside
+the folds instead, for every epoch, keeping each; the resume that ends the run then keeps
+that epoch's (same batches, same schedule: the same weights as a run stopped there), so a
+lent GPU runs the whole K-fold in one go.
 """
 
 from __future__ import annotations
