@@ -146,7 +146,7 @@ def _kept_rows(args, faces: data.FaceSet) -> list[Row]:
         rows.append(
             Row(
                 f"{name} + {folder.name} (geometric mean)",
-                lambda images, inputs, m=member: joined_with(m, images, images, scores[which]),
+                lambda images, inputs, m=member: joined_with(m, images, images, [scores[which]]),
                 which,
                 can_blur=False,
             )
@@ -158,7 +158,7 @@ def _joined(run: Path, member: FacialExpressionModel):
     """Each face's fold model joined with `member` (which never saw a sharp face) by the
     ensemble rule: `ferkit evaluate --out-of-fold --ensemble-with`."""
     return lambda images, inputs: joined_with(
-        member, images, inputs, out_of_fold_scores(run, images, inputs)
+        member, images, inputs, [out_of_fold_scores(run, images, inputs)]
     )
 
 

@@ -404,6 +404,39 @@ def test_two_kfold_recipes_are_compared_out_of_fold_by_the_shipping_rule(
     assert "fold-2 held out other faces than any fold" in capsys.readouterr().err
 
 
+def test_an_ensemble_recipe_is_measured_and_kept_out_of_fold(kfold_run, face_folders, tmp_path):
+    """kfold_progress.py --join: two K-fold runs' nets joined fold by fold (each weighing the
+    same) are one ensemble recipe; --require-better applies the shipping rule to it against
+    another run, and --keep writes its answers as a kept run that the next candidate faces."""
+    from ferkit.training.evaluate import fold_answers
+
+    val = data.load(face_folders[1])
+    right, also, wrong = (_keep_folds(kfold_run, tmp_path / n) for n in ("a", "b", "c"))
+    for kept, shift in ((right, 0), (also, 0), (wrong, 1)):
+        _answer(kept, val, shift)
+    folds = fold_answers([right, also], val)
+    assert sorted(folds) == ["fold-1", "fold-2"] and all(len(n) == 2 for _, n in folds.values())
+    script = Path(__file__).parents[1] / "scripts" / "kfold_progress.py"
+
+    def progress(*args) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(script), *map(str, args), "--require-better"]
+        return subprocess.run(command, capture_output=True, text=True)
+
+    ensemble = tmp_path / "ensemble"
+    shown = progress(right, face_folders[1], "--join", also, "--against", wrong, "--keep", ensemble)
+    assert shown.returncode == 0, shown.stderr
+    assert "pooled: 100.0% " in shown.stdout and "right only here 28, only there 0" in shown.stdout
+    assert sorted(p.name for p in ensemble.iterdir()) == ["fold-1", "fold-2"]
+    beaten = progress(wrong, face_folders[1], "--against", ensemble)
+    assert beaten.returncode == 1 and "not measurably better than" in beaten.stderr
+    assert "0.0% against 100.0%" in beaten.stdout
+    (right / "fold-2" / "backup").mkdir()  # as while fold 2 trains: no verdict, nothing kept
+    unfinished = progress(right, face_folders[1], "--against", wrong, "--keep", tmp_path / "x")
+    assert unfinished.returncode != 0 and "has unfinished folds" in unfinished.stderr
+    assert not (tmp_path / "x").exists()
+    assert progress(right, face_folders[1], "--against", wrong).returncode == 1
+
+
 def test_ship_model_refuses_a_recipe_that_does_not_beat_the_shipped_recipes_folds(
     kfold_run, face_folders, tmp_path
 ):

@@ -199,7 +199,7 @@ def _join(args, faces, images, fold_scores):
 
     partner = FacialExpressionModel.load(args.ensemble_with, args.engine)
     try:
-        return joined_with(partner, faces.images, images, fold_scores)
+        return joined_with(partner, faces.images, images, [fold_scores])
     except FerkitError as err:  # say which model
         raise FerkitError(f"{args.ensemble_with}: {err}") from err
 

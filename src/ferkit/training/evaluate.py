@@ -6,6 +6,7 @@ Whether the faces are ones the model trained on comes from `ferkit.model.fingerp
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ import numpy as np
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, NUM_CLASSES
 from ferkit.model.fingerprints import decode_fingerprints, fingerprints, trained_on
-from ferkit.training.data import FaceSet, read_list
+from ferkit.training.data import FaceSet, read_list, write_list
 
 if TYPE_CHECKING:
     from ferkit.model.recognizer import FacialExpressionModel
@@ -207,6 +208,46 @@ def last_epoch_scores(run: str | Path, faces: FaceSet) -> dict[str, tuple[FaceSe
     return folds
 
 
+def fold_answers(
+    runs: list[str | Path], faces: FaceSet
+) -> dict[str, tuple[FaceSet, list[np.ndarray]]]:
+    """`last_epoch_scores` of several K-fold runs of the same split, fold by fold (one score
+    array a run): the members of an ensemble recipe (one net of each recipe a face), to be
+    joined by the ensemble rule and measured out of fold, from folds kept without weights
+    too. A fold is in only when every run finished it.
+    """
+    first, *others = runs
+    folds = {
+        name: (held, [scores]) for name, (held, scores) in last_epoch_scores(first, faces).items()
+    }
+    for other in others:
+        theirs = last_epoch_scores(other, faces)
+        for name in list(folds):
+            if name not in theirs:
+                del folds[name]
+            elif theirs[name][0].names != folds[name][0].names:
+                raise FerkitError(f"{other}: {name} held out other faces than {first}'s")
+            else:
+                folds[name][1].append(theirs[name][1])
+    return folds
+
+
+def keep_folds(out: Path, folds: dict[str, tuple[FaceSet, np.ndarray]], made: str) -> None:
+    """Write finished folds' answers as a kept run (docs/model/folds/README.md): what
+    `last_epoch_scores`, and so `paired_runs` and `--against`, read; `made` says how they were
+    made (an ensemble recipe's joined answers, say), since no net of the run is kept."""
+    from ferkit.files import write_atomic, write_json
+
+    for name, (held, scores) in folds.items():
+        fold = out / name
+        fold.mkdir(parents=True, exist_ok=True)
+        write_list(fold / "val_files.txt", held.names)
+        buffer = io.BytesIO()
+        np.save(buffer, scores[None].astype(np.float16))  # one epoch: the stated one
+        write_atomic(fold / "val_scores.npy", buffer.getvalue())
+        write_json(fold / "metadata.json", {"labels": list(EMOTIONS), "kept": made})
+
+
 def fold_models(run: str | Path, engine: str = "auto") -> list:
     """The fold models of a K-fold run (`fold-1/` ... `fold-K/`), in order."""
     from ferkit.model.recognizer import FacialExpressionModel
@@ -248,11 +289,15 @@ def out_of_fold_scores(
 
 
 def joined_with(
-    member: FacialExpressionModel, images: np.ndarray, inputs: np.ndarray, scores: np.ndarray
+    member: FacialExpressionModel,
+    images: np.ndarray,
+    inputs: np.ndarray,
+    scores: list[np.ndarray],
 ) -> np.ndarray:
-    """Out-of-fold `scores` of `images` joined with a `member` model by the ensemble rule
-    (it is shown `inputs`). The member must never have trained on any of these faces, or the
-    joined figure would not be out of fold."""
+    """Out-of-fold `scores` of `images` (one array per net a face) joined with a `member`
+    model by the ensemble rule, every one weighing the same (it is shown `inputs`). The member
+    must never have trained on any of these faces, or the joined figure would not be out of
+    fold."""
     from ferkit.model.recognizer import geometric_mean
 
     seen = trained_on(member.metadata, images)
@@ -260,7 +305,7 @@ def joined_with(
         raise FerkitError("does not list its training faces: not an out-of-fold member")
     if seen.any():
         raise FerkitError(f"trained on {seen.sum()} of these faces: not an out-of-fold member")
-    return geometric_mean([scores, member.predict_scores(inputs, calibrated=False)])
+    return geometric_mean([*scores, member.predict_scores(inputs, calibrated=False)])
 
 
 def agreement(sharp_scores: np.ndarray, blurred_scores: np.ndarray) -> float:
