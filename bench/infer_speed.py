@@ -43,7 +43,7 @@ def thread_rows(faces: np.ndarray, repeats: int) -> list[dict]:
     parallel threads already)."""
     import onnxruntime as ort
 
-    from ferkit.model.folder import INT8_NAME, ONNX_NAME
+    from ferkit.model.folder import INT8_NAME, ONNX_NAME, first_net
     from ferkit.model.recognizer import embedded_model_dir
 
     sessions = {}
@@ -52,7 +52,9 @@ def thread_rows(faces: np.ndarray, repeats: int) -> list[dict]:
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             session = ort.InferenceSession(
-                str(embedded_model_dir() / name), options, providers=["CPUExecutionProvider"]
+                str(first_net(embedded_model_dir()) / name),
+                options,
+                providers=["CPUExecutionProvider"],
             )
             sessions[f"{name}, {threads} thread(s)"] = session
     batch = faces[:1, ..., None].astype("float32")

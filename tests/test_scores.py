@@ -16,6 +16,7 @@ from ferkit.model.calibration import (
     expected_calibration_error,
     fit_temperature,
 )
+from ferkit.model.folder import first_net
 from ferkit.model.preprocess import blur
 from ferkit.model.recognizer import FacialExpressionModel, embedded_model_dir
 
@@ -55,9 +56,9 @@ def test_calibration_record_reports_before_after_and_cross_fitted():
 
 @pytest.fixture(scope="module")
 def calibrated_copy(tmp_path_factory):
-    """The embedded model's folder, copied, to write a temperature into."""
+    """The embedded model's joint net, copied, to write a temperature into."""
     folder = tmp_path_factory.mktemp("models") / "joint"
-    shutil.copytree(embedded_model_dir(), folder)
+    shutil.copytree(first_net(embedded_model_dir()), folder)
     return folder
 
 
@@ -104,7 +105,7 @@ def specialist(calibrated_copy, tmp_path_factory):
     """The embedded net again, told to blur its input like train/: a stand-in specialist
     whose answers differ from the joint member's."""
     folder = tmp_path_factory.mktemp("models") / "blurred"
-    shutil.copytree(embedded_model_dir(), folder)
+    shutil.copytree(first_net(embedded_model_dir()), folder)
     metadata = json.loads((folder / "metadata.json").read_text())
     metadata["preprocessing"]["blur_sigma"] = 3.3
     metadata.pop("calibration", None)

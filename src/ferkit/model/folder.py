@@ -50,6 +50,14 @@ def read_metadata(folder: Path) -> dict:
         raise FerkitError(f"{path}: not valid JSON ({err})") from err
 
 
+def first_net(folder: Path) -> Path:
+    """A model folder's first single net: the folder itself, or an ensemble's first member
+    (the joint net of the embedded ensemble), for what is a property of one network (its
+    ONNX files' thread settings, a copy to alter in a test)."""
+    members = read_metadata(folder).get("ensemble", {}).get("members")
+    return Path(folder) / members[0] if members else Path(folder)
+
+
 def load_keras_model(model_json: str | Path, weights: str | Path) -> Any:
     """Rebuild the architecture from JSON (Keras safe mode: no code in the file runs) and load weights."""
     model_json, weights = Path(model_json), Path(weights)

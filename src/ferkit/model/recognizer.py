@@ -80,9 +80,6 @@ class FacialExpressionModel:
         folder = Path(folder) if folder is not None else embedded_model_dir()
         if engine not in ENGINES:
             raise FerkitError(f"engine must be one of {', '.join(ENGINES)}, got '{engine}'")
-        if not folder.is_dir():
-            what = "is a file, not a model folder" if folder.exists() else "model folder not found"
-            raise FerkitError(f"{folder}: {what}")
         started = time.perf_counter()
         members = read_metadata(folder).get("ensemble", {}).get("members")
         if members:
@@ -95,13 +92,10 @@ class FacialExpressionModel:
                     f"{folder}: an ensemble runs each member as it was measured "
                     "(no input blur or TTA override)"
                 )
-            return cls._ensemble(folder, [cls.load(folder / m, engine) for m in members])
-        if engine == "int8" or (engine == "auto" and (folder / INT8_NAME).exists()):
-            model = cls.from_onnx(folder / INT8_NAME, blur_sigma=blur_sigma, tta=tta)
-        elif engine == "onnx" or (engine == "auto" and (folder / ONNX_NAME).exists()):
-            model = cls.from_onnx(folder / ONNX_NAME, blur_sigma=blur_sigma, tta=tta)
+            nets = [cls._net(folder / m, engine, None, None) for m in members]
+            model = cls._ensemble(folder, nets)
         else:
-            model = cls(folder / JSON_NAME, folder / WEIGHTS_NAME, blur_sigma=blur_sigma, tta=tta)
+            model = cls._net(folder, engine, blur_sigma, tta)
         log.info(
             "loaded the model in %s (%s) in %.2f s",
             folder,
@@ -109,6 +103,21 @@ class FacialExpressionModel:
             time.perf_counter() - started,
         )
         return model
+
+    @classmethod
+    def _net(
+        cls, folder: Path, engine: str, blur_sigma: float | None, tta: bool | None
+    ) -> FacialExpressionModel:
+        """One network of a model folder, by the engine asked for ('auto': int8 ONNX, then
+        float32 ONNX, then Keras, whichever the folder has first)."""
+        if not folder.is_dir():
+            what = "is a file, not a model folder" if folder.exists() else "model folder not found"
+            raise FerkitError(f"{folder}: {what}")
+        if engine == "int8" or (engine == "auto" and (folder / INT8_NAME).exists()):
+            return cls.from_onnx(folder / INT8_NAME, blur_sigma=blur_sigma, tta=tta)
+        if engine == "onnx" or (engine == "auto" and (folder / ONNX_NAME).exists()):
+            return cls.from_onnx(folder / ONNX_NAME, blur_sigma=blur_sigma, tta=tta)
+        return cls(folder / JSON_NAME, folder / WEIGHTS_NAME, blur_sigma=blur_sigma, tta=tta)
 
     @classmethod
     def from_onnx(
