@@ -4,9 +4,9 @@ The faces: all 2,872 of `publictest/`. A K-fold recipe trains its final model on
 of them, so its figure is out-of-fold: each face scored by the fold model of the `ferkit
 train --folds` run (`--folds`, default runs/prev-kfold) that never trained on it, and with
 `--ensemble-with MODEL` joined with MODEL (one that never trained on any of them). The folds
-kept without weights across sessions (`--kept`, default docs/model/folds/ensemble-40, the
-embedded model's recipe, and prev-40, its joint net's recipe alone) give the same figure from
-their last-epoch scores, on the sharp faces only
+kept without weights across sessions (`--kept`, default docs/model/folds/prev-40, the
+embedded model's recipe, and ensemble-40, the best recipe measured, not shipped) give the
+same figure from their last-epoch scores, on the sharp faces only
 (their nets are not kept to be shown blurred ones). Other rows:
 the seed architecture trained the seed's way (train/ only: none of these faces), the
 embedded model and each `--model` folder (an ensemble, a specialist) on whichever of these
@@ -133,7 +133,7 @@ def _plain(model):
 def _kept_rows(args, faces: data.FaceSet) -> list[Row]:
     """Each kept run's out-of-fold row, and each `--ensemble-with` member joined with it."""
     rows = []
-    for folder in args.kept or [FOLDS / "ensemble-40", FOLDS / "prev-40"]:
+    for folder in args.kept or [FOLDS / "prev-40", FOLDS / "ensemble-40"]:
         kept = last_epoch_scores(folder, faces) if folder.is_dir() else {}
         if not kept:
             print(f"no kept folds in {folder}: 'bash scripts/kfold_next.sh' keeps one")
@@ -176,8 +176,8 @@ def main() -> None:
         "--kept",
         type=Path,
         action="append",
-        help="kept folds (default: docs/model/folds/ensemble-40, the shipped recipe, and "
-        "prev-40, the joint net's recipe alone)",
+        help="kept folds (default: docs/model/folds/prev-40, the embedded model's recipe, and "
+        "ensemble-40, the best recipe measured)",
     )
     p.add_argument("--seed-model", type=Path, default=ROOT / "runs" / "seed")
     p.add_argument("--model", type=Path, action="append", default=[], help="more model folders")

@@ -388,11 +388,7 @@ def test_two_kfold_recipes_are_compared_out_of_fold_by_the_shipping_rule(
     _answer(kept, val, 0)  # a reference right on every face
     assert main(args) == 1
     assert "28 faces, both out of fold: " in capsys.readouterr().err
-    assert report["accuracy"] * 28 <= 22  # so the reference wins by 6+ faces: p < 0.05
-    assert main([*args[:-1], "--require-not-worse"]) == 1
-    _answer(kept, val, 1)  # wrong on every face: the candidate is not worse
-    assert main([*args[:-1], "--require-not-worse"]) == 0
-    # right on none: a candidate right on all 28 wins, one on none ties
+    _answer(kept, val, 1)  # right on none: a candidate right on all 28 wins, one on none ties
     perfect = np.eye(7)[val.labels]
     assert paired_runs(perfect, val, kfold_run, kept)["better"]
     assert not paired_runs(np.roll(perfect, 1, axis=1), val, kfold_run, kept)["better"]
@@ -464,29 +460,23 @@ def test_ship_model_refuses_a_recipe_that_does_not_beat_the_shipped_recipes_fold
     assert sorted(p.name for p in embedded.iterdir()) == sorted(
         p.name for p in embedded_model_dir().iterdir()
     )
-    # a folder whose recipe (RECIPE: kfold_progress.py's arguments) wins out of fold ships
-    # when it does not lose to the embedded model on the faces neither trained on
+    # a folder whose recipe (RECIPE: kfold_progress.py's arguments) wins out of fold must
+    # still beat the embedded model on the faces neither trained on: a copy of it only ties
     wrong = _keep_folds(kfold_run, tmp_path / "wrong")
     _answer(wrong, data.load(face_folders[1]), 1)
     candidate = shutil.copytree(embedded_model_dir(), tmp_path / "candidate")
-    metadata = json.loads((candidate / "metadata.json").read_text())
-    (candidate / "metadata.json").write_text(json.dumps({**metadata, "note": "the candidate"}))
     recipe = f"{kept} --join {_keep_folds(kfold_run, tmp_path / 'also')}"
-    shipped = subprocess.run(
-        ["bash", script, candidate, face_folders[1]],
-        env={**env, "SHIPPED_FOLDS": str(wrong), "RECIPE": recipe},
-        capture_output=True,
-        text=True,
-    )
-    assert shipped.returncode == 0, shipped.stderr
-    assert json.loads((embedded / "metadata.json").read_text())["note"] == "the candidate"
-    shipped = subprocess.run(
-        ["bash", script, candidate, face_folders[1]],
-        env={**env, "SHIPPED_FOLDS": str(kept), "RECIPE": f"{wrong}"},
-        capture_output=True,
-        text=True,
-    )
-    assert shipped.returncode == 1 and "its recipe does not beat" in shipped.stderr
+    for shipped_folds, message in [
+        (kept, "its recipe does not beat"),
+        (wrong, f"does not beat {embedded} on the same faces: not shipped"),
+    ]:
+        shipped = subprocess.run(
+            ["bash", script, candidate, face_folders[1]],
+            env={**env, "SHIPPED_FOLDS": str(shipped_folds), "RECIPE": recipe},
+            capture_output=True,
+            text=True,
+        )
+        assert shipped.returncode == 1 and message in shipped.stderr
 
 
 def _keep_folds(run: Path, kept: Path) -> Path:

@@ -82,12 +82,6 @@ def add_evaluate(sub: Subcommands) -> None:
         "than chance (McNemar's test; the shipping rule, MODEL.md)",
     )
     p.add_argument(
-        "--require-not-worse",
-        action="store_true",
-        help="with --against: exit 1 if --against is right on more of those faces by more than "
-        "chance (what a candidate whose recipe won out of fold must still pass)",
-    )
-    p.add_argument(
         "--calibrate",
         action="store_true",
         help="fit the score temperature on these faces (never trained on) and write it into "
@@ -114,9 +108,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             [args.data], args.out, ["metrics.json", "confusion.png", "reliability.png"]
         )
         make_folder(args.out)
-    for flag in ("require_better", "require_not_worse"):
-        if getattr(args, flag) and not args.against:
-            raise FerkitError(f"--{flag.replace('_', '-')} needs --against MODEL")
+    if args.require_better and not args.against:
+        raise FerkitError("--require-better needs --against MODEL")
     if args.calibrate and args.model is None:
         raise FerkitError("--calibrate needs --model FOLDER: the temperature is written into it")
     for flag in ("blur", "input_blur"):
@@ -195,8 +188,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         write_json(args.out / "metrics.json", result)
     print(json.dumps(result) if args.json else format_report(result))
     if args.require_better and not result["against"]["better"]:
-        return 1
-    if args.require_not_worse and result["against"]["worse"]:
         return 1
     return 0
 

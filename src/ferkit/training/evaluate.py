@@ -99,14 +99,13 @@ def measurably_better(right: np.ndarray, theirs: np.ndarray) -> bool:
     """The shipping rule's verdict on two answers to the same faces: right on more of them,
     and by more than chance (McNemar p < SHIPPING_P). A win by a handful of faces is a tie:
     two 40-epoch recipes that differ on 410 of 2,872 faces split them 206 to 204."""
-    test = mcnemar(right, theirs)
-    return _wins(test["only_first"], test["only_second"], test["p"])
+    return _wins(mcnemar(right, theirs))
 
 
-def _wins(ahead: int, behind: int, p: float) -> bool:
+def _wins(test: dict) -> bool:
     """`measurably_better` read off a McNemar result: the faces both get right (or both
     miss) cancel, so "right on more" is "right on more of the faces where they differ"."""
-    return ahead > behind and p < SHIPPING_P
+    return test["only_first"] > test["only_second"] and test["p"] < SHIPPING_P
 
 
 def paired(
@@ -158,15 +157,13 @@ def paired_runs(scores: np.ndarray, faces: FaceSet, run: str | Path, reference: 
 
 
 def _verdict(right: np.ndarray, theirs: np.ndarray) -> dict:
-    """Two answers' figures on the same faces, McNemar's test and the rule's verdicts both
-    ways (`worse`: the other is measurably better)."""
+    """Two answers' figures on the same faces, McNemar's test and the rule's verdict."""
     test = mcnemar(right, theirs)
     return {
         "n": len(right),
         "accuracy": float(theirs.mean()),
         "accuracy_of_model": float(right.mean()),
-        "better": _wins(test["only_first"], test["only_second"], test["p"]),
-        "worse": _wins(test["only_second"], test["only_first"], test["p"]),
+        "better": _wins(test),
         **test,
     }
 
