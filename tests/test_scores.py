@@ -119,6 +119,7 @@ def test_ensemble_runs_each_member_with_its_own_preprocessing_and_combines_geome
     out = tmp_path / "ensemble"
     assert main(["ensemble", str(calibrated_copy), str(specialist), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["blurred", "joint", "metadata.json"]
+    assert first_net(out) == out / "joint" and first_net(specialist) == specialist
     model = FacialExpressionModel.load(out)
     assert model.engine == "int8" and [m.blur_sigma for m in model.members] == [0.0, 3.3]
     faces = [astronaut[60:260, 150:330], astronaut[:48, :48]]
