@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 from common import FER2013, KFOLD_RUN, ROOT, report
 
-from ferkit.labels import NUM_CLASSES
 from ferkit.model.fingerprints import trained_on
 from ferkit.model.preprocess import blur
 from ferkit.model.recognizer import FacialExpressionModel
@@ -42,6 +41,7 @@ from ferkit.training.evaluate import (
     last_epoch_scores,
     metrics,
     out_of_fold_scores,
+    pooled,
 )
 
 FOLDS = ROOT / "docs" / "model" / "folds"  # kept runs (docs/model/folds/README.md)
@@ -138,11 +138,7 @@ def _kept_rows(args, faces: data.FaceSet) -> list[Row]:
         if not kept:
             print(f"no kept folds in {folder}: 'bash scripts/kfold_next.sh' keeps one")
             continue
-        which = np.zeros(len(faces), dtype=bool)
-        scores = np.zeros((len(faces), NUM_CLASSES), np.float32)
-        for held, fold_scores in kept.values():
-            index = faces.positions(held.names)
-            which[index], scores[index] = True, fold_scores
+        which, scores = pooled(kept, faces)
         name = f"ferkit recipe, out-of-fold at the last epoch ({folder.name}, {len(kept)} folds)"
         rows.append(Row(name, lambda images, inputs, s=scores, w=which: s[w], which, False))
         for member_folder in args.ensemble_with:

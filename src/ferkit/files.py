@@ -67,6 +67,13 @@ def replacing(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def npy_bytes(save: Callable[..., None], *arrays) -> bytes:
+    """What `np.save` or `np.savez` writes, as bytes for `write_atomic`."""
+    buffer = io.BytesIO()
+    save(buffer, *arrays)
+    return buffer.getvalue()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """`data` as the whole content of `path`, or a FerkitError naming `path`."""
     try:

@@ -19,14 +19,14 @@ import keras
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.files import remove_temps, replacing, write_atomic
+from ferkit.files import npy_bytes, remove_temps, replacing, write_atomic
 from ferkit.model.folder import JSON_NAME, WEIGHTS_NAME, write_metadata
 from ferkit.plots import training_curves
 from ferkit.training.config import TrainConfig
 from ferkit.training.nets import ema_weights, predict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +191,6 @@ class EpochFiles(keras.callbacks.Callback):
                 _failpoint("backup", epoch)
             else:
                 model.save_weights(tmp)
-
-
-def npy_bytes(save: Callable[..., None], *arrays: np.ndarray) -> bytes:
-    """What `np.save` or `np.savez` writes, as bytes for `write_atomic`."""
-    buffer = io.BytesIO()
-    save(buffer, *arrays)
-    return buffer.getvalue()
 
 
 def epoch_weights_path(run: Path, epoch: int) -> Path:

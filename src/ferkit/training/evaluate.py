@@ -6,7 +6,6 @@ Whether the faces are ones the model trained on comes from `ferkit.model.fingerp
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -144,16 +143,15 @@ def paired_runs(scores: np.ndarray, faces: FaceSet, run: str | Path, reference: 
     if not folds or len(finished) < len(folds):
         raise FerkitError("not a finished K-fold run (a fold-N/ folder per fold, each done)")
     splits = {frozenset(read_list(fold / "val_files.txt")) for fold in fold_folders(run)}
-    theirs = np.full(len(faces), -1)
-    for name, (held, fold_scores) in finished.items():
+    for name, (held, _) in finished.items():
         if frozenset(held.names) not in splits:
             raise FerkitError(
                 f"{name} held out other faces than any fold of {run}: not the same split"
             )
-        theirs[faces.positions(held.names)] = fold_scores.argmax(axis=1)
-    if (theirs < 0).any():
-        raise FerkitError(f"no fold held out {int((theirs < 0).sum())} of these faces")
-    return _verdict(scores.argmax(axis=1) == faces.labels, theirs == faces.labels)
+    held_out, theirs = pooled(finished, faces)
+    if not held_out.all():
+        raise FerkitError(f"no fold held out {int((~held_out).sum())} of these faces")
+    return _verdict(scores.argmax(axis=1) == faces.labels, theirs.argmax(axis=1) == faces.labels)
 
 
 def _verdict(right: np.ndarray, theirs: np.ndarray) -> dict:
@@ -208,6 +206,19 @@ def last_epoch_scores(run: str | Path, faces: FaceSet) -> dict[str, tuple[FaceSe
     return folds
 
 
+def pooled(
+    folds: dict[str, tuple[FaceSet, np.ndarray]], faces: FaceSet
+) -> tuple[np.ndarray, np.ndarray]:
+    """Folds' held-out scores (`last_epoch_scores`) laid out in `faces`' order: which faces
+    some fold held out, and their scores (zeros elsewhere)."""
+    held_out = np.zeros(len(faces), dtype=bool)
+    scores = np.zeros((len(faces), NUM_CLASSES), np.float32)
+    for held, fold_scores in folds.values():
+        index = faces.positions(held.names)
+        held_out[index], scores[index] = True, fold_scores
+    return held_out, scores
+
+
 def fold_answers(
     runs: list[str | Path], faces: FaceSet
 ) -> dict[str, tuple[FaceSet, list[np.ndarray]]]:
@@ -236,15 +247,14 @@ def keep_folds(out: Path, folds: dict[str, tuple[FaceSet, np.ndarray]], made: st
     """Write finished folds' answers as a kept run (docs/model/folds/README.md): what
     `last_epoch_scores`, and so `paired_runs` and `--against`, read; `made` says how they were
     made (an ensemble recipe's joined answers, say), since no net of the run is kept."""
-    from ferkit.files import write_atomic, write_json
+    from ferkit.files import npy_bytes, write_atomic, write_json
 
     for name, (held, scores) in folds.items():
         fold = out / name
         fold.mkdir(parents=True, exist_ok=True)
         write_list(fold / "val_files.txt", held.names)
-        buffer = io.BytesIO()
-        np.save(buffer, scores[None].astype(np.float16))  # one epoch: the stated one
-        write_atomic(fold / "val_scores.npy", buffer.getvalue())
+        one_epoch = scores[None].astype(np.float16)  # the stated one
+        write_atomic(fold / "val_scores.npy", npy_bytes(np.save, one_epoch))
         write_json(fold / "metadata.json", {"labels": list(EMOTIONS), "kept": made})
 
 
