@@ -15,6 +15,7 @@ import pytest
 from conftest import synthetic_faces, write_folder
 
 from ferkit.cli import main
+from ferkit.errors import FerkitError
 from ferkit.training import data
 from ferkit.training.evaluate import fold_folders
 
@@ -226,27 +227,6 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(face_folders, tm
     assert "nope: no such folder" in capsys.readouterr().err
 
 
-def test_distillation_targets_mix_the_teachers_mean_answer_with_the_label():
-    import keras
-
-    from ferkit.training.nets import build_trainer, network
-
-    teachers = [network("seed"), network("seed")]
-    trainer = build_trainer("vgg", 1e-3, teachers=teachers, distill=0.25)
-    assert len(trainer.weights) == len(build_trainer("vgg", 1e-3).weights)  # not its own
-    x, y = synthetic_faces(1)
-    faces = x[..., None].astype("float32")
-    labels = np.eye(7, dtype="float32")[y]
-    p = trainer(faces)
-    soft = (teachers[0](faces) + teachers[1](faces)) / 2
-    ce = keras.losses.CategoricalCrossentropy()
-    expected = float(ce(0.75 * labels + 0.25 * soft, p))
-    got = float(trainer.compute_loss(x=faces, y=labels, y_pred=p, training=True))
-    assert got == pytest.approx(expected, rel=1e-5) and got != pytest.approx(float(ce(labels, p)))
-    plain = float(trainer.compute_loss(x=faces, y=labels, y_pred=p, training=False))
-    assert plain == pytest.approx(float(ce(labels, p)), rel=1e-5)  # validation: the labels
-
-
 @pytest.fixture(scope="module")
 def kfold_run(tmp_path_factory, face_folders):
     """Fold 1 alone (as parallel processes run them), then --resume: fold 2, the final model."""
@@ -366,6 +346,35 @@ def test_a_kfold_run_teaches_the_same_folds_and_its_final_all_of_them(
     split = args + teach + ["--val-split", "0.5", "--out", tmp_path / "split"]
     assert main([str(a) for a in split]) == 2  # RUN's folds trained on these faces
     assert "the teacher trained on" in capsys.readouterr().err
+
+
+def test_distillation_targets_are_the_served_teachers_scores_mixed_with_the_label(
+    kfold_run, face_folders, tmp_path
+):
+    """Each training face's target is `distill` x the teachers' mean served scores +
+    (1 - `distill`) x its label: an ensemble folder teaches as it predicts (members, rule,
+    calibration); a K-fold run's final model learns from the mean of its folds."""
+    from ferkit.model.folder import write_ensemble
+    from ferkit.model.recognizer import FacialExpressionModel
+    from ferkit.training.config import TrainConfig
+    from ferkit.training.distill import teacher_targets
+
+    faces = data.load(face_folders[0])
+    labels = np.eye(7, dtype="float32")[faces.labels]
+    ensemble = tmp_path / "ensemble"
+    write_ensemble(ensemble, {"a": kfold_run / "fold-1", "b": kfold_run / "fold-2"})
+    served = FacialExpressionModel.load(ensemble).predict_scores(faces.images)
+    cfg = TrainConfig([], teacher=str(ensemble), distill=0.25)
+    targets = teacher_targets(cfg, faces, None)
+    assert np.allclose(targets, 0.75 * labels + 0.25 * served, atol=1e-6)
+    assert np.allclose(targets.sum(axis=1), 1, atol=1e-5) and not np.allclose(targets, labels)
+    folds = [FacialExpressionModel.load(kfold_run / f"fold-{i}") for i in (1, 2)]
+    mean = np.mean([m.predict_scores(faces.images) for m in folds], axis=0)
+    cfg = TrainConfig([], teacher=str(kfold_run), distill=1.0, folds=2)
+    assert np.allclose(teacher_targets(cfg, faces, None), mean, atol=1e-6)
+    assert teacher_targets(TrainConfig([]), faces, None) is None  # no teacher: the labels
+    with pytest.raises(FerkitError, match="--distill must be between 0 and 1"):
+        teacher_targets(TrainConfig([], teacher=str(ensemble), distill=1.5), faces, None)
 
 
 def test_two_kfold_recipes_are_compared_out_of_fold_by_the_shipping_rule(

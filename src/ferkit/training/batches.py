@@ -97,9 +97,14 @@ def _with_jpeg_twin(x, sharp):
 
 
 def batches(
-    faces: data.FaceSet, cfg: TrainConfig, first_epoch: int, last_epoch: int
+    faces: data.FaceSet,
+    cfg: TrainConfig,
+    first_epoch: int,
+    last_epoch: int,
+    targets: np.ndarray | None = None,
 ) -> tuple[tf.data.Dataset | keras.utils.PyDataset, int]:
     """Batches for epochs first_epoch..last_epoch-1 as one stream, and the steps per epoch.
+    Each face's target is its one-hot label, or its row of `targets` (distillation's).
 
     A tf.data pipeline on TensorFlow (stateless random draws keyed by the global step), a
     PyDataset elsewhere (NumPy draws keyed the same way); each epoch's order from `epoch_order`.
@@ -108,7 +113,8 @@ def batches(
     steps = math.ceil(n / bs)
     orders = np.stack([epoch_order(n, cfg.seed, e) for e in range(first_epoch, last_epoch)])
     sharp = sharp_mask(faces.images) if cfg.consistency > 0 else np.zeros(n, dtype=bool)
-    images, labels = faces.images[..., None], one_hot(faces.labels)
+    images = faces.images[..., None]
+    labels = one_hot(faces.labels) if targets is None else targets
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

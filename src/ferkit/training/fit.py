@@ -29,7 +29,7 @@ from ferkit.training.checkpoints import (
     save_model_files,
 )
 from ferkit.training.config import TrainConfig
-from ferkit.training.distill import load_teachers, teacher_folders
+from ferkit.training.distill import teacher_folders, teacher_targets
 from ferkit.training.evaluate import agreement
 from ferkit.training.nets import build_trainer, ema_weights, network, predict, reset_ema
 
@@ -103,16 +103,14 @@ def train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None)
     train_set, val_set = assemble(cfg)
     data.write_list(out / "train_files.txt", sorted(set(train_set.names)))
     data.write_list(out / "val_files.txt", val_set.names if val_set else [])
+    targets = teacher_targets(cfg, train_set, val_set)  # before the policy: float32 teachers
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(cfg.precision)
     steps = math.ceil(len(train_set) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate, steps * cfg.epochs, alpha=0.01
     )
-    teachers = load_teachers(cfg, val_set)
-    trainer = build_trainer(
-        cfg.arch, schedule, cfg.label_smoothing, cfg.consistency, cfg.ema, teachers, cfg.distill
-    )
+    trainer = build_trainer(cfg.arch, schedule, cfg.label_smoothing, cfg.consistency, cfg.ema)
     first = restore_backup(trainer, out / "backup") if (out / "backup").exists() else 0
     if first == 0 and cfg.init:
         start_from(trainer, cfg)
@@ -121,7 +119,7 @@ def train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None)
     val_x = _val_inputs(val_set, cfg.input_blur) if val_set else None
     started = time.monotonic()
     if first < last:
-        stream, steps_per_epoch = batches(train_set, cfg, first, last)
+        stream, steps_per_epoch = batches(train_set, cfg, first, last, targets)
         trainer.fit(
             stream,
             steps_per_epoch=steps_per_epoch,

@@ -152,17 +152,8 @@ def js_divergence(p: Tensor, q: Tensor) -> Tensor:
     return ops.mean((kl_pm + kl_qm) / 2)
 
 
-class _Untracked:
-    """Models the loss calls but the trainer does not own: Keras does not look inside a
-    plain object, so they are neither trained nor saved in its backups."""
-
-    def __init__(self, models: list[keras.Model]):
-        self.models = models
-
-
 class Trainer(keras.Model):
-    """What `fit` trains: a network, and optionally the blur-consistency objective and
-    distillation from teachers.
+    """What `fit` trains: a network, and optionally the blur-consistency objective.
 
     With `consistency` > 0 every training input carries two channels: the augmented face and
     its blurred twin (what train/ would hold of it). The loss is cross-entropy on both plus
@@ -170,12 +161,8 @@ class Trainer(keras.Model):
     so what the net learns from blurred faces is tied to the same face seen sharp. It is
     written as `compute_loss`, the part of the training step Keras lets a model replace on
     every backend (TensorFlow on the CPU, JAX on the lent GPU). Validation inputs have one
-    channel and get the plain loss. Only `net` is ever saved as a model.
-
-    With `teachers` (trained models, frozen) each training target becomes `distill` x their
-    mean answer on the same augmented face + (1 - `distill`) x the label: the net learns the
-    teachers' soft scores (which faces look alike) as well as the labels. Validation and the
-    accuracy metric keep the labels.
+    channel and get the plain loss. Only `net` is ever saved as a model. (Distillation
+    changes the targets, not the loss: `ferkit.training.distill`.)
     """
 
     def __init__(
@@ -183,24 +170,16 @@ class Trainer(keras.Model):
         net: keras.Model,
         consistency: float = 0.0,
         label_smoothing: float = 0.0,
-        teachers: list[keras.Model] = (),
-        distill: float = 0.0,
     ):
         super().__init__(name="trainer")
         self.net = net
         self.consistency = consistency
         self.twin_loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-        self.teachers = _Untracked(list(teachers))
-        self.distill = distill
 
     def call(self, x, training=False):
         return self.net(x[..., :1], training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if self.teachers.models and training and x is not None:
-            answers = [t(x[..., :1], training=False) for t in self.teachers.models]
-            soft = keras.ops.cast(sum(answers) / len(answers), y.dtype)
-            y = (1 - self.distill) * y + self.distill * keras.ops.stop_gradient(soft)
         loss = super().compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
         )
@@ -217,14 +196,12 @@ def build_trainer(
     label_smoothing: float = 0.0,
     consistency: float = 0.0,
     ema: float | None = None,
-    teachers: list[keras.Model] = (),
-    distill: float = 0.0,
 ) -> Trainer:
     """A compiled, built `Trainer` (Adam, cross-entropy, accuracy) around a fresh network;
     built with its optimizer state, so a backup can be loaded into it before `fit`. With
     `ema` (a momentum such as 0.999) Adam also keeps an exponential moving average of the
-    weights (`ema_weights` puts it in the net). `teachers` and `distill`: see `Trainer`."""
-    trainer = Trainer(network(arch), consistency, label_smoothing, teachers, distill)
+    weights (`ema_weights` puts it in the net)."""
+    trainer = Trainer(network(arch), consistency, label_smoothing)
     optimizer = keras.optimizers.Adam(
         learning_rate, use_ema=ema is not None, ema_momentum=ema if ema is not None else 0.99
     )
