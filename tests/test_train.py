@@ -375,6 +375,15 @@ def test_distillation_targets_are_the_served_teachers_scores_mixed_with_the_labe
     assert teacher_targets(TrainConfig([]), faces, None) is None  # no teacher: the labels
     with pytest.raises(FerkitError, match="--distill must be between 0 and 1"):
         teacher_targets(TrainConfig([], teacher=str(ensemble), distill=1.5), faces, None)
+    # the ensemble trained on every validation face; refused, unless the run trains on them too
+    val = data.load(face_folders[1])
+    with pytest.raises(FerkitError, match="trained on 28 of this run's validation faces"):
+        teacher_targets(TrainConfig([], teacher=str(ensemble)), faces, val)
+    both = data.concat([faces, val])
+    assert teacher_targets(TrainConfig([], teacher=str(ensemble)), both, val).shape == (
+        len(both),
+        7,
+    )
 
 
 def test_two_kfold_recipes_are_compared_out_of_fold_by_the_shipping_rule(
