@@ -151,8 +151,9 @@ def add_train(sub: Subcommands) -> None:
     )
     p.add_argument(
         "--teacher",
-        help="learn from this model's scores as well as the labels: a model folder, or a K-fold "
-        "run (its fold i teaches fold i; the final model learns from all its folds)",
+        help="learn from this model's scores as well as the labels, scored once as it serves: a "
+        "model folder (an ensemble too), or a K-fold run (its fold i teaches fold i; the final "
+        "model learns from all its folds)",
     )
     p.add_argument(
         "--sample-sources",
