@@ -1,6 +1,7 @@
 """Teachers for distillation: a model folder (an ensemble too), or a K-fold run whose fold i
 teaches fold i of the same split and whose folds all teach the final model; a teacher that
-saw a validation face is refused (its answers would carry the label into training).
+saw a validation face the run does not train on is refused (its answers would carry the
+label into training).
 
 A teacher answers once per training face, before the first epoch, through the predicting
 path users run (`FacialExpressionModel`: each ensemble member with its own preprocessing, the
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.model.fingerprints import decode_fingerprints, fingerprints
+from ferkit.model.fingerprints import fingerprints, training_overlap
 from ferkit.model.folder import read_metadata
 from ferkit.model.recognizer import FacialExpressionModel
 from ferkit.training import data
@@ -59,14 +60,16 @@ def teacher_targets(
         return None
     if not 0 <= cfg.distill <= 1:
         raise FerkitError(f"--distill must be between 0 and 1, got {cfg.distill}")
-    val_hashes = fingerprints(val_set.images) if val_set is not None else np.empty(0, "<u8")
-    val_hashes = val_hashes[~np.isin(val_hashes, fingerprints(train_set.images))]
+    only_validated = (
+        train_set.images[:0]
+        if val_set is None
+        else val_set.images[~np.isin(fingerprints(val_set.images), fingerprints(train_set.images))]
+    )
     started, scores = time.monotonic(), []
     for folder in folders:
-        metadata = read_metadata(folder)
-        if not metadata.get("trained_on"):
+        seen = training_overlap(read_metadata(folder), only_validated)
+        if seen is None:
             raise FerkitError(f"{folder}: --teacher needs a ferkit model folder or K-fold run")
-        seen = np.isin(val_hashes, decode_fingerprints(metadata)).sum()
         if seen:
             raise FerkitError(
                 f"{folder}: the teacher trained on {seen} of this run's validation faces; "
