@@ -423,7 +423,7 @@ def round_two(only: str = "") -> None:
         ("JPEG, 99 MB of empty markers", lambda: request(port, "POST", "/api/predict", markers, jpg)),  # noqa: E501
         ("JPEG, 10 MB of empty markers, 8 at once", lambda: concurrent(
             [lambda: request(port, "POST", "/api/predict", markers_10, jpg)] * 8)),
-        ("WebSocket, 30 KB frames, replies never read, 10 s", lambda: flood_websocket(port, frame, 10)),  # noqa: E501
+        (f"WebSocket, {len(frame) // 1024} KB frames, replies never read, 10 s", lambda: flood_websocket(port, frame, 10)),  # noqa: E501
         ("1,000 clients, 1 MB of body each, then silent", lambda: parked_bodies(port, 1000, 2**20)),  # noqa: E501
         ("progressive JPEG, 2,000 scans, 2 at once + a 6 MP photo", lambda: concurrent(
             [lambda: request(port, "POST", "/api/predict", scans, jpg)] * 2
