@@ -842,3 +842,13 @@ def test_train_help_states_the_configs_own_defaults(capsys):
     ):
         (entry,) = [o for o in options if o.startswith(flag + " ")]
         assert f"(default {value})" in " ".join(entry.split()), flag
+
+
+def test_cpu_has_bf16_reads_the_x86_flags():
+    from ferkit.training.fit import cpu_has_bf16
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t: avx2\n"
+    assert cpu_has_bf16(avx2) is False  # the recipes' bf16 would be emulated: warned
+    assert cpu_has_bf16(avx2.replace("fma", "fma avx512f avx512_bf16")) is True
+    assert cpu_has_bf16("flags : sse2 amx_tile amx_bf16\n") is True
+    assert cpu_has_bf16("processor : 0\nFeatures : fp asimd bf16\n") is None  # not x86: unknown

@@ -123,7 +123,8 @@ def add_train(sub: Subcommands) -> None:
         (
             "--precision",
             ["float32", "mixed_bfloat16"],
-            "bf16 trains 1.4-1.9x faster on CPUs with AVX512-BF16",
+            "bf16 trains 1.4-1.9x faster on CPUs with AVX512-BF16 (and several times slower, "
+            "emulated, on CPUs without)",
         ),
     ):
         typed = {"choices": kind} if isinstance(kind, list) else {"type": kind}

@@ -5,6 +5,7 @@ curves, save the model files with what they trained on.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -32,6 +33,8 @@ from ferkit.training.config import TrainConfig
 from ferkit.training.distill import teacher_folders, teacher_targets
 from ferkit.training.evaluate import agreement
 from ferkit.training.nets import build_trainer, ema_weights, network, predict, reset_ema
+
+log = logging.getLogger(__name__)
 
 
 def assemble(cfg: TrainConfig) -> tuple[data.FaceSet, data.FaceSet | None]:
@@ -98,6 +101,36 @@ def prepare_run(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     return cfg
 
 
+def cpu_has_bf16(cpuinfo: str) -> bool | None:
+    """Whether the CPU that `cpuinfo` (Linux's /proc/cpuinfo) describes multiplies bfloat16
+    natively (AVX512-BF16 or AMX); None when the text names no x86 flags. Without them
+    mixed_bfloat16 is emulated: an epoch of the specialist took over 7 minutes on an AVX2-only
+    CPU against 100 s in float32 (docs/experiments.md, row 55)."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) if flags else None
+
+
+def _warn_if_bf16_is_emulated(precision: str) -> None:
+    """Say so when a bf16 run is about to train on a CPU that lacks the instructions (the
+    recipes ask for bf16; on a GPU it is native)."""
+    gpu = any(d.startswith("gpu") for d in keras.distribution.list_devices())
+    if precision != "mixed_bfloat16" or gpu:
+        return
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return
+    if cpu_has_bf16(cpuinfo) is False:
+        log.warning(
+            "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): mixed_bfloat16 is "
+            "emulated and several times slower than float32 here; add --precision float32"
+        )
+
+
 def train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None) -> dict:
     """Fit one run (resuming from its backup if any) and save its model files."""
     train_set, val_set = assemble(cfg)
@@ -105,6 +138,7 @@ def train_one(cfg: TrainConfig, out: Path, verbose: int, callbacks: list | None)
     data.write_list(out / "val_files.txt", val_set.names if val_set else [])
     targets = teacher_targets(cfg, train_set, val_set)  # before the policy: float32 teachers
     keras.utils.set_random_seed(cfg.seed)
+    _warn_if_bf16_is_emulated(cfg.precision)
     keras.mixed_precision.set_global_policy(cfg.precision)
     steps = math.ceil(len(train_set) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
