@@ -750,17 +750,16 @@ def test_int8_export_calibrates_on_trained_faces_and_is_served_first(
 def test_embedded_int8_model_gives_the_float_answers(astronaut):
     from ferkit.model.recognizer import FacialExpressionModel, embedded_model_dir
 
-    # the drift below shows only on CPUs without VNNI; the weights' range shows on any
+    # full-range int8 weights saturate ONNX Runtime's 16-bit sums on CPUs without VNNI (the
+    # scores drifted by up to 0.16 there); the weights' range shows it on any CPU
     assert largest_int8_weight(embedded_model_dir() / "model.int8.onnx") <= 64
 
-    # two crops of the face, then a corner of sky: no face, its top two scores a near tie
-    # (0.29 and 0.27), so only its scores are compared, not which of the two wins
+    # two crops of the face, then a corner of sky: no face, its top two scores a near tie,
+    # so only its scores are compared, not which of the two wins
     faces = [astronaut[60:170, 170:280], astronaut[20:240, 130:330], astronaut[:48, :48]]
     int8 = FacialExpressionModel.load(engine="int8").predict_scores(faces)
     exact = FacialExpressionModel.load(engine="onnx").predict_scores(faces)
     np.testing.assert_array_equal(int8[:2].argmax(axis=1), exact[:2].argmax(axis=1))
-    # on CPUs without VNNI, full-range int8 weights saturate ONNX Runtime's 16-bit sums:
-    # the scores drifted by up to 0.16 here before the export used 7-bit weights
     assert np.abs(int8 - exact).max() < 0.05
 
 

@@ -4,6 +4,7 @@ curves, save the model files with what they trained on.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -114,6 +115,7 @@ def cpu_has_bf16(cpuinfo: str) -> bool | None:
     return bool(flags & {"avx512_bf16", "amx_bf16"}) if flags else None
 
 
+@functools.cache  # once a process: a K-fold run calls train_one for every fold
 def _warn_if_bf16_is_emulated(precision: str) -> None:
     """Say so when a bf16 run is about to train on a CPU that lacks the instructions (the
     recipes ask for bf16; on a GPU it is native)."""
